@@ -22,7 +22,7 @@ from harness.results import load
 
 def sweep(methods: list[str], store: Path, isolate: bool, extra: list[str]) -> pd.DataFrame:
     cmd = [sys.executable, "-m", "harness", "-m", f"method={','.join(methods)}",
-           f"store.path={store}", f"trainer.isolate={str(isolate).lower()}", "trainer.progress=false",
+           f"store.url={store}", f"trainer.isolate={str(isolate).lower()}", "trainer.progress=false",
            "summary=false", f"hydra.sweep.dir={store.parent / store.stem}", *extra]
     subprocess.run(cmd, check=True)
     df = load(store, decode=False)

@@ -15,8 +15,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 
-class ConfigError(ValueError):
-    """A bad config value; the message is one line that names the key and the allowed values."""
+from harness.errors import ConfigError  # noqa: E402  (re-exported: schemas raise it)
 
 
 def _check(cond: bool, message: str) -> None:
@@ -199,8 +198,9 @@ class TrainerConfig:
 
 @dataclass
 class StoreConfig:
-    # SQLite file; relative paths are taken from the directory the command was started in.
-    path: str = "results/results.sqlite"
+    # Where results go: a file path or sqlite:///path (relative paths are taken from the directory
+    # the command was started in); other schemes pick other backends (harness.results.backends).
+    url: str = "results/results.sqlite"
     sweep: Optional[str] = None  # a label to select this sweep's runs by; default: Hydra's sweep dir
 
 

@@ -135,11 +135,11 @@ def check_files(cfg) -> None:
                 raise PreflightError(f"model.source: {exc}") from None
         elif source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().is_dir():
             raise PreflightError(f"model.source: no such model folder: {source}")
-    check_store(cfg.store.path)
-    store = store_file(cfg.store.path).resolve()
+    check_store(cfg.store.url)
+    store = store_file(cfg.store.url).resolve()
     existing = store if store.exists() else next(p for p in store.parents if p.exists())
     if not os.access(existing, os.W_OK):
-        raise PreflightError(f"store.path: cannot write {existing} (permission denied)")
+        raise PreflightError(f"store.url: cannot write {existing} (permission denied)")
 
 
 def _check_job(job: list[str], config_name: str) -> str:

@@ -1,21 +1,20 @@
-"""A name -> object registry whose lookups fail with the known names and the closest match."""
+"""A name -> object registry whose lookups fail with the known names and the closest match.
+
+Each entry may carry keyword facts about itself (``Registry.register(name, needs_data=True)``),
+read back with :meth:`Registry.info`, so that a plug-in declares what it needs in its own file.
+"""
 from __future__ import annotations
 
 import difflib
-from typing import Callable, Generic, Iterator, TypeVar
+from typing import Any, Callable, Generic, Iterator, TypeVar
+
+from harness.errors import ConfigError, UnknownNameError
 
 T = TypeVar("T")
 
 
-class UnknownNameError(KeyError):
-    """An unknown registry name; ``str()`` is one line naming the known values."""
-
-    def __str__(self) -> str:
-        return str(self.args[0])
-
-
 def unknown_name_message(kind: str, name: str, known: list[str]) -> str:
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    close = difflib.get_close_matches(str(name), known, n=1, cutoff=0.5)
     hint = f" Did you mean '{close[0]}'?" if close else ""
     return f"unknown {kind} '{name}'; known: {', '.join(sorted(known))}.{hint}"
 
@@ -24,24 +23,32 @@ class Registry(Generic[T]):
     def __init__(self, kind: str) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._info: dict[str, dict[str, Any]] = {}
 
-    def register(self, name: str) -> Callable[[T], T]:
+    def register(self, name: str, **info: Any) -> Callable[[T], T]:
         def add(obj: T) -> T:
-            if name in self._items:
+            if name in self._items and self._items[name] is not obj:
                 raise ValueError(f"{self.kind} '{name}' is registered twice")
             self._items[name] = obj
+            self._info[name] = dict(info)
             return obj
 
         return add
 
     def check(self, name: str, key: str | None = None) -> None:
+        """Raise :class:`ConfigError` (one line, close match) unless ``name`` is registered."""
         if name not in self._items:
-            raise _config_error(unknown_name_message(key or self.kind, name, self.names()))
+            raise ConfigError(unknown_name_message(key or self.kind, name, self.names()))
 
     def get(self, name: str) -> T:
         if name not in self._items:
             raise UnknownNameError(unknown_name_message(self.kind, name, self.names()))
         return self._items[name]
+
+    def info(self, name: str) -> dict[str, Any]:
+        """The facts ``name`` was registered with (empty if none)."""
+        self.get(name)
+        return self._info[name]
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -51,9 +58,3 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
-
-
-def _config_error(message: str) -> Exception:
-    from harness.config import ConfigError
-
-    return ConfigError(message)

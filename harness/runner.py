@@ -246,7 +246,7 @@ def run_job(cfg: DictConfig) -> dict:
     """
     run_cfg = validate(cfg)  # a bad config fails here, before anything is trained or stored
     container = OmegaConf.to_container(cfg, resolve=True)
-    store = open_store(run_cfg.store.path)
+    store = open_store(run_cfg.store.url)
     row = base_row(run_cfg, container, _sweep_label(run_cfg))
     if not run_cfg.force and row["config_hash"] in store.finished_hashes():
         return {**row, "status": "skipped"}

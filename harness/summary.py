@@ -86,7 +86,7 @@ class SweepSummary(Callback):
         from harness.results import load
 
         sweep = config.store.sweep or str(config.hydra.sweep.dir)
-        df = load(config.store.path, decode=False)
+        df = load(config.store.url, decode=False)
         done, failed = sweep_outcome(df, sweep, list(EXPECTED_HASHES))
         SWEEP_FAILURES.extend(failed.to_dict("records"))
         if config.tracker.name == "wandb" and len(done) + len(failed):
@@ -96,7 +96,7 @@ class SweepSummary(Callback):
         earlier = int((done["created_at"] < self.started_at).sum())
         print(f"\n[harness] sweep {sweep}: {len(done)} finished"
               + (f" ({earlier} of them before this command, skipped)" if earlier else "")
-              + f", {len(failed)} failed (store: {config.store.path})")
+              + f", {len(failed)} failed (store: {config.store.url})")
         if len(done):
             print(comparison_table(done.sort_values(["method", "quant", "r", "seed"])))
         for _, row in failed.iterrows():

@@ -79,6 +79,14 @@ def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool
     return metrics
 
 
+def training_loss(adapted, kind: TaskType, batch: dict) -> torch.Tensor:
+    """The loss the optimizer minimises: the task type's loss on the batch, plus the method's own
+    term (``Adapted.extra_loss``, e.g. AdaLoRA's orthogonality penalty) when it has one."""
+    loss = kind.loss(kind.logits(adapted.model, batch), batch["labels"])
+    extra = adapted.extra_loss()
+    return loss if extra is None else loss + extra
+
+
 def _better(metric: str, new: float, old: float | None) -> bool:
     if old is None:
         return True
@@ -113,7 +121,7 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
         for batch in train_batches:
             batch = {k: v.to(device) for k, v in batch.items()}
             with autocast_context(device, use_bf16):
-                loss = kind.loss(kind.logits(model, batch), batch["labels"])
+                loss = training_loss(adapted, kind, batch)
             if not torch.isfinite(loss):
                 raise NonFiniteLossError(f"training loss became {float(loss)} at step {step + 1}")
             loss.backward()

@@ -31,7 +31,7 @@ def compose_config(overrides: list[str] | None = None):
 
 
 def tiny_config(store: Path, *overrides: str):
-    return compose_config([*TINY, f"store.path={store}", *overrides])
+    return compose_config([*TINY, f"store.url={store}", *overrides])
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -48,7 +48,7 @@ def run_main(argv: list[str], monkeypatch) -> int:
     (["-m", "method=lora,dora", "method.r=8,0"], "method.r must be a positive integer, got 0 (grid point: "),
 ])
 def test_bad_input_fails_in_one_line_before_anything_runs(overrides, needle, monkeypatch, capsys, store_path):
-    argv = [a for a in overrides if a == "-m"] + [*TINY, f"store.path={store_path}"] + [
+    argv = [a for a in overrides if a == "-m"] + [*TINY, f"store.url={store_path}"] + [
         a for a in overrides if a != "-m"]
     assert run_main(argv, monkeypatch) == 2
     err = capsys.readouterr().err.strip()
@@ -61,7 +61,7 @@ def test_an_unreadable_data_file_fails_in_one_line(tmp_path, monkeypatch, capsys
     data = tmp_path / "data.csv"
     data.write_text("text,label\na,0\n")
     data.chmod(0)
-    assert run_main([*TINY, f"store.path={store_path}", f"task.data_path={data}"], monkeypatch) == 2
+    assert run_main([*TINY, f"store.url={store_path}", f"task.data_path={data}"], monkeypatch) == 2
     assert "cannot read" in capsys.readouterr().err and not store_path.exists()
 
 
@@ -70,7 +70,7 @@ def test_a_file_that_is_not_a_store_is_never_overwritten(tmp_path, monkeypatch, 
     path = tmp_path / "results.sqlite"
     path.write_bytes(content or b"SQLite format 3\x00" + bytes(84))  # a broken SQLite header
     before = path.read_bytes()
-    assert run_main([*TINY, f"store.path={path}"], monkeypatch) == 2
+    assert run_main([*TINY, f"store.url={path}"], monkeypatch) == 2
     err = capsys.readouterr().err.strip()
     assert "is not a results store" in err and len(err.splitlines()) == 1
     assert path.read_bytes() == before
@@ -81,7 +81,7 @@ def test_an_sqlite_file_of_another_program_is_refused_and_kept(tmp_path, monkeyp
     with sqlite3.connect(path) as conn:
         conn.execute("CREATE TABLE notes (x)")
     before = path.read_bytes()
-    assert run_main([*TINY, f"store.path={path}"], monkeypatch) == 2
+    assert run_main([*TINY, f"store.url={path}"], monkeypatch) == 2
     assert "not a results store" in capsys.readouterr().err
     assert path.read_bytes() == before
 
@@ -89,7 +89,7 @@ def test_an_sqlite_file_of_another_program_is_refused_and_kept(tmp_path, monkeyp
 # --- whole sweeps in real processes ------------------------------------------------------------
 
 def harness_cmd(store: Path, sweep_dir: Path, *overrides: str) -> list[str]:
-    return [sys.executable, "-m", "harness", "-m", *TINY, *FAST, f"store.path={store}",
+    return [sys.executable, "-m", "harness", "-m", *TINY, *FAST, f"store.url={store}",
             f"hydra.sweep.dir={sweep_dir}", *overrides]
 
 
@@ -157,7 +157,7 @@ def test_parallel_workers_and_a_second_sweep_share_one_store(tmp_path):
 def test_a_single_run_exits_1_when_it_fails_and_0_when_it_is_already_done(tmp_path, monkeypatch, store_path):
     import tests.failing_methods  # noqa: F401
 
-    base = [*TINY, *FAST, f"store.path={store_path}", f"hydra.run.dir={tmp_path / 'run'}"]
+    base = [*TINY, *FAST, f"store.url={store_path}", f"hydra.run.dir={tmp_path / 'run'}"]
     assert run_main([*base, "method.name=raises_test"], monkeypatch) == 1
     monkeypatch.setattr(cli, "FAILED_RUNS", [])
     monkeypatch.setattr(sys, "argv", ["harness", *base])
@@ -169,10 +169,10 @@ def test_a_single_run_exits_1_when_it_fails_and_0_when_it_is_already_done(tmp_pa
 def test_a_preset_that_declares_its_own_sweep_is_checked_point_by_point(store_path):
     from harness.preflight import preflight
 
-    plan = preflight(["-m", "+experiment=legal_case", f"store.path={store_path}",
+    plan = preflight(["-m", "+experiment=legal_case", f"store.url={store_path}",
                       "task.data_path=" + __file__])
     assert len(plan.jobs) == 9 and plan.swept == {"method", "seed"}
     assert len(set(plan.hashes)) == 9
-    narrowed = preflight(["-m", "+experiment=legal_case", "seed=4", f"store.path={store_path}",
+    narrowed = preflight(["-m", "+experiment=legal_case", "seed=4", f"store.url={store_path}",
                           "task.data_path=" + __file__])
     assert len(narrowed.jobs) == 3

@@ -56,7 +56,7 @@ def test_legal_case_preset_runs_on_tiny_settings(tmp_path, store_path):
                   "first_party_winner": [bool(i % 3) for i in range(60)]}).to_csv(tmp_path / "s.csv")
     cfg = compose_config(["+experiment=legal_case", "model=tiny_bert", "trainer=smoke",
                           f"task.data_path={tmp_path / 's.csv'}", "task.train_size=24",
-                          "task.val_size=8", "task.test_size=8", f"store.path={store_path}"])
+                          "task.val_size=8", "task.test_size=8", f"store.url={store_path}"])
     assert cfg.trainer.epochs == 5 and cfg.task.name == "scotus_outcome"  # the preset's values
     row = run_job(cfg)
     assert row["status"] == "finished", row.get("error")

@@ -88,7 +88,7 @@ def test_isolated_run_in_a_worker_process(run_tiny, store_path):
 
 def test_multirun_from_the_command_line_prints_a_comparison(tmp_path):
     store = tmp_path / "sweep.sqlite"
-    cmd = [sys.executable, "-m", "harness", "-m", "method=lora,dora", *TINY, f"store.path={store}",
+    cmd = [sys.executable, "-m", "harness", "-m", "method=lora,dora", *TINY, f"store.url={store}",
            f"hydra.sweep.dir={tmp_path / 'sweep'}"]
     out = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path,
                          env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=600)

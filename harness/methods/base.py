@@ -65,6 +65,11 @@ class Adapted:
         """Called once before the optimizer is made, with the number of steps training will take
         (AdaLoRA's rank schedule is defined over it)."""
 
+    def extra_loss(self) -> torch.Tensor | None:
+        """A term the trainer adds to the task loss at every training step (AdaLoRA's
+        orthogonality penalty); None for methods that have none."""
+        return None
+
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         """Called after every optimizer step with the 1-based global step, while the step's
         gradients are still in place (AdaLoRA scores importance from them)."""

@@ -22,7 +22,7 @@ class SweepReport(Callback):
         sweep = config.store.sweep or str(config.hydra.sweep.dir)
         out = Path(options.out_dir or Path(str(config.hydra.sweep.dir)) / "report")
         try:
-            report = build_report(config.store.path, out, Selection({"sweep": [sweep]}), options)
+            report = build_report(config.store.url, out, Selection({"sweep": [sweep]}), options)
         except (ReportError, StoreError) as exc:
             print(f"[report] no report for sweep {sweep}: {exc}")
             return

@@ -107,7 +107,7 @@ def check_existing(path: Path) -> None:
     Reads only (the file is opened read-only), so a file that is not a store is never changed.
     """
     if path.is_dir():
-        raise StoreError(f"{path} is a directory, not a results store; point store.path at a file")
+        raise StoreError(f"{path} is a directory, not a results store; point store.url at a file")
     try:
         with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
@@ -115,10 +115,10 @@ def check_existing(path: Path) -> None:
                        if "meta" in tables else None)
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a results store ({exc}); "
-                         f"point store.path at a new file") from None
+                         f"point store.url at a new file") from None
     if tables and version is None:
         raise StoreError(f"{path} is an SQLite file but not a results store "
-                         f"(no schema version); point store.path at a new file")
+                         f"(no schema version); point store.url at a new file")
     if version is not None and int(version[0]) > SCHEMA_VERSION:
         raise StoreError(f"{path} has schema version {version[0]}, newer than this "
                          f"harness's {SCHEMA_VERSION}; upgrade the harness")
