@@ -21,11 +21,15 @@ import os
 
 import torch
 from hydra import compose, initialize_config_dir
+from torch.utils.data import DataLoader
 
-from harness.config import register_schemas, validate
-from harness.methods import METHODS
+from harness.validation import register_schemas, validate
+from harness.methods import METHODS, MethodContext, TrainingStart, builder_name
 from harness.models import load_model
 from harness.paths import conf_dir
+from harness.tasks.multitask import task_names
+from harness.tasks.types import TASK_TYPES
+from harness.train import training_loss
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MiB = 2 ** 20
@@ -41,11 +45,22 @@ def storage_key(t: torch.Tensor) -> tuple[int, int]:
     return s.data_ptr(), s.nbytes()
 
 
+def context(cfg, device: torch.device) -> MethodContext:
+    """What the runner tells a method about the run (see harness.pipeline.setup)."""
+    return MethodContext(
+        target_modules=list(cfg.method.target_modules or cfg.model.target_modules),
+        head_modules=list(cfg.model.head_modules), four_bit=bool(cfg.quant.load_in_4bit),
+        task_type=TASK_TYPES.get(cfg.task.task_type)(), task_names=task_names(cfg.task),
+        device=device, seed=int(cfg.seed), gradient_checkpointing=cfg.trainer.gradient_checkpointing,
+        max_grad_norm=cfg.trainer.max_grad_norm)
+
+
 def measure(cfg, batch: dict, device: torch.device) -> dict:
     torch.manual_seed(0)
     model = load_model(cfg.model, cfg.quant, 2, device).model
-    adapted = METHODS.get(cfg.method.name)(model, cfg)
-    adapted.before_training(2)
+    ctx = context(cfg, device)
+    adapted = METHODS.get(builder_name(cfg.method)).build(model, cfg.method, ctx)
+    adapted.before_training(TrainingStart(2, DataLoader([batch], batch_size=None), device))
     optimizer = adapted.make_optimizer()
     params = {storage_key(p) for p in adapted.model.parameters()}
     adapted.model.train()
@@ -62,7 +77,7 @@ def measure(cfg, batch: dict, device: torch.device) -> dict:
             torch.cuda.synchronize(device)
             torch.cuda.reset_peak_memory_stats(device)
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            loss = adapted.model(**batch).loss
+            loss = training_loss(adapted, ctx.task_type, batch)
         loss.backward()
         grads = sum(p.grad.nbytes for p in adapted.model.parameters() if p.grad is not None)
         optimizer.step()

@@ -2,11 +2,16 @@
 
 Exit codes: 0 when every run finished (or was already finished in the store), 1 when a run
 failed (it is recorded, and a multirun still runs the others), 2 for bad input, which is
-reported in one line before anything trains.
+reported in one line before anything trains. The exit code comes from the store's rows for the
+command's jobs, whichever launcher ran them.
 """
 from __future__ import annotations
 
+import math
+import os
 import sys
+import tempfile
+from pathlib import Path
 
 from harness.quiet import quiet_libraries
 
@@ -15,20 +20,21 @@ quiet_libraries()
 import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-from harness.config import ConfigError, register_schemas  # noqa: E402
+from harness.errors import ConfigError  # noqa: E402
+from harness.identity import now_utc  # noqa: E402
 from harness.paths import conf_dir  # noqa: E402
+from harness.plugins import plugins_in_overrides  # noqa: E402
 from harness.preflight import PreflightError, preflight  # noqa: E402
 from harness.results.store import StoreError  # noqa: E402
-
-register_schemas()
+from harness.validation import register_schemas  # noqa: E402
 
 BAD_INPUT = (ConfigError, PreflightError, StoreError)
-# Runs of this process that failed (a multirun's failures also come from harness.summary).
-FAILED_RUNS: list[dict] = []
 
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
-def _job(cfg: DictConfig) -> None:
+def _job(cfg: DictConfig) -> float:
+    """One job; returns its validation value of ``trainer.select_metric`` (NaN if it failed),
+    so that a Hydra sweeper that optimizes an objective (Optuna) can use it."""
     from harness.runner import run_job
     from harness.summary import print_row
 
@@ -38,25 +44,34 @@ def _job(cfg: DictConfig) -> None:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     print_row(row)
-    if row["status"] == "failed":
-        FAILED_RUNS.append(row)
+    if row["status"] == "skipped":
+        from harness.results import load
+
+        done = load(cfg.store.url, status="finished", decode=False)
+        row = done[done["config_hash"] == row["config_hash"]].iloc[-1].to_dict()
+    value = row.get("select_value")
+    return float(value) if row.get("status") == "finished" and value is not None else math.nan
 
 
 def main() -> None:
-    from harness import summary
+    from harness.summary import PLAN_ENV, command_outcome, write_plan
 
-    FAILED_RUNS.clear()
-    summary.SWEEP_FAILURES.clear()
-    summary.EXPECTED_HASHES.clear()
+    argv = sys.argv[1:]
+    since = now_utc()
     try:
-        plan = preflight(sys.argv[1:])
+        register_schemas(plugins_in_overrides(argv))
+        plan = preflight(argv)
     except BAD_INPUT as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    if plan is not None:
-        summary.EXPECTED_HASHES[:] = plan.hashes
-    _job()
-    if FAILED_RUNS or summary.SWEEP_FAILURES:
+    with tempfile.TemporaryDirectory(prefix="harness-plan-") as folder:
+        try:
+            if plan is not None:
+                write_plan(plan.jobs_in_stores, since, Path(folder))
+            _job()
+        finally:
+            os.environ.pop(PLAN_ENV, None)
+    if plan is not None and len(command_outcome(plan.jobs_in_stores, since).failed):
         sys.exit(1)
 
 

@@ -2,8 +2,9 @@
 
 Hydra merges each YAML file onto the dataclass registered for its group, so a misspelt key or a
 value of the wrong type fails at composition time. Checks that types cannot express (ranges,
-names that must exist in a registry, combinations that cannot work) live in ``__post_init__``
-and run when :func:`validate` turns the composed config into objects, before any training.
+combinations within a group) live in ``__post_init__``. The schemas import no plug-in: names
+that must exist in a registry, and what a method supports, are checked by
+:func:`harness.validation.validate`, the one validation step, before any training.
 """
 from __future__ import annotations
 
@@ -11,11 +12,10 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from hydra.core.config_store import ConfigStore
-from omegaconf import DictConfig, OmegaConf
+from harness.errors import ConfigError  # noqa: F401  (re-exported: schemas raise it)
+from harness.fields import selectable_metrics
 
 
-from harness.errors import ConfigError  # noqa: E402  (re-exported: schemas raise it)
 
 
 def _check(cond: bool, message: str) -> None:
@@ -83,11 +83,9 @@ class MethodConfig:
     # None: the model config's target modules for this family.
     target_modules: Optional[list[str]] = None
     quant: QuantNeed = QuantNeed.any
+    builder: Optional[str] = None  # the registered method that builds this config; null: the method's name
 
     def __post_init__(self) -> None:
-        from harness.methods import METHODS
-
-        METHODS.check(self.name, key="method.name")
         _positive_int("method.r", self.r)
         _check(self.alpha > 0, f"method.alpha must be > 0, got {self.alpha!r}")
         _check(0.0 <= self.dropout < 1.0, f"method.dropout must be in [0, 1), got {self.dropout!r}")
@@ -147,11 +145,6 @@ class TaskConfig:
     split_seed: int = 0
 
     def __post_init__(self) -> None:
-        from harness.tasks import TASK_LOADERS
-        from harness.tasks.types import TASK_TYPES
-
-        TASK_LOADERS.check(self.loader, key="task.loader")
-        TASK_TYPES.check(self.task_type, key="task.task_type")
         _positive_int("task.max_length", self.max_length)
         for key in ("train_size", "val_size", "test_size"):
             value = getattr(self, key)
@@ -191,15 +184,15 @@ class TrainerConfig:
         if self.max_steps is not None:
             _positive_int("trainer.max_steps", self.max_steps)
         _check(self.latency_batches >= 1, "trainer.latency_batches must be >= 1")
-        _check(self.select_metric in ("accuracy", "f1_macro", "f1_micro", "eval_loss"),
-               f"trainer.select_metric must be one of accuracy, f1_macro, f1_micro, eval_loss; "
-               f"got {self.select_metric!r}")
+        allowed = selectable_metrics()
+        _check(self.select_metric in allowed,
+               f"trainer.select_metric must be one of {', '.join(allowed)}; got {self.select_metric!r}")
 
 
 @dataclass
 class StoreConfig:
     # Where results go: a file path or sqlite:///path (relative paths are taken from the directory
-    # the command was started in); other schemes pick other backends (harness.results.backends).
+    # the command was started in); other schemes pick other backends (harness.results.store.STORE_BACKENDS).
     url: str = "results/results.sqlite"
     sweep: Optional[str] = None  # a label to select this sweep's runs by; default: Hydra's sweep dir
 
@@ -224,11 +217,6 @@ class TrackerConfig:
     log_adapter: bool = False  # upload each run's adapter as a model artifact
     # PNGs in this folder are logged with the sweep's summary run (e.g. the report's plots).
     plots_dir: Optional[str] = None
-
-    def __post_init__(self) -> None:
-        from harness.tracking import TRACKERS
-
-        TRACKERS.check(self.name, key="tracker")
 
 
 @dataclass
@@ -270,16 +258,8 @@ class RunConfig:
     force: bool = False
     # Print the comparison table of this sweep's runs when a multirun ends.
     summary: bool = True
-
-    def __post_init__(self) -> None:
-        q = self.quant.load_in_4bit
-        need = self.method.quant
-        _check(not (need == QuantNeed.required and not q),
-               f"method={self.method.name} needs a 4-bit base: use quant=nf4 or quant=fp4 "
-               f"(got quant={self.quant.name})")
-        _check(not (need == QuantNeed.forbidden and q),
-               f"method={self.method.name} cannot train a 4-bit base: use quant=none "
-               f"(got quant={self.quant.name})")
+    # Modules (or .py files) of the user's own plug-ins, imported before the config is checked.
+    plugins: list[str] = field(default_factory=list)
 
 
 # Methods with fields of their own subclass MethodConfig and register it with
@@ -301,37 +281,3 @@ TASK_SCHEMAS: dict[str, type[TaskConfig]] = {}
 def register_task_schema(loader: str, schema: type[TaskConfig]) -> type[TaskConfig]:
     TASK_SCHEMAS[loader] = schema
     return schema
-
-
-def register_schemas() -> None:
-    import harness.methods  # noqa: F401  (method modules register their schemas on import)
-    import harness.tasks  # noqa: F401
-
-    cs = ConfigStore.instance()
-    cs.store(name="run_schema", node=RunConfig)
-    for group, node in (("method", MethodConfig), ("model", ModelConfig), ("task", TaskConfig),
-                        ("quant", QuantConfig), ("trainer", TrainerConfig),
-                        ("tracker", TrackerConfig), ("report", ReportConfig)):
-        cs.store(group=group, name=f"{group}_schema", node=node)
-    for name, node in METHOD_SCHEMAS.items():
-        cs.store(group="method", name=f"{name}_schema", node=node)
-    for loader, node in TASK_SCHEMAS.items():
-        cs.store(group="task", name=f"{loader}_schema", node=node)
-
-
-def from_container(container: dict) -> RunConfig:
-    """Rebuild checked objects from a resolved plain-dict config (as stored with each run)."""
-    import harness.methods  # noqa: F401
-    import harness.tasks  # noqa: F401
-
-    schema = METHOD_SCHEMAS.get(container.get("method", {}).get("name"), MethodConfig)
-    task_schema = TASK_SCHEMAS.get(container.get("task", {}).get("loader"), TaskConfig)
-    base = OmegaConf.structured(RunConfig)
-    base.method = OmegaConf.structured(schema)
-    base.task = OmegaConf.structured(task_schema)
-    return OmegaConf.to_object(OmegaConf.merge(base, container))
-
-
-def validate(cfg: DictConfig) -> RunConfig:
-    """Turn a composed config into checked objects; raises ConfigError with a one-line message."""
-    return OmegaConf.to_object(cfg)  # runs every __post_init__

@@ -9,18 +9,12 @@ from functools import lru_cache
 
 import evaluate
 
+from harness.fields import LiveMapping, better, metric_directions  # noqa: F401 - re-exported
 from harness.paths import PACKAGE_DIR
 
-# Every metric the harness records, and whether higher is better (reports read this).
-HIGHER_IS_BETTER = {
-    "accuracy": True, "f1_macro": True, "f1_micro": True, "eval_loss": False,
-    "majority_accuracy": True, "trainable_params": False, "total_params": False,
-    "trainable_pct": False, "adapter_bytes": False, "peak_memory_bytes": False,
-    "train_samples_per_s": True, "train_tokens_per_s": True, "infer_latency_ms": False,
-    "infer_latency_merged_ms": False, "wall_s": False,
-    "majority_f1_macro": True, "n_truncated_train": False, "n_truncated_validation": False,
-    "n_truncated_test": False,
-}
+# Every metric the harness records and whether higher is better, derived from the field
+# declarations (harness/fields.py); it follows fields declared later too.
+HIGHER_IS_BETTER = LiveMapping(metric_directions)
 
 
 @lru_cache(maxsize=None)

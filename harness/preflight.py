@@ -8,16 +8,18 @@ recorded as that job's failure instead, and the sweep goes on.
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
-from harness.config import ConfigError, register_schemas, validate
+from harness.errors import ConfigError
+from harness.identity import config_hash
 from harness.paths import conf_dir
+from harness.plugins import plugins_in_overrides
 from harness.registry import unknown_name_message
-from harness.results.store import check_store, store_file
+from harness.results.store import check_store
+from harness.validation import register_schemas, validate
 
 
 class PreflightError(ValueError):
@@ -30,6 +32,12 @@ class Plan:
     jobs: list[list[str]]  # each job's overrides, in launch order
     swept: set[str] = field(default_factory=set)  # keys a multirun sweeps over
     hashes: list[str] = field(default_factory=list)  # each job's config hash, same order
+    stores: list[str] = field(default_factory=list)  # each job's store.url, same order
+
+    @property
+    def jobs_in_stores(self) -> list[tuple[str, str]]:
+        """(store url, config hash) of every job: where to look for its row."""
+        return list(zip(self.stores, self.hashes))
 
 
 def one_line(exc: BaseException) -> str:
@@ -81,7 +89,8 @@ def _sweeper_params(overrides: list[str], config_name: str) -> list[str]:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     parsed = OverridesParser.create().parse_overrides(overrides)
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override() and not _is_hydra(o.input_line)]
+    fixed = [o.input_line for o in parsed if not o.is_sweep_override()
+             and (not _is_hydra(o.input_line) or _is_searchpath(o.input_line))]
     try:
         params = compose(config_name=config_name, overrides=fixed,
                          return_hydra_config=True).hydra.sweeper.get("params") or {}
@@ -95,31 +104,42 @@ def _is_hydra(override: str) -> bool:
     return override.lstrip("+~").startswith(("hydra.", "hydra/"))
 
 
+def _is_searchpath(override: str) -> bool:
+    return override.lstrip("+~").startswith("hydra.searchpath")
+
+
 def check_group_choices(job: list[str]) -> None:
-    """``method=lorra`` -> one line with the known methods and the closest match."""
+    """``method=lorra`` -> one line with the known methods and the closest match. The options of
+    a group are the YAML files of every folder on Hydra's search path."""
+    from hydra.core.global_hydra import GlobalHydra
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    loader = GlobalHydra.instance().config_loader()
+    searchpath = [o for o in job if _is_searchpath(o)]
     groups = {p.name for p in conf_dir().iterdir() if p.is_dir()}
-    for override in OverridesParser.create().parse_overrides(job):
+    for override in OverridesParser.create().parse_overrides([o for o in job if not _is_hydra(o)]):
         group = override.key_or_group
         if group not in groups or override.is_delete():
             continue
         value = override.value()
-        options = sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+        options = [o for o in loader.get_group_options(group, overrides=searchpath)
+                   if not o.endswith("_schema")]
         if isinstance(value, str) and value not in options:
             raise PreflightError(unknown_name_message(group, value, options))
 
 
 def check_files(cfg) -> None:
-    """Data and model files that a job names must exist and be readable; the store must be one."""
-    from harness.models import resolve_source
+    """Data and model files that a job names must exist and be readable; the store must be one
+    this harness can write (its backend checks, creating and changing nothing)."""
+    import os
 
-    from harness.tasks.files import NEEDS_DATA_PATH
+    from harness.models import resolve_source
+    from harness.tasks import data_path_hint
 
     path = cfg.task.data_path
-    if not path and cfg.task.loader in NEEDS_DATA_PATH:
-        raise PreflightError(f"task {cfg.task.name} needs a data file: "
-                             f"set task.data_path={NEEDS_DATA_PATH[cfg.task.loader].replace('<task>', cfg.task.name)}")
+    hint = data_path_hint(cfg.task.loader, cfg.task.name)
+    if not path and hint:
+        raise PreflightError(f"task {cfg.task.name} needs a data file: set task.data_path={hint}")
     if path:
         p = Path(path).expanduser()
         if not p.exists():
@@ -136,20 +156,14 @@ def check_files(cfg) -> None:
         elif source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().is_dir():
             raise PreflightError(f"model.source: no such model folder: {source}")
     check_store(cfg.store.url)
-    store = store_file(cfg.store.url).resolve()
-    existing = store if store.exists() else next(p for p in store.parents if p.exists())
-    if not os.access(existing, os.W_OK):
-        raise PreflightError(f"store.url: cannot write {existing} (permission denied)")
 
 
-def _check_job(job: list[str], config_name: str) -> str:
-    """Compose, validate and look for the files of one job; return its config hash."""
+def _check_job(job: list[str], config_name: str) -> tuple[str, str]:
+    """Compose, validate and look for the files of one job; return its store and config hash."""
     from hydra import compose
 
-    from harness.runner import config_hash
-
-    job = [o for o in job if not _is_hydra(o)]
     check_group_choices(job)
+    job = [o for o in job if not _is_hydra(o) or _is_searchpath(o)]
     try:
         composed = compose(config_name=config_name, overrides=job)
     except Exception as exc:  # noqa: BLE001 - composition errors, made one line
@@ -162,7 +176,7 @@ def _check_job(job: list[str], config_name: str) -> str:
     except Exception as exc:  # noqa: BLE001
         raise PreflightError(one_line(exc)) from None
     check_files(cfg)
-    return config_hash(container)
+    return cfg.store.url, config_hash(container)
 
 
 def preflight(argv: list[str]) -> Plan | None:
@@ -173,7 +187,7 @@ def preflight(argv: list[str]) -> Plan | None:
     args = parse_command_line(argv)
     if args is None:
         return None
-    register_schemas()
+    register_schemas(plugins_in_overrides(args.overrides))
     GlobalHydra.instance().clear()
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -183,7 +197,9 @@ def preflight(argv: list[str]) -> Plan | None:
             plan = Plan(bool(args.multirun), *expand(overrides, bool(args.multirun)))
             for job in plan.jobs:
                 try:
-                    plan.hashes.append(_check_job(job, args.config_name or "config"))
+                    store, digest = _check_job(job, args.config_name or "config")
+                    plan.stores.append(store)
+                    plan.hashes.append(digest)
                 except (PreflightError, ConfigError) as exc:
                     if not plan.multirun:
                         raise

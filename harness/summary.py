@@ -1,8 +1,15 @@
-"""What the terminal shows: one line per run, and a comparison table when a multirun ends."""
+"""What the terminal shows: one line per run, and the sweep's outcome when a command ends.
+
+A sweep's outcome comes from the store, from the rows of the config hashes its command
+launched (:class:`Plan` from the preflight), so it is right whichever launcher ran the jobs and
+wherever they ran: nothing is collected from the jobs themselves.
+"""
 from __future__ import annotations
 
+import json
+import os
 import sys
-from datetime import datetime, timezone
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -10,17 +17,11 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-# Filled by the callback, read by ``harness.__main__`` to choose the exit code of a multirun.
-SWEEP_FAILURES: list[dict] = []
-# Config hashes of the jobs this command launches (set by ``harness.__main__`` from its preflight);
-# with them a sweep's outcome includes the jobs skipped because the store already had them.
-EXPECTED_HASHES: list[str] = []
+from harness import fields, identity
 
-TABLE = [("method", "method"), ("quant", "quant"), ("r", "r"), ("seed", "seed"),
-         ("accuracy", "acc"), ("f1_macro", "f1_macro"), ("majority_accuracy", "majority"),
-         ("trainable_params", "trainable"), ("peak_memory_mib", "peak_MiB"),
-         ("train_samples_per_s", "samples/s"), ("infer_latency_ms", "latency_ms"),
-         ("wall_s", "wall_s")]
+# The file that holds the running command's plan (expected config hashes, start time), set by
+# ``harness.__main__`` in the process that launches the sweep and read by its callbacks there.
+PLAN_ENV = "PEFT_HARNESS_PLAN"
 
 
 def print_row(row: dict) -> None:
@@ -40,62 +41,92 @@ def print_row(row: dict) -> None:
 
 
 def comparison_table(df: pd.DataFrame) -> str:
-    df = df.copy()
-    df["peak_memory_mib"] = df["peak_memory_bytes"] / 2**20
-    cols = [c for c, _ in TABLE if c in df.columns]
-    out = df[cols].rename(columns=dict(TABLE))
+    columns = fields.terminal_columns()
+    df = fields.with_display_columns(df.copy())
+    out = df[[c for c, _ in columns if c in df.columns]].rename(columns=dict(columns))
     return out.to_string(index=False, float_format=lambda v: f"{v:.4g}")
 
 
-def sweep_outcome(df: pd.DataFrame, sweep: str, hashes: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(finished, failed) runs of a sweep, one row per job.
+@dataclass
+class Outcome:
+    finished: pd.DataFrame  # one row per job whose config has a finished run
+    failed: pd.DataFrame  # one row per job that failed or left no row (status "missing")
+    earlier: int = 0  # finished before this command started (skipped by it)
 
-    With the jobs' config hashes, a job counts as finished if the store holds a finished run of
-    its config from any sweep (a re-run skips those), else as failed with its latest error, or
-    with "no run recorded" if it has none. Without them, the sweep label selects the rows.
+
+def sweep_outcome(df: pd.DataFrame, hashes: list[str], since: str) -> Outcome:
+    """The outcome of the jobs with these config hashes, for a command started at ``since``.
+
+    A job's rows written since the command started decide it (finished if one finished, else
+    failed with its latest error); without any, a finished row from before counts (the command
+    skipped it); without that, the job is failed with "no run recorded".
     """
-    if not hashes:
-        mine = df[df["sweep"] == sweep]
-        return mine[mine["status"] == "finished"], mine[mine["status"] == "failed"]
-    rows = df[df["config_hash"].isin(hashes)].copy()
-    rows["_rank"] = (rows["status"] == "finished").astype(int)
+    wanted = list(dict.fromkeys(hashes))
+    rows = df[df["config_hash"].isin(wanted)].copy()
+    rows["_now"] = (rows["created_at"].astype(str) >= since).astype(int)
+    rows["_done"] = (rows["status"] == "finished").astype(int)
     rows["_order"] = range(len(rows))  # the store returns runs oldest first
-    best = rows.sort_values(["_rank", "_order"]).groupby("config_hash").tail(1)
-    best = best.drop(columns=["_rank", "_order"])
-    done, failed = best[best["status"] == "finished"], best[best["status"] == "failed"]
-    missing = [h for h in dict.fromkeys(hashes) if h not in set(best["config_hash"])]
+    # Per hash, prefer this command's rows, then finished ones, then the latest.
+    best = rows.sort_values(["_now", "_done", "_order"]).groupby("config_hash").tail(1)
+    earlier = int(((best["_now"] == 0) & (best["_done"] == 1)).sum())
+    best = best.drop(columns=["_now", "_done", "_order"])
+    done, failed = best[best["status"] == "finished"], best[best["status"] != "finished"]
+    missing = [h for h in wanted if h not in set(best["config_hash"])]
     if missing:
         failed = pd.concat([failed, pd.DataFrame({"config_hash": missing, "status": "missing",
                                                   "error": "no run recorded"})])
-    return done, failed
+    return Outcome(done, failed, earlier)
+
+
+def command_outcome(jobs: list[tuple[str, str]], since: str) -> Outcome:
+    """The outcome of a command's jobs, given as (store url, config hash), from their stores."""
+    from harness.results import load
+
+    parts = []
+    for url in dict.fromkeys(u for u, _ in jobs):
+        parts.append(sweep_outcome(load(url, decode=False), [h for u, h in jobs if u == url], since))
+    return Outcome(pd.concat([p.finished for p in parts]), pd.concat([p.failed for p in parts]),
+                   sum(p.earlier for p in parts))
+
+
+def write_plan(jobs: list[tuple[str, str]], since: str, folder: Path) -> Path:
+    path = folder / f"plan-{os.getpid()}.json"
+    path.write_text(json.dumps({"jobs": jobs, "since": since}))
+    os.environ[PLAN_ENV] = str(path)
+    return path
+
+
+def read_plan() -> tuple[list[tuple[str, str]], str] | None:
+    path = os.environ.get(PLAN_ENV)
+    if not path or not Path(path).is_file():
+        return None
+    plan = json.loads(Path(path).read_text())
+    return [tuple(j) for j in plan["jobs"]], plan["since"]
 
 
 class SweepSummary(Callback):
-    """At the end of a multirun, print this sweep's runs side by side and list what failed.
-
-    Its failures (also kept in :data:`SWEEP_FAILURES`) make the command exit non-zero. With
-    ``tracker=wandb`` the table also goes to one wandb summary run.
-    """
-
-    started_at = ""
-
-    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
-        self.started_at = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    """At the end of a multirun, print the sweep's runs side by side and list what failed; with
+    ``tracker=wandb`` the table also goes to one wandb summary run. The command's exit code is
+    worked out from the same store rows by ``harness.__main__``."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
-        from harness.results import load
+        sweep = identity.sweep_label(config.store.sweep, config.get("hydra"))
+        plan = read_plan()
+        if plan is None:  # not started by ``python -m harness``: the sweep label selects
+            from harness.results import load
 
-        sweep = config.store.sweep or str(config.hydra.sweep.dir)
-        df = load(config.store.url, decode=False)
-        done, failed = sweep_outcome(df, sweep, list(EXPECTED_HASHES))
-        SWEEP_FAILURES.extend(failed.to_dict("records"))
+            df = load(config.store.url, decode=False)
+            mine = df[df["sweep"] == sweep]
+            outcome = Outcome(mine[mine["status"] == "finished"], mine[mine["status"] != "finished"])
+        else:
+            outcome = command_outcome(*plan)
+        done, failed = outcome.finished, outcome.failed
         if config.tracker.name == "wandb" and len(done) + len(failed):
             _log_to_tracker(config, sweep, done, failed)
         if not config.get("summary", True):
             return
-        earlier = int((done["created_at"] < self.started_at).sum())
         print(f"\n[harness] sweep {sweep}: {len(done)} finished"
-              + (f" ({earlier} of them before this command, skipped)" if earlier else "")
+              + (f" ({outcome.earlier} of them before this command, skipped)" if outcome.earlier else "")
               + f", {len(failed)} failed (store: {config.store.url})")
         if len(done):
             print(comparison_table(done.sort_values(["method", "quant", "r", "seed"])))
@@ -106,9 +137,8 @@ class SweepSummary(Callback):
 
 
 def _log_to_tracker(config: DictConfig, sweep: str, done: pd.DataFrame, failed: pd.DataFrame) -> None:
-    table = done.copy()
-    table["peak_memory_mib"] = table["peak_memory_bytes"] / 2**20
-    table = table[["run_id", "task", "model"] + [c for c, _ in TABLE if c in table.columns]]
+    table = fields.with_display_columns(done.copy())
+    table = table[["run_id", "task", "model"] + [c for c, _ in fields.terminal_columns() if c in table.columns]]
     errors = failed[[c for c in ("run_id", "method", "quant", "r", "seed", "config_hash", "error")
                      if c in failed.columns]]
     try:

@@ -1,8 +1,9 @@
 """The training loop: dynamic padding, per-epoch validation, best/final selection.
 
 It knows nothing about particular methods: it trains ``adapted.model`` with the optimizer the
-method makes, calls ``adapted.before_training`` once with the step count, and
-``adapted.after_optimizer_step`` after each step.
+method makes, adds ``adapted.extra_loss()`` to the task loss at every step, and calls
+``adapted.after_optimizer_step`` after each step. (The method's one "before training" hook runs
+earlier, in :func:`harness.pipeline.setup`, with the step count from :func:`total_steps`.)
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
-from harness.tasks import Split
+from harness.fields import better
 from harness.tasks.types import SingleLabel, TaskType
 
 
@@ -32,16 +33,8 @@ class TrainResult:
     samples: int = 0
     tokens: int = 0
     steps: int = 0
-
-
-def encode(split: Split, tokenizer, max_length: int) -> list[dict]:
-    enc = tokenizer(split.texts, truncation=True, max_length=max_length)
-    examples = [{"input_ids": ids, "attention_mask": mask, "labels": label}
-                for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], split.labels)]
-    if split.task_ids is not None:  # multi-task data: the method reads them (Adapted.condition)
-        for example, task_id in zip(examples, split.task_ids):
-            example["task_ids"] = task_id
-    return examples
+    # The validation value of trainer.select_metric for the weights that are tested.
+    selected_value: float | None = None
 
 
 def loader(examples: list[dict], tokenizer, batch_size: int, shuffle: bool, seed: int,
@@ -87,10 +80,10 @@ def training_loss(adapted, kind: TaskType, batch: dict) -> torch.Tensor:
     return loss if extra is None else loss + extra
 
 
-def _better(metric: str, new: float, old: float | None) -> bool:
-    if old is None:
-        return True
-    return new < old if metric == "eval_loss" else new > old
+def total_steps(steps_per_epoch: int, t) -> int:
+    """Optimizer steps a run takes: every epoch, or ``trainer.max_steps`` if that is fewer."""
+    total = steps_per_epoch * t.epochs
+    return total if t.max_steps is None else min(t.max_steps, total)
 
 
 def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, device,
@@ -103,9 +96,7 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
     kind = task_type or SingleLabel()
     t = cfg.trainer
     model = adapted.model
-    steps_per_epoch = len(train_batches)
-    total = steps_per_epoch * t.epochs if t.max_steps is None else min(t.max_steps, steps_per_epoch * t.epochs)
-    adapted.before_training(total)
+    total = total_steps(len(train_batches), t)
     optimizer = adapted.make_optimizer()
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_ratio * total), total)
     params = [p for g in optimizer.param_groups for p in g["params"]]
@@ -155,8 +146,12 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
                         val_acc=f"{metrics['accuracy']:.4f}")
         tracker.log_epoch(epoch, {"train/epoch_loss": loss_sum / max(seen, 1),
                                   **{f"validation/{k}": v for k, v in metrics.items()}})
-        if _better(t.select_metric, metrics[t.select_metric], best_value):
+        if t.select.value == "final":
+            result.selected_value = float(metrics[t.select_metric])
+        if better(t.select_metric, metrics[t.select_metric], best_value):
             best_value, result.best_epoch = metrics[t.select_metric], epoch
+            if t.select.value == "best":
+                result.selected_value = float(best_value)
             if t.select.value == "best" and epoch < t.epochs:
                 best_state = adapted.snapshot()
             elif t.select.value == "best":

@@ -31,8 +31,8 @@ def main(job_path: str, result_path: str) -> int:
     from harness.quiet import quiet_libraries
 
     quiet_libraries()
-    from harness.config import from_container
     from harness.runner import execute, one_line_error
+    from harness.validation import from_container
 
     _exit_with_parent()
     job = json.loads(Path(job_path).read_text())

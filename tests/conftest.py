@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
-from harness.config import register_schemas, validate  # noqa: E402
+from harness.validation import register_schemas, validate  # noqa: E402
 from harness.paths import conf_dir  # noqa: E402
 
 register_schemas()

@@ -1,9 +1,13 @@
-"""Methods that fail on purpose, registered for tests only: they provoke each kind of failure."""
+"""Methods that fail on purpose, registered for tests only: they provoke each kind of failure.
+
+A run selects one with ``method.builder=<name>`` (``method.name`` too, to record it under that
+name): ``method=lora``'s config says ``builder: lora``, so the name alone does not pick the code.
+"""
 from __future__ import annotations
 
 import torch
 
-from harness.methods import METHODS
+from harness.methods import METHODS, register_method
 from harness.methods.lora import build as build_lora
 
 
@@ -12,14 +16,14 @@ class Boom(RuntimeError):
 
 
 if "raises_test" not in METHODS:
-    @METHODS.register("raises_test")
-    def build_raising(model, cfg):
+    @register_method("raises_test", four_bit=True)
+    def build_raising(model, method, ctx):
         raise Boom("this method always fails")
 
-    @METHODS.register("nan_test")
-    def build_nan(model, cfg):
+    @register_method("nan_test", four_bit=True)
+    def build_nan(model, method, ctx):
         """LoRA whose weights turn NaN after the first optimizer step, so step 2's loss is NaN."""
-        adapted = build_lora(model, cfg)
+        adapted = build_lora(model, method, ctx)
 
         def poison(step: int, total: int) -> None:
             with torch.no_grad():
@@ -29,6 +33,6 @@ if "raises_test" not in METHODS:
         adapted.after_optimizer_step = poison
         return adapted
 
-    @METHODS.register("oom_test")
-    def build_oom(model, cfg):
+    @register_method("oom_test", four_bit=True)
+    def build_oom(model, method, ctx):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -1,27 +1,44 @@
-"""Helpers for the method tests: build a method on the tiny model, step it like the trainer does,
-and count what a method should train from the base model's module shapes (not from the method)."""
+"""Helpers for the method tests: build a method on the tiny model through the registry, as the
+runner does, step it with the trainer's own loss, and count what a method should train from the
+base model's module shapes (not from the method)."""
 from __future__ import annotations
 
 import torch
+from torch.utils.data import DataLoader, default_collate
 
-from harness.config import validate
-from harness.methods import METHODS
+from harness import pipeline
+from harness.validation import validate
+from harness.methods import MethodContext, TrainingStart
 from harness.models import load_model
+from harness.tasks.types import TASK_TYPES
+from harness.train import training_loss
 from tests.conftest import tiny_config
+
+CPU = torch.device("cpu")
 
 
 def build_config(store_path, *overrides):
     return validate(tiny_config(store_path, *overrides))
 
 
-def base_model(cfg):
+def method_context(cfg, device: torch.device = CPU) -> MethodContext:
+    """The context the runner gives a method (harness.pipeline.method_context)."""
+    return pipeline.method_context(cfg, TASK_TYPES.get(cfg.task.task_type)(), device)
+
+
+def base_model(cfg, num_labels: int = 2, problem_type: str | None = None):
     torch.manual_seed(0)
-    return load_model(cfg.model, cfg.quant, 2, torch.device("cpu")).model
+    return load_model(cfg.model, cfg.quant, num_labels, CPU, problem_type=problem_type).model
+
+
+def build_from(cfg, model):
+    """The method of ``cfg`` on ``model``, built through the registry as the runner builds it."""
+    return pipeline.build_method(cfg, model, method_context(cfg))
 
 
 def build(store_path, *overrides):
     cfg = build_config(store_path, *overrides)
-    return METHODS.get(cfg.method.name)(base_model(cfg), cfg)
+    return build_from(cfg, base_model(cfg))
 
 
 def batch(seed: int = 0, size: int = 8, length: int = 12) -> dict:
@@ -31,14 +48,61 @@ def batch(seed: int = 0, size: int = 8, length: int = 12) -> dict:
             "labels": torch.randint(0, 2, (size,), generator=g)}
 
 
-def train_steps(adapted, steps: int, total: int | None = None, on_step=None):
-    """Run ``steps`` optimizer steps in the order of harness.train.train."""
+def train_batches(n: int = 4, size: int = 8) -> DataLoader:
+    """``n`` batches like :func:`batch`, as a DataLoader over their examples (what
+    ``TrainingStart.train_batches`` is)."""
+    examples = [{k: v[i] for k, v in batch(seed, size).items()}
+                for seed in range(1, n + 1) for i in range(size)]
+    return DataLoader(examples, batch_size=size, shuffle=False, collate_fn=default_collate)
+
+
+def task_type_examples(kind_name: str, n: int = 16, length: int = 12, labels: int = 3,
+                       choices: int = 3) -> list[dict]:
+    """Examples shaped as each task type's encoding gives them: a class index, a 0/1 vector over
+    ``labels`` labels, or ``choices`` sequences and the index of the right one."""
+    g = torch.Generator().manual_seed(7)
+    out = []
+    for i in range(n):
+        shape = (choices, length) if kind_name == "multiple_choice" else (length,)
+        example = {"input_ids": torch.randint(5, 40, shape, generator=g),
+                   "attention_mask": torch.ones(shape, dtype=torch.long)}
+        if kind_name == "multi_label":
+            example["labels"] = torch.tensor([(i >> j) & 1 for j in range(labels)])
+        else:
+            example["labels"] = torch.tensor(i % (choices if kind_name == "multiple_choice" else 2))
+        out.append(example)
+    return out
+
+
+def encode_examples(split, tokenizer, max_length: int) -> list[dict]:
+    """Token ids, mask, label (and task id on multi-task data) per example of a single-label split."""
+    enc = tokenizer(split.texts, truncation=True, max_length=max_length)
+    examples = [{"input_ids": ids, "attention_mask": mask, "labels": label}
+                for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], split.labels)]
+    if split.task_ids is not None:
+        for example, task_id in zip(examples, split.task_ids):
+            example["task_ids"] = task_id
+    return examples
+
+
+def start(adapted, total: int, batches: DataLoader | None = None) -> None:
+    """The method's one "before training" hook, as the runner calls it."""
+    adapted.before_training(TrainingStart(total, batches if batches is not None else train_batches(), CPU))
+
+
+def train_steps(adapted, steps: int, total: int | None = None, on_step=None, batches=None):
+    """Run ``steps`` optimizer steps in the order of harness.train.train, with its loss
+    (``harness.train.training_loss``: the task type's loss plus the method's extra term);
+    ``batches``: an iterable of batches (default: :func:`batch` with seeds 1, 2, ...); a
+    DataLoader is also what ``before_training`` is given."""
     total = total or steps
-    adapted.before_training(total)
+    start(adapted, total, batches if isinstance(batches, DataLoader) else None)
     optimizer = adapted.make_optimizer()
     adapted.model.train()
-    for step in range(1, steps + 1):
-        adapted.model(**batch(step)).loss.backward()
+    kind = adapted.ctx.task_type
+    source = iter(batches) if batches is not None else (batch(step) for step in range(1, steps + 1))
+    for step, b in zip(range(1, steps + 1), source):
+        training_loss(adapted, kind, b).backward()
         optimizer.step()
         adapted.after_optimizer_step(step, total)
         optimizer.zero_grad(set_to_none=True)

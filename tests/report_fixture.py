@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 
-from harness.results.store import SCHEMA_VERSION, SQLiteStore
+from harness.results.store import SCHEMA_VERSION, ResultsStore, open_store
 
 MIB = 2**20
 ACCURACY = {
@@ -63,8 +63,8 @@ def fixture_curves(method: str, seed: int) -> list[dict]:
              "value": v + 0.005 * seed} for e, v in enumerate(VAL_CURVE[method])]
 
 
-def make_fixture_store(path) -> SQLiteStore:
-    store = SQLiteStore(path)
+def make_fixture_store(url) -> ResultsStore:
+    store = open_store(url)
     i = 0
     for method, seeds in ACCURACY.items():
         for seed in seeds:

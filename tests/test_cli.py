@@ -43,7 +43,7 @@ def run_main(argv: list[str], monkeypatch) -> int:
     (["method=full", "quant=nf4"], "method=full cannot train a 4-bit base"),
     (["method.rank=8"], "Key 'rank' not in 'MethodConfig'"),
     (["task.data_path=/no/such/file.csv"], "task.data_path: no such file: /no/such/file.csv"),
-    (["task=scotus_outcome"], "task scotus_outcome needs a data file: set task.data_path=../shared/"),
+    (["task=scotus_outcome"], "task scotus_outcome needs a data file: set task.data_path=path/to/scotus_justice.csv"),
     (["task=csv"], "task csv needs a data file: set task.data_path=path/to/data.csv"),
     (["-m", "method=lora,dora", "method.r=8,0"], "method.r must be a positive integer, got 0 (grid point: "),
 ])
@@ -158,8 +158,7 @@ def test_a_single_run_exits_1_when_it_fails_and_0_when_it_is_already_done(tmp_pa
     import tests.failing_methods  # noqa: F401
 
     base = [*TINY, *FAST, f"store.url={store_path}", f"hydra.run.dir={tmp_path / 'run'}"]
-    assert run_main([*base, "method.name=raises_test"], monkeypatch) == 1
-    monkeypatch.setattr(cli, "FAILED_RUNS", [])
+    assert run_main([*base, "method.name=raises_test", "method.builder=raises_test"], monkeypatch) == 1
     monkeypatch.setattr(sys, "argv", ["harness", *base])
     cli.main()  # finishes: no SystemExit
     cli.main()  # already finished: skipped, no SystemExit

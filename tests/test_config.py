@@ -37,7 +37,7 @@ def test_sweep_can_cross_methods_and_quantization():
     (["method.r=-4"], "method.r must be a positive integer"),
     (["method=full", "quant=nf4"], "cannot train a 4-bit base"),
     (["method=qlora", "quant=none"], "needs a 4-bit base"),
-    (["method.name=lorra"], "unknown method.name 'lorra'"),
+    (["method.builder=lorra"], "unknown method.builder 'lorra'"),
     (["trainer.epochs=0"], "trainer.epochs must be a positive integer"),
 ])
 def test_bad_values_fail_at_validation_with_one_line(overrides, needle):
@@ -49,7 +49,7 @@ def test_bad_values_fail_at_validation_with_one_line(overrides, needle):
 
 def test_unknown_method_suggests_the_closest_name():
     with pytest.raises(ConfigError, match="Did you mean 'lora'"):
-        validate(compose_config(["method.name=lorra"]))
+        validate(compose_config(["method.builder=lorra"]))
 
 
 @pytest.mark.parametrize("overrides,needle", [

@@ -20,7 +20,7 @@ FAST = ["trainer.max_steps=2", "trainer.epochs=1", "trainer.latency_batches=1"]
 
 
 def test_a_method_that_raises_is_recorded_and_the_next_run_goes_on(run_tiny, store_path):
-    bad = run_tiny("method.name=raises_test")
+    bad = run_tiny("method.name=raises_test", "method.builder=raises_test")
     good = run_tiny("method=lora", *FAST)
     assert bad["status"] == "failed" and bad["error"] == "Boom: this method always fails"
     assert good["status"] == "finished"
@@ -33,14 +33,14 @@ def test_a_method_that_raises_is_recorded_and_the_next_run_goes_on(run_tiny, sto
 
 
 def test_nan_loss_stops_the_run_at_the_first_bad_step(run_tiny, store_path):
-    row = run_tiny("method.name=nan_test", "trainer.max_steps=6")
+    row = run_tiny("method.name=nan_test", "method.builder=nan_test", "trainer.max_steps=6")
     assert row["status"] == "failed"
     assert row["error"].startswith("NonFiniteLossError: training loss became nan at step 2")
     assert load(store_path, decode=False).iloc[0]["status"] == "failed"
 
 
 def test_out_of_memory_in_a_run_is_recorded(run_tiny, store_path):
-    row = run_tiny("method.name=oom_test")
+    row = run_tiny("method.name=oom_test", "method.builder=oom_test")
     assert row["status"] == "failed" and row["error"].startswith("OutOfMemoryError: CUDA out of memory")
 
 
@@ -74,8 +74,8 @@ def test_finished_configs_are_skipped_and_force_runs_them_again(run_tiny, store_
 
 
 def test_failed_configs_are_not_skipped(run_tiny, store_path):
-    run_tiny("method.name=raises_test")
-    assert run_tiny("method.name=raises_test")["status"] == "failed"
+    run_tiny("method.name=raises_test", "method.builder=raises_test")
+    assert run_tiny("method.name=raises_test", "method.builder=raises_test")["status"] == "failed"
     assert list(load(store_path, decode=False)["status"]) == ["failed", "failed"]
 
 

@@ -1,24 +1,22 @@
 """Each method trains a few steps on the tiny model and its mechanism is visible."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
 import torch
+from torch.utils.data import DataLoader, default_collate
 
-from harness.config import validate
-from harness.methods import METHODS
-from harness.models import load_model
+from harness.methods import METHODS, MethodSpec, builder_name
+from harness.paths import conf_dir
 from harness.results import check_row, load
-from tests.conftest import tiny_config
+from harness.tasks.types import TASK_TYPES
+from harness.train import training_loss
+from tests.method_helpers import (base_model, build, build_config, method_context,
+                                  task_type_examples, train_steps)
 
 CORE = ["full", "lora", "dora", "qlora", "qdora"]
-
-
-def build(store_path, *overrides):
-    cfg = validate(tiny_config(store_path, *overrides))
-    loaded = load_model(cfg.model, cfg.quant, 2, torch.device("cpu"))
-    return METHODS.get(cfg.method.name)(loaded.model, cfg)
 
 
 @pytest.mark.parametrize("method", CORE)
@@ -50,7 +48,7 @@ def test_dora_has_trainable_magnitude_vectors_that_change(store_path):
     batch = {"input_ids": torch.randint(5, 40, (4, 12)), "attention_mask": torch.ones(4, 12, dtype=torch.long),
              "labels": torch.tensor([0, 1, 0, 1])}
     adapted.model.train()
-    adapted.model(**batch).loss.backward()
+    training_loss(adapted, adapted.ctx.task_type, batch).backward()
     opt.step()
     assert any(not torch.equal(before[n], p) for n, p in mags.items())
 
@@ -94,3 +92,56 @@ def test_4bit_training_goes_on_after_a_validation_pass(run_tiny, method):
     row = run_tiny(f"method={method}", "trainer.epochs=2", "trainer.max_steps=null")
     assert row["status"] == "finished", row.get("error")
     assert json.loads(row["details_json"])["steps"] == 16
+
+
+@pytest.mark.parametrize("variant,builder", [("dora", "lora"), ("qlora", "lora"), ("qdora", "lora")])
+def test_config_only_variants_are_built_by_lora(store_path, variant, builder):
+    cfg = build_config(store_path, f"method={variant}")
+    assert cfg.method.name == variant and builder_name(cfg.method) == builder
+    assert variant not in METHODS  # no code of their own
+
+
+# What each method's code declares it can train (harness.methods.register_method).
+FOUR_BIT = {"full": False, "delta_lora": False, "dylora": False, "lora_drop": False,
+            "hyperlora": False, "lora": True, "lorafa": True, "loraplus": True, "adalora": True,
+            "vera": True, "double_lora": True}
+
+
+def test_every_method_declares_its_4bit_support_and_task_types():
+    assert set(FOUR_BIT) <= set(METHODS.names())
+    for name, four_bit in FOUR_BIT.items():
+        spec = METHODS.get(name)
+        assert isinstance(spec, MethodSpec) and spec.four_bit is four_bit, name
+        assert METHODS.info(name) == {"four_bit": four_bit, "task_types": spec.task_types}
+        assert spec.task_types is None or set(spec.task_types) <= set(TASK_TYPES.names()), name
+
+
+def test_every_method_config_names_a_registered_builder(store_path):
+    names = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml"))
+    assert {"lora", "dora", "qlora", "qdora", "loraplus", "vera"} <= set(names)
+    for name in names:
+        cfg = build_config(store_path, f"method={name}")
+        assert cfg.method.name == name and builder_name(cfg.method) in METHODS, name
+
+
+@pytest.mark.parametrize("kind_name", ["multi_label", "multiple_choice"])
+@pytest.mark.parametrize("method", sorted(FOUR_BIT))
+def test_every_method_trains_on_each_task_type_it_declares(store_path, method, kind_name):
+    """The runner's order: build, before_training (LoRA-drop's probe), then steps with the task
+    type's loss; the trainable weights move and the loss stays finite."""
+    spec = METHODS.get(method)
+    if not spec.supports_task_type(kind_name):
+        pytest.skip(f"{method} does not declare {kind_name}")
+    cfg = build_config(store_path, f"method={method}")
+    kind = TASK_TYPES.get(kind_name)()
+    ctx = dataclasses.replace(method_context(cfg), task_type=kind)
+    model = base_model(cfg, kind.head_size(3), kind.problem_type)
+    adapted = spec.build(model, cfg.method, ctx)
+    batches = DataLoader(task_type_examples(kind_name), batch_size=4, collate_fn=default_collate)
+    before = {n: p.detach().clone() for n, p in adapted.model.named_parameters() if p.requires_grad}
+    losses = []
+    train_steps(adapted, 3, batches=batches,
+                on_step=lambda step: losses.append(float(training_loss(adapted, kind, next(iter(batches))))))
+    assert all(torch.isfinite(torch.tensor(losses)))
+    after = dict(adapted.model.named_parameters())
+    assert any(not torch.equal(v, after[n]) for n, v in before.items() if n in after)

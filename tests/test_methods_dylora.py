@@ -4,17 +4,19 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness.config import ConfigError, validate
-from harness.methods import METHODS
+from harness.config import ConfigError
+
+from harness.validation import validate
 from harness.methods.dylora import DyLoRALinear
 from harness.models import load_model
+from harness.train import training_loss
 from tests.conftest import tiny_config
+from tests.method_helpers import build_config, build_from
 
 
 def build(store_path, *overrides):
-    cfg = validate(tiny_config(store_path, "method=dylora", "method.dropout=0.0", *overrides))
-    loaded = load_model(cfg.model, cfg.quant, 2, torch.device("cpu"))
-    return METHODS.get(cfg.method.name)(loaded.model, cfg)
+    cfg = build_config(store_path, "method=dylora", "method.dropout=0.0", *overrides)
+    return build_from(cfg, load_model(cfg.model, cfg.quant, 2, torch.device("cpu")).model)
 
 
 def batch(n=4, length=10):
@@ -29,7 +31,7 @@ def test_forward_equals_a_manual_rank_b_computation(store_path):
     with torch.no_grad():
         layer.lora_B.normal_()  # B starts at zero; give the update a value to check
     x = torch.randn(3, 5, layer.base.in_features)
-    alpha = adapted.cfg.method.alpha
+    alpha = adapted.method.alpha
     layer.train()
     for b in (1, 3, 8):
         layer.train_rank = b
@@ -66,7 +68,7 @@ def test_only_rows_up_to_b_get_gradients_and_frozen_mode_only_row_b(store_path, 
             layer.lora_B.normal_()
             layer.train_rank = 3
     adapted.model.train()
-    adapted.model(**batch()).loss.backward()
+    training_loss(adapted, adapted.ctx.task_type, batch()).backward()
     for layer in layers:
         rows = [i for i in range(layer.lora_A.shape[0]) if layer.lora_A.grad[i].abs().sum() > 0]
         cols = [i for i in range(layer.lora_B.shape[1]) if layer.lora_B.grad[:, i].abs().sum() > 0]
@@ -75,8 +77,8 @@ def test_only_rows_up_to_b_get_gradients_and_frozen_mode_only_row_b(store_path, 
 
 def test_trains_as_many_parameters_as_lora_of_the_same_rank(store_path):
     dy = build(store_path)
-    cfg = validate(tiny_config(store_path, "method=lora"))
-    lora = METHODS.get("lora")(load_model(cfg.model, cfg.quant, 2, torch.device("cpu")).model, cfg)
+    cfg = build_config(store_path, "method=lora")
+    lora = build_from(cfg, load_model(cfg.model, cfg.quant, 2, torch.device("cpu")).model)
     base = load_model(cfg.model, cfg.quant, 2, torch.device("cpu")).model
     targets = [m for n, m in base.named_modules() if isinstance(m, torch.nn.Linear)
                and n.split(".")[-1] in ("query", "key", "value", "dense")]

@@ -2,28 +2,34 @@
 hypernetwork and the head; task ids travel with each example; one head over the union labels."""
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
-from harness.config import ConfigError, validate
+from harness.config import ConfigError
+
+from harness.validation import validate
 from harness.methods import METHODS
 from harness.methods.hyperlora import GeneratedLoRALinear
 from harness.models import load_model
 from harness.tasks import load_task
 from harness.tasks.multitask import per_task_splits, task_names
-from harness.train import encode, loader
+from harness.tasks.types import MultipleChoice
+from harness.train import loader, training_loss
 from tests.conftest import tiny_config
+from tests.method_helpers import build_config, build_from, encode_examples, method_context
 
 MULTI = ("method=hyperlora", "task=multi_synthetic", "method.dropout=0.0")
 
 
 def setup(store_path, *overrides):
-    cfg = validate(tiny_config(store_path, *MULTI, *overrides))
+    cfg = build_config(store_path, *MULTI, *overrides)
     data = load_task(cfg.task)
     loaded = load_model(cfg.model, cfg.quant, data.num_labels, torch.device("cpu"))
     torch.manual_seed(0)
-    adapted = METHODS.get(cfg.method.name)(loaded.model, cfg)
-    batches = loader(encode(data.train, loaded.tokenizer, 32), loaded.tokenizer, 8, True, 0)
+    adapted = build_from(cfg, loaded.model)
+    batches = loader(encode_examples(data.train, loaded.tokenizer, 32), loaded.tokenizer, 8, True, 0)
     return adapted, data, batches
 
 
@@ -31,7 +37,7 @@ def train_steps(adapted, batches, n):
     optimizer = adapted.make_optimizer()
     adapted.model.train()
     for _, batch in zip(range(n), batches):
-        adapted.model(**batch).loss.backward()
+        training_loss(adapted, adapted.ctx.task_type, batch).backward()
         optimizer.step()
         optimizer.zero_grad()
 
@@ -82,7 +88,7 @@ def test_gradients_reach_the_hypernetwork_and_embeddings_not_the_base(store_path
     train_steps(adapted, batches, 1)
     adapted.model.train()
     batch = next(iter(batches))
-    adapted.model(**batch).loss.backward()
+    training_loss(adapted, adapted.ctx.task_type, batch).backward()
     for name, p in adapted.hypernet.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
     used = set(batch["task_ids"].tolist())
@@ -111,12 +117,12 @@ def test_each_example_uses_its_own_tasks_adapter(store_path):
 
 def test_trainable_count_matches_an_independent_count(store_path):
     adapted, _, _ = setup(store_path)
-    m = adapted.cfg.method
+    m = adapted.method
     d, h, p, r = m.task_embedding_dim, m.hidden_dim, m.projected_dim, m.r
     layers = [x for x in adapted.model.modules() if isinstance(x, GeneratedLoRALinear)]
     kinds = {x.kind for x in layers}
     shapes = {(x.base.in_features, x.base.out_features) for x in layers}
-    n_layers = adapted.cfg.model.tiny["num_hidden_layers"]
+    n_layers = build_config(store_path, *MULTI).model.tiny["num_hidden_layers"]
     expected = ((2 + n_layers + 1 + len(kinds)) * d  # task, layer (+1 outside layers), kind embeddings
                 + 3 * d * h + h + h * p + p + 2 * p  # projector MLP and its LayerNorm
                 + sum((p + 1) * r * i + (p + 1) * o * r for i, o in shapes)  # generators
@@ -125,7 +131,46 @@ def test_trainable_count_matches_an_independent_count(store_path):
 
 
 def test_a_single_task_run_is_one_task(store_path):
-    cfg = validate(tiny_config(store_path, "method=hyperlora"))
+    cfg = build_config(store_path, "method=hyperlora")
     loaded = load_model(cfg.model, cfg.quant, 2, torch.device("cpu"))
-    adapted = METHODS.get("hyperlora")(loaded.model, cfg)
+    adapted = build_from(cfg, loaded.model)
     assert adapted.tasks == ["synthetic"] and adapted.hypernet.task_embeddings.num_embeddings == 1
+
+
+def _choice_batch(n=4, choices=3, length=10):
+    g = torch.Generator().manual_seed(2)
+    return {"input_ids": torch.randint(5, 40, (n, choices, length), generator=g),
+            "attention_mask": torch.ones(n, choices, length, dtype=torch.long),
+            "labels": torch.arange(n) % choices}
+
+
+def test_multiple_choice_examples_use_their_tasks_adapter_for_every_choice(store_path):
+    cfg = build_config(store_path, *MULTI)
+    kind = MultipleChoice()
+    ctx = dataclasses.replace(method_context(cfg), task_type=kind)
+    model = load_model(cfg.model, cfg.quant, kind.head_size(5), torch.device("cpu")).model
+    adapted = METHODS.get("hyperlora").build(model, cfg.method, ctx)
+    with torch.no_grad():
+        for generator in adapted.hypernet.b_generators.values():
+            generator.weight.normal_()  # B's generator starts at zero
+    adapted.model.eval()
+    batch = _choice_batch()
+    mixed = torch.tensor([0, 1, 1, 0])
+    with torch.no_grad():
+        together = kind.logits(adapted.model, {**batch, "task_ids": mixed})
+        alone = [kind.logits(adapted.model, {**batch, "task_ids": torch.full_like(mixed, t)}) for t in (0, 1)]
+    assert together.shape == (4, 3)
+    expected = torch.where((mixed == 0)[:, None], alone[0], alone[1])
+    assert torch.allclose(together, expected, atol=1e-5)
+    assert not torch.allclose(alone[0], alone[1])
+    # one training step with the task type's loss reaches the hypernetwork
+    adapted.model.train()
+    training_loss(adapted, kind, {**batch, "task_ids": mixed}).backward()
+    assert adapted.hypernet.task_embeddings.weight.grad.abs().sum() > 0
+
+
+def test_task_ids_that_do_not_match_the_batch_are_refused(store_path):
+    adapted, _, batches = setup(store_path)
+    batch = next(iter(batches))
+    with pytest.raises(RuntimeError, match="task ids for a batch of"):
+        adapted.model(**{**adapted.ctx.task_type.model_inputs(batch), "task_ids": batch["task_ids"][:2]})

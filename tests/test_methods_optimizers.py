@@ -58,7 +58,7 @@ def test_lorafa_never_moves_a_and_trains_b(store_path):
     assert adapted.count_parameters()[0] == expected_trainable(cfg)
 
 
-@pytest.mark.parametrize("method", ["vera", "loraplus", "lorafa", "adalora"])
+@pytest.mark.parametrize("method", ["vera", "loraplus", "lorafa", "adalora", "double_lora"])
 def test_variants_train_on_a_4bit_nf4_base(store_path, method):
     adapted = build(store_path, f"method={method}", "quant=nf4", "method.r=8", "method.delta_t=1"
                     if method == "adalora" else "method.dropout=0")

@@ -1,13 +1,15 @@
-"""AdaLoRA prunes ranks to its budget, Delta-LoRA moves W by the adapter's delta, and two parallel
-LoRA updates of rank r are one LoRA update of rank 2r."""
+"""AdaLoRA prunes ranks to its budget and its orthogonality penalty reaches the trainer's loss,
+Delta-LoRA moves W by the adapter's delta, and two parallel LoRA updates of rank r are one LoRA
+update of rank 2r."""
 from __future__ import annotations
 
 import pytest
 import torch
 from peft.tuners.lora import LoraLayer
 
-from harness.methods import METHODS
-from tests.method_helpers import base_model, batch, build, build_config, train_steps
+from harness.methods.adalora import orthogonal_penalty
+from harness.train import training_loss
+from tests.method_helpers import base_model, batch, build, build_config, build_from, train_steps
 
 
 def test_adalora_ranks_shrink_during_training_to_the_target_budget(store_path):
@@ -35,6 +37,51 @@ def test_adalora_without_its_step_hook_would_keep_every_rank(store_path):
     train_steps(adapted, 8)
     assert adapted.ranks() == {}
     assert all(bool((m.lora_E["default"] != 0).all()) for m in adapted.model.modules() if hasattr(m, "lora_E"))
+
+
+def _peft_penalty(adalora_model) -> torch.Tensor:
+    """peft's own penalty term: the model's loss with labels, less the same model's loss without
+    the penalty (orth_reg_weight set to 0 for the second forward)."""
+    config = adalora_model.peft_config[adalora_model.trainable_adapter_name]
+    weight, b = config.orth_reg_weight, batch(3)
+    with_penalty = adalora_model(**b).loss
+    config.orth_reg_weight = 0.0
+    try:
+        without = adalora_model(**b).loss
+    finally:
+        config.orth_reg_weight = weight
+    return with_penalty - without
+
+
+@pytest.mark.parametrize("weight", [0.1, 0.5])
+def test_adalora_orthogonality_penalty_is_added_to_the_trainers_loss(store_path, weight):
+    adapted = build(store_path, "method=adalora", f"method.orth_reg_weight={weight}", "method.dropout=0")
+    train_steps(adapted, 2)  # P and Q move away from their initialisation
+    adapted.model.eval()  # no dropout: the same forward every time
+    kind, b = adapted.ctx.task_type, batch(3)
+    task_loss = kind.loss(kind.logits(adapted.model, b), b["labels"])
+    penalty = orthogonal_penalty(adapted.model.base_model)
+    assert float(penalty) > 0
+    loss = training_loss(adapted, kind, b)
+    torch.testing.assert_close(loss, task_loss + weight * penalty)
+    assert not torch.isclose(loss, task_loss)
+    # The same term as peft's AdaLoraModel adds when the model is given the labels itself.
+    torch.testing.assert_close(adapted.extra_loss(), _peft_penalty(adapted.model.base_model),
+                               rtol=1e-5, atol=1e-6)
+    # And its gradient reaches P and Q.
+    adapted.model.zero_grad()
+    adapted.extra_loss().backward()
+    grads = [p.grad for n, p in adapted.model.named_parameters() if "lora_A" in n or "lora_B" in n]
+    assert grads and all(g is not None and g.abs().sum() > 0 for g in grads)
+
+
+def test_adalora_without_orthogonality_weight_adds_nothing(store_path):
+    adapted = build(store_path, "method=adalora", "method.orth_reg_weight=0")
+    kind, b = adapted.ctx.task_type, batch(3)
+    adapted.model.eval()
+    assert adapted.extra_loss() is None
+    torch.testing.assert_close(training_loss(adapted, kind, b),
+                               kind.loss(kind.logits(adapted.model, b), b["labels"]))
 
 
 def _delta_lora_factors(adapted):
@@ -84,7 +131,7 @@ def _one_rank_2r_lora(double, store_path, r: int, alpha: float):
     """A rank-2r LoRA whose A, B are the two updates' factors stacked: [A1; A2] and [B1 B2]."""
     cfg = build_config(store_path, "method=lora", f"method.r={2 * r}", f"method.alpha={2 * alpha}",
                        "method.dropout=0")
-    single = METHODS.get("lora")(base_model(cfg), cfg)
+    single = build_from(cfg, base_model(cfg))
     doubles = {n.removeprefix("base_model.model."): l for n, l in double.model.named_modules()
                if isinstance(l, LoraLayer)}
     with torch.no_grad():

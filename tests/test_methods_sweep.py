@@ -31,7 +31,13 @@ def test_added_methods_finish_in_one_sweep_with_formula_parameter_counts(store_p
 @pytest.mark.parametrize("overrides,message", [
     (["method=adalora", "method.use_dora=true"], "method=adalora cannot use DoRA"),
     (["method=delta_lora", "quant=nf4"], "method=delta_lora cannot train a 4-bit base"),
-    (["method=delta_lora", "quant=nf4", "method.quant=any"], "method=delta_lora moves the base weights"),
+    # 4-bit support is declared by the method's code (four_bit=False), not by method.quant
+    (["method=delta_lora", "quant=nf4", "method.quant=any"], "method=delta_lora cannot train a 4-bit base"),
+    (["method=dylora", "quant=nf4"], "method=dylora cannot train a 4-bit base"),
+    (["method=lora_drop", "quant=nf4"], "method=lora_drop cannot train a 4-bit base"),
+    (["method=hyperlora", "quant=nf4"], "method=hyperlora cannot train a 4-bit base"),
+    (["method=full", "quant=nf4"], "method=full cannot train a 4-bit base"),
+    (["method=qlora", "quant=none"], "method=qlora needs a 4-bit base"),
     (["method=adalora", "method.init_r=4"], "method.init_r must be >= method.r"),
     (["method=loraplus", "method.lr_ratio=0.5"], "method.lr_ratio"),
 ])

@@ -5,8 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.config import validate
-from harness.methods import METHODS
+from harness.validation import validate
+from tests.method_helpers import build_from
 from harness.models import load_model
 from harness.paths import conf_dir
 from tests.conftest import compose_config, tiny_config
@@ -27,7 +27,7 @@ def test_every_real_model_has_a_tiny_twin_of_its_family():
 def test_decoder_trains_adapters_on_its_target_modules_and_its_score_head(store_path, method):
     cfg = validate(tiny_config(store_path, "model=tiny_llama", f"method={method}"))
     loaded = load_model(cfg.model, cfg.quant, 3, torch.device("cpu"), "single_label_classification")
-    adapted = METHODS.get(cfg.method.name)(loaded.model, cfg)
+    adapted = build_from(cfg, loaded.model)
     names = [n for n, p in adapted.model.named_parameters() if p.requires_grad]
     for module in cfg.model.target_modules:
         assert any(f"{module}.lora_A" in n for n in names), module

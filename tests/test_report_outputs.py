@@ -98,7 +98,7 @@ def test_report_config_rejects_bad_values_with_one_line():
 
 def test_end_of_sweep_hook_writes_the_sweeps_report_unless_disabled(tmp_path):
     make_fixture_store(tmp_path / "s.sqlite")
-    cfg = {"store": {"path": str(tmp_path / "s.sqlite"), "sweep": "fixture"},
+    cfg = {"store": {"url": str(tmp_path / "s.sqlite"), "sweep": "fixture"},
            "hydra": {"sweep": {"dir": str(tmp_path / "sweep")}},
            "report": {**vars(ReportConfig()), "pdf": False}}
     SweepReport().on_multirun_end(OmegaConf.create({**cfg, "report": {**cfg["report"], "enabled": False}}))
@@ -110,9 +110,9 @@ def test_end_of_sweep_hook_writes_the_sweeps_report_unless_disabled(tmp_path):
 def test_rank_sweep_gets_labels_per_rank_and_its_own_figure(tmp_path):
     from report_fixture import fixture_row
 
-    from harness.results.store import SQLiteStore
+    from harness.results.store import open_store
 
-    store = SQLiteStore(tmp_path / "ranks.sqlite")
+    store = open_store(tmp_path / "ranks.sqlite")
     for r, acc in ((4, 0.78), (8, 0.80), (16, 0.81)):
         for seed in (0, 1):
             row = fixture_row("lora", seed, 0)

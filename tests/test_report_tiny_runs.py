@@ -15,7 +15,7 @@ from harness.report import build_report
 from harness.report.stats import EXACT
 from harness.runner import run_job
 from harness.results import load
-from harness.results.store import SQLiteStore
+from harness.results.store import open_store
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "report.ipynb"
 
@@ -28,7 +28,7 @@ def tiny_store(tmp_path_factory):
             row = run_job(tiny_config(store_path, f"method={method}", f"seed={seed}"))
             assert row["status"] == "finished"
     good = load(store_path, decode=False).iloc[0].to_dict()
-    SQLiteStore(store_path).record(
+    open_store(store_path).record(
         {k: good[k] for k in ("sweep", "created_at", "method", "model", "task", "quant", "config_json",
                               "schema_version")}
         | {"run_id": "broken", "seed": 7, "r": 8, "config_hash": "broken", "status": "failed",

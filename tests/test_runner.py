@@ -12,10 +12,12 @@ import torch
 
 from harness.results import load, load_curves
 from harness.tasks import Split, TaskData
-from harness.train import encode, loader
+from harness.tasks.encoding import encode_split
+from harness.train import loader
 from harness.models import load_model
 from tests.conftest import TINY, tiny_config
-from harness.config import validate
+from harness.tasks.types import SingleLabel
+from harness.validation import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -47,7 +49,7 @@ def test_tokens_per_second_counts_only_real_tokens(store_path):
     cfg = validate(tiny_config(store_path))
     tok = load_model(cfg.model, cfg.quant, 2, torch.device("cpu")).tokenizer
     split = Split(["good", "a much much longer review of the film than the first"], [1, 0])
-    batch = next(iter(loader(encode(split, tok, 64), tok, 2, False, 0)))
+    batch = next(iter(loader(encode_split(split, tok, 64, "head", SingleLabel()).examples, tok, 2, False, 0)))
     assert batch["input_ids"].shape[1] == len(tok("a much much longer review of the film than the first")["input_ids"])
     assert int(batch["attention_mask"].sum()) < batch["input_ids"].numel()  # padding is not counted
 
@@ -62,14 +64,14 @@ def test_full_fine_tuning_has_no_merged_latency_and_a_whole_model_adapter(run_ti
 def test_best_epoch_selection_restores_the_best_weights(run_tiny):
     best = run_tiny("trainer.select=best", "trainer.select_metric=eval_loss", "trainer.epochs=3",
                     "trainer.max_steps=null", "method.lr=0.05")
-    curves = load_curves(Path(json.loads(best["config_json"])["store"]["path"]))
+    curves = load_curves(Path(json.loads(best["config_json"])["store"]["url"]))
     val = curves[(curves.split == "validation") & (curves.metric == "eval_loss")].sort_values("epoch")
     assert best["best_epoch"] == int(val.loc[val.value.idxmin(), "epoch"])
 
 
 def test_majority_baseline_is_the_train_majority_on_test():
     data = TaskData("t", Split(["a"] * 3, [1, 1, 0]), Split(["a"], [0]), Split(["a"] * 4, [1, 0, 0, 0]),
-                    ["neg", "pos"], "test")
+                    ["neg", "pos"], "test", type=SingleLabel())
     assert data.majority_accuracy() == 0.25
 
 

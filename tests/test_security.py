@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.config import validate
-from harness.methods import METHODS
+from harness.validation import validate
+from tests.method_helpers import build_from
 from harness.models import load_model
 from harness.paths import conf_dir
 from tests.conftest import compose_config, tiny_config
@@ -45,7 +45,7 @@ def test_adapters_are_saved_as_safetensors_only(store_path, tmp_path):
 
     cfg = validate(tiny_config(store_path, "method=lora"))
     loaded = load_model(cfg.model, cfg.quant, 2, torch.device("cpu"))
-    adapted = METHODS.get("lora")(loaded.model, cfg)
+    adapted = build_from(cfg, loaded.model)
     size = adapted.save(tmp_path / "adapter")
     files = [p for p in (tmp_path / "adapter").rglob("*") if p.is_file()]
     weights = [p for p in files if p.suffix == ".safetensors"]

@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from harness.config import validate
-from harness.tasks import TASK_LOADERS, TaskDataError, load_task
+from harness.validation import validate
+from harness.tasks import TASK_LOADERS, TaskDataError, data_path_hint, load_task
 from harness.tasks.types import TASK_TYPES
 from tests.conftest import compose_config
 
@@ -86,16 +86,19 @@ def test_multiple_choice_scores_every_choice_with_one_logit(tmp_path):
     import torch
 
     from harness.models import load_model
-    from harness.tasks.encoding import collator, encode_split
+    from harness.tasks.encoding import ChoiceCollator, encode_split
     from harness.tasks.types import MultipleChoice
 
     cfg = validate(compose_config(["model=tiny_llama", "task=casehold",
                                    f"task.data_path={write_casehold(tmp_path / 'c.jsonl')}"]))
     data = load_task(cfg.task)
-    kind = MultipleChoice()
+    kind = data.type
+    assert isinstance(kind, MultipleChoice) and kind.columns == ("choices",)
     loaded = load_model(cfg.model, cfg.quant, kind.head_size(5), torch.device("cpu"), kind.problem_type)
-    examples = encode_split(data.test, loaded.tokenizer, 40, "tail").examples[:3]
-    batch = collator(loaded.tokenizer, True)(examples)
+    examples = encode_split(data.test, loaded.tokenizer, 40, "tail", kind).examples[:3]
+    collate = kind.collator(loaded.tokenizer)
+    assert isinstance(collate, ChoiceCollator)
+    batch = collate(examples)
     assert batch["input_ids"].shape[:2] == (3, 5)
     logits = kind.logits(loaded.model, batch)
     assert logits.shape == (3, 5)
@@ -146,7 +149,13 @@ def test_lexglue_reads_local_files_in_the_hubs_format(tmp_path):
     (["task=csv", "task.data_path={csv}", "task.labels=[neg]"], r"unknown label\(s\) \['pos'\]"),
     (["task=csv", "task.data_path={train_only}", "task.split_column=part"], "the test split is empty"),
     (["task=csv", "task.data_path={txt}"], "allowed file types"),
-    (["task=scotus_outcome"], "task.data_path=../shared/data/legal/scotus_justice.csv"),
+    (["task=scotus_outcome"], r"needs a data file: set task.data_path=path/to/scotus_justice\.csv$"),
+    (["task=overruling"], r"task overruling needs a data file: set task.data_path=path/to/overruling\.tsv$"),
+    (["task=jsonl"], r"needs a data file: set task.data_path=path/to/data\.jsonl$"),
+    (["task=csv", "task.data_path={csv}", "task.task_type=multiple_choice"],
+     r"column\(s\) \['choices'\] not in"),
+    (["task=csv", "task.data_path={csv}", "task.task_type=multiple_choice", "task.choices_column=opts"],
+     r"column\(s\) \['opts'\] not in"),
 ])
 def test_bad_data_gives_one_line_errors(tmp_path, overrides, needle):
     df = pd.read_csv(write_csv(tmp_path / "d.csv")).rename(columns={"body": "text", "y": "label"})
@@ -157,3 +166,100 @@ def test_bad_data_gives_one_line_errors(tmp_path, overrides, needle):
     with pytest.raises(TaskDataError, match=needle) as err:
         load_task(task_cfg(*[o.format(**files) for o in overrides]))
     assert "\n" not in str(err.value)
+
+
+def test_file_loaders_read_the_columns_the_task_type_needs(tmp_path):
+    rows = [{"q": f"case {i} says rule {i % 3}", "opts": [f"rule {j}" for j in range(3)], "a": i % 3}
+            for i in range(30)]
+    (tmp_path / "mc.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    data = load_task(task_cfg("task=jsonl", f"task.data_path={tmp_path / 'mc.jsonl'}", "task.text_column=q",
+                              "task.label_column=a", "task.choices_column=opts",
+                              "task.task_type=multiple_choice"))
+    assert data.task_type == "multiple_choice" and data.label_names == ["0", "1", "2"]
+    first = data.train.texts[0]
+    assert data.train.choices[0] == ["rule 0", "rule 1", "rule 2"]
+    assert data.train.choices[0][data.train.labels[0]] == "rule " + first[-1]
+    single = load_task(task_cfg("task=jsonl", f"task.data_path={tmp_path / 'mc.jsonl'}",
+                                "task.text_column=q", "task.label_column=a"))
+    assert single.train.choices is None and single.label_names == ["0", "1", "2"]
+
+
+def test_loaders_declare_whether_they_need_a_data_file():
+    needs = {n for n in TASK_LOADERS.names() if TASK_LOADERS.info(n).get("data_path") == "required"}
+    assert needs == {"csv", "jsonl", "parquet", "scotus_outcome", "scotus_issue", "legalbench_tsv",
+                     "casehold_prompts"}
+    for name in needs:  # every one says what to set, and no loader knows where data lives
+        example = TASK_LOADERS.info(name)["example"]
+        assert data_path_hint(name) == example and "shared" not in example
+    assert data_path_hint("scotus_outcome") == "path/to/scotus_justice.csv"
+    assert data_path_hint("legalbench_tsv", "unfair_tos") == "path/to/unfair_tos.tsv"
+    assert data_path_hint("casehold_prompts", "casehold") == "path/to/casehold_prompts.jsonl"
+    for name in ("synthetic", "rotten_tomatoes", "lex_glue", "multitask", "no_such_loader"):
+        assert data_path_hint(name) is None
+
+
+def test_importing_the_task_registry_does_not_import_torch_or_transformers():
+    import subprocess
+    import sys
+
+    code = ("import sys, harness.tasks, harness.tasks.types; "
+            "print(sorted(m for m in ('torch', 'transformers', 'evaluate') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def _type_branches(source: str, names: set[str], classes: set[str]) -> list[int]:
+    """Lines that compare with a task type's name (``==``, ``!=``, ``in``, ``match``), key a
+    table by one, or ask ``isinstance(x, <a task type class>)``."""
+    import ast
+
+    def is_name(node) -> bool:
+        if isinstance(node, (ast.Tuple, ast.List, ast.Set)):
+            return any(is_name(e) for e in node.elts)
+        return isinstance(node, ast.Constant) and node.value in names
+
+    lines = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Compare) and any(is_name(n) for n in [node.left, *node.comparators]):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.MatchValue) and is_name(node.value):
+            lines.append(node.lineno)
+        elif isinstance(node, ast.Dict) and any(k is not None and is_name(k) for k in node.keys):
+            lines.append(node.lineno)
+        elif (isinstance(node, ast.Call) and getattr(node.func, "id", None) == "isinstance"
+              and len(node.args) == 2 and {getattr(n, "id", getattr(n, "attr", None)) for n in
+                                           ast.walk(node.args[1])} & classes):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_the_branch_finder_sees_branches_and_allows_declarations():
+    names, classes = {"multi_label", "multiple_choice"}, {"MultipleChoice"}
+    bad = ['if kind.name == "multiple_choice":\n    pass',
+           'x = "multi_label" != cfg.task_type',
+           'y = t in ("single", "multi_label")',
+           'match t:\n    case "multiple_choice":\n        pass',
+           'z = {"multi_label": 1}[t]',
+           'w = isinstance(kind, types.MultipleChoice)']
+    assert all(_type_branches(src, names, classes) for src in bad)
+    fine = ['@TASK_TYPES.register("multi_label")\nclass A: name = "multi_label"',
+            'task_type: str = "multiple_choice"  # a config default',
+            'SUBSETS = {"x": ("text", "labels", "multi_label")}',
+            '"""multiple_choice == docs"""',
+            'kind = cfg.task_type != subset.task_type']
+    assert not any(_type_branches(src, names, classes) for src in fine)
+
+
+def test_no_code_outside_the_task_types_asks_which_type_it_has():
+    from pathlib import Path
+
+    import harness
+    from harness.tasks import types
+
+    names = set(TASK_TYPES.names())
+    classes = {type(types.task_type(n)).__name__ for n in names}
+    root = Path(harness.__file__).parent
+    found = [f"{path.relative_to(root.parent)}:{line}"
+             for path in sorted(root.rglob("*.py")) if path != Path(types.__file__)
+             for line in _type_branches(path.read_text(encoding="utf-8"), names, classes)]
+    assert not found, f"branching on a task type's name outside harness/tasks/types.py: {found}"

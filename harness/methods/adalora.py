@@ -8,18 +8,25 @@ That allocation only happens if ``update_and_allocate`` runs after every optimiz
 gradients still in place; without it AdaLoRA silently trains as a fixed-rank LoRA. The schedule
 (warm-up, pruning, final phase) is defined over the run's total step count, which only the trainer
 knows: ``before_training`` sets it.
+
+The orthogonality penalty ‖PᵀP−I‖ + ‖QQᵀ−I‖ is added by peft only inside the model's own loss,
+when labels are passed to the model; the harness's trainer computes the task loss itself and
+never passes labels, so ``extra_loss`` returns ``orth_reg_weight`` × the penalty, computed as
+peft's ``AdaLoraModel.forward`` computes it, and the trainer adds it to the task loss.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
 
+import torch
 from peft import AdaLoraConfig, get_peft_model
+from peft.utils.integrations import gather_params_ctx
 
 from harness.config import MethodConfig, _check, _positive_int, register_method_schema
-from harness.methods import METHODS
-from harness.methods.base import Adapted
-from harness.methods.lora import prepare_base, target_modules
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext, TrainingStart
+from harness.methods.lora import prepare_base
 
 
 @dataclass
@@ -59,21 +66,50 @@ def module_ranks(rank_pattern: dict) -> dict[str, int]:
             for name, mask in rank_pattern.items()}
 
 
+def orthogonal_penalty(adalora_model) -> torch.Tensor | float:
+    """The mean over the trainable adapter's matrices of ‖QQᵀ−I‖_F (Q: each ``lora_A``) and
+    ‖PᵀP−I‖_F (P: each ``lora_B``), as peft's ``AdaLoraModel.forward`` computes it before adding
+    ``orth_reg_weight`` × it to the model's loss (``adalora_model``: the ``AdaLoraModel``, i.e.
+    ``peft_model.base_model``)."""
+    adapter = adalora_model.trainable_adapter_name
+    regu_loss, num_param = 0, 0
+    for n, p in adalora_model.model.named_parameters():
+        if ("lora_A" in n or "lora_B" in n) and adapter in n:
+            if p.shape == torch.Size([0]):
+                with gather_params_ctx(p, fwd_module=adalora_model):
+                    para_cov = p @ p.T if "lora_A" in n else p.T @ p
+            else:
+                para_cov = p @ p.T if "lora_A" in n else p.T @ p
+            eye = torch.eye(*para_cov.size(), out=torch.empty_like(para_cov))
+            eye.requires_grad = False
+            num_param += 1
+            regu_loss += torch.norm(para_cov - eye, p="fro")
+    return regu_loss / num_param if num_param > 0 else 0
+
+
 class AdaLoraAdapted(Adapted):
-    def __init__(self, model, cfg) -> None:
-        super().__init__(model, cfg)
+    def __init__(self, model, method, ctx: MethodContext) -> None:
+        super().__init__(model, method, ctx)
         # Kept apart from the model, which merge() replaces by a plain one.
         self.peft_config: AdaLoraConfig = model.peft_config["default"]
         self.allocator = model.base_model.rankallocator
         self.total_steps: int | None = None
         self.budget_history: list[tuple[int, int]] = []  # (step, total kept rank) when it changes
 
-    def before_training(self, total_steps: int) -> None:
-        m, c = self.cfg.method, self.peft_config
+    def before_training(self, start: TrainingStart) -> None:
+        m, c, total_steps = self.method, self.peft_config, start.total_steps
         c.total_step = total_steps
         c.tinit = math.floor(m.tinit_ratio * total_steps)
         c.tfinal = math.floor(m.tfinal_ratio * total_steps)
         self.total_steps = total_steps
+
+    def extra_loss(self) -> torch.Tensor | None:
+        """``orth_reg_weight`` × the orthogonality penalty (None when the weight is 0)."""
+        weight = self.peft_config.orth_reg_weight
+        if weight == 0:
+            return None
+        penalty = orthogonal_penalty(self.model.base_model)
+        return None if isinstance(penalty, (int, float)) else weight * penalty
 
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
         if self.total_steps != total_steps:
@@ -104,14 +140,13 @@ class AdaLoraAdapted(Adapted):
         return True
 
 
-@METHODS.register("adalora")
-def build(model, cfg) -> Adapted:
-    m = cfg.method
+@register_method("adalora", four_bit=True)
+def build(model, m: AdaLoraMethodConfig, ctx: MethodContext) -> Adapted:
     config = AdaLoraConfig(
         init_r=m.init_r, target_r=m.r, lora_alpha=m.alpha, lora_dropout=m.dropout,
         deltaT=m.delta_t, beta1=m.beta1, beta2=m.beta2, orth_reg_weight=m.orth_reg_weight,
         # The real schedule is set by before_training, once the step count is known.
         total_step=1, tinit=0, tfinal=0,
-        target_modules=target_modules(cfg), modules_to_save=list(cfg.model.head_modules),
+        target_modules=list(ctx.target_modules), modules_to_save=list(ctx.head_modules),
         task_type="SEQ_CLS")
-    return AdaLoraAdapted(get_peft_model(prepare_base(model, cfg), config), cfg)
+    return AdaLoraAdapted(get_peft_model(prepare_base(model, ctx), config), m, ctx)

@@ -1,12 +1,42 @@
-"""What a method hands to the trainer, with the defaults that plain adapter methods need."""
+"""What a method is given (:class:`MethodContext`, :class:`TrainingStart`) and what it hands to
+the trainer (:class:`Adapted`, with the defaults that plain adapter methods need)."""
 from __future__ import annotations
 
 import contextlib
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Iterator
 
 import torch
+
+if TYPE_CHECKING:
+    from torch.utils.data import DataLoader
+
+    from harness.config import MethodConfig
+    from harness.tasks.types import TaskType
+
+
+@dataclass
+class MethodContext:
+    """What a method may know about its run besides its own config."""
+    target_modules: list[str]     # resolved: method.target_modules or else the model config's
+    head_modules: list[str]       # modules trained in full beside the adapters (the new head)
+    four_bit: bool                # the base was loaded in 4-bit (bitsandbytes)
+    task_type: "TaskType"         # harness.tasks.types.TaskType instance: model_inputs/logits/loss/predict
+    task_names: list[str]         # task-id order: the sub-tasks of multi-task data, else [task name]
+    device: torch.device
+    seed: int
+    gradient_checkpointing: bool = False
+    max_grad_norm: float = 1.0
+
+
+@dataclass
+class TrainingStart:
+    """Given once to Adapted.before_training, before parameters are counted and the optimizer is made."""
+    total_steps: int
+    train_batches: "DataLoader"
+    device: torch.device
 
 
 class Adapted:
@@ -15,11 +45,15 @@ class Adapted:
     Subclasses override only what their paper changes: the parameter groups (LoRA+), the
     optimizer (LoRA-FA), a hook after every optimizer step (AdaLoRA, Delta-LoRA), the state a
     "best epoch" checkpoint must hold, or extra evaluation variants (DyLoRA's ranks).
+
+    ``self.method`` is the method's own config (:class:`harness.config.MethodConfig` or its
+    subclass); ``self.ctx`` is the rest of what it may know about the run (:class:`MethodContext`).
     """
 
-    def __init__(self, model: torch.nn.Module, cfg: Any) -> None:
+    def __init__(self, model: torch.nn.Module, method_cfg: "MethodConfig", ctx: MethodContext) -> None:
         self.model = model
-        self.cfg = cfg
+        self.method = method_cfg
+        self.ctx = ctx
 
     # --- data the method sees besides the model inputs -----------------------------------------
     @property
@@ -45,25 +79,22 @@ class Adapted:
         """Called before each forward on multi-task data with the batch's per-example task ids
         (HyperLoRA generates its adapters from them); other methods ignore them."""
 
-    def prepare_with_data(self, train_batches, device: torch.device) -> None:
-        """Called once after the method is built, before its parameters are counted and training
-        starts, with the training batches (LoRA-drop trains a probe on a sample of them and then
-        restructures its adapters)."""
-
     # --- optimisation -----------------------------------------------------------------------
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
 
     def param_groups(self) -> list[dict]:
-        m = self.cfg.method
+        m = self.method
         return [{"params": self.trainable_parameters(), "lr": m.lr, "weight_decay": m.weight_decay}]
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         return torch.optim.AdamW(self.param_groups())
 
-    def before_training(self, total_steps: int) -> None:
-        """Called once before the optimizer is made, with the number of steps training will take
-        (AdaLoRA's rank schedule is defined over it)."""
+    def before_training(self, start: TrainingStart) -> None:
+        """Called once after the method is built, before its parameters are counted and the
+        optimizer is made, with the number of steps training will take (AdaLoRA's rank schedule
+        is defined over it) and the training batches (LoRA-drop trains a probe on a sample of
+        them and then restructures its adapters)."""
 
     def extra_loss(self) -> torch.Tensor | None:
         """A term the trainer adds to the task loss at every training step (AdaLoRA's

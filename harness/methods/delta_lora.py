@@ -8,6 +8,7 @@ takes the change of the low-rank product as its own update:
 W gets no gradient and no optimizer state, so memory stays LoRA's. The paper removes dropout from
 the adapter path (so that the delta stands in for W's gradient): ``dropout`` defaults to 0. Since
 W moves, a best-epoch snapshot and the saved adapter both include the adapted base weights.
+A 4-bit base cannot move, so the method is registered with ``four_bit=False``.
 """
 from __future__ import annotations
 
@@ -20,9 +21,9 @@ from peft.tuners.lora import LoraLayer
 from peft.utils.other import transpose
 from safetensors.torch import save_file
 
-from harness.config import MethodConfig, QuantNeed, _check, register_method_schema
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.config import MethodConfig, _check, register_method_schema
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
 from harness.methods.lora import PeftAdapted, lora_config
 
 
@@ -31,13 +32,10 @@ class DeltaLoraMethodConfig(MethodConfig):
     update_ratio: float = 2.0  # λ
     start_steps: int = 500  # K: W moves only after this many optimizer steps
     dropout: float = 0.0
-    quant: QuantNeed = QuantNeed.forbidden
 
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(not self.use_dora, "method=delta_lora has no DoRA variant: set method.use_dora=false")
-        _check(self.quant == QuantNeed.forbidden, "method=delta_lora moves the base weights, which a "
-               "4-bit base cannot do: method.quant must be forbidden")
         _check(self.update_ratio >= 0, f"method.update_ratio must be >= 0, got {self.update_ratio}")
         _check(isinstance(self.start_steps, int) and self.start_steps >= 0,
                f"method.start_steps must be an integer >= 0, got {self.start_steps!r}")
@@ -56,8 +54,8 @@ def low_rank_product(layer: LoraLayer, a: torch.Tensor, b: torch.Tensor) -> torc
 
 
 class DeltaLoraAdapted(PeftAdapted):
-    def __init__(self, model, cfg) -> None:
-        super().__init__(model, cfg)
+    def __init__(self, model, method, ctx: MethodContext) -> None:
+        super().__init__(model, method, ctx)
         self.layers = lora_layers(model)
         self.previous = self._current_factors()
         self.moved_steps = 0
@@ -69,7 +67,7 @@ class DeltaLoraAdapted(PeftAdapted):
 
     @torch.no_grad()
     def after_optimizer_step(self, step: int, total_steps: int) -> None:
-        m = self.cfg.method
+        m = self.method
         current = self._current_factors()
         if step > m.start_steps:
             for name, layer in self.layers.items():
@@ -107,6 +105,7 @@ class DeltaLoraAdapted(PeftAdapted):
         return {"delta_lora_moved_steps": self.moved_steps}
 
 
-@METHODS.register("delta_lora")
-def build(model, cfg) -> Adapted:
-    return DeltaLoraAdapted(get_peft_model(model, lora_config(cfg)), cfg)
+# The base weights move, which a 4-bit base cannot do.
+@register_method("delta_lora", four_bit=False)
+def build(model, method: DeltaLoraMethodConfig, ctx: MethodContext) -> Adapted:
+    return DeltaLoraAdapted(get_peft_model(model, lora_config(method, ctx)), method, ctx)

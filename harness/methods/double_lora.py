@@ -12,22 +12,22 @@ from __future__ import annotations
 from peft import get_peft_model
 from peft.tuners.lora import LoraLayer
 
-from harness.methods import METHODS
-from harness.methods.base import Adapted
-from harness.methods.lora import PeftAdapted, lora_config
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
+from harness.methods.lora import PeftAdapted, lora_config, prepare_base
 
 ADAPTERS = ("first", "second")
 
 
 class DoubleLoraAdapted(PeftAdapted):
     def details(self) -> dict:
-        return {"double_lora_adapters": list(ADAPTERS), "double_lora_equivalent_rank": 2 * self.cfg.method.r}
+        return {"double_lora_adapters": list(ADAPTERS), "double_lora_equivalent_rank": 2 * self.method.r}
 
 
-@METHODS.register("double_lora")
-def build(model, cfg) -> Adapted:
-    model = get_peft_model(model, lora_config(cfg), adapter_name=ADAPTERS[0])
-    model.add_adapter(ADAPTERS[1], lora_config(cfg))
+@register_method("double_lora", four_bit=True)
+def build(model, method, ctx: MethodContext) -> Adapted:
+    model = get_peft_model(prepare_base(model, ctx), lora_config(method, ctx), adapter_name=ADAPTERS[0])
+    model.add_adapter(ADAPTERS[1], lora_config(method, ctx))
     # Both updates are active in every adapted layer; the head (peft's modules_to_save, which
     # allows one active copy) trains once, as the first adapter's.
     for layer in model.modules():
@@ -36,4 +36,4 @@ def build(model, cfg) -> Adapted:
     for name, param in model.named_parameters():
         if f"modules_to_save.{ADAPTERS[1]}." in name:
             param.requires_grad_(False)
-    return DoubleLoraAdapted(model, cfg)
+    return DoubleLoraAdapted(model, method, ctx)

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from harness.config import ConfigError, MethodConfig, register_method_schema
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
 from harness.methods.lowrank import (LowRankLinear, freeze_all_but_heads, init_lora_factors,
                                      merge_wrapped, save_trainable, wrap_targets)
 
@@ -63,12 +63,12 @@ class DyLoRALinear(LowRankLinear):
 
 
 class DyLoRA(Adapted):
-    def __init__(self, model, cfg, layers: dict[str, DyLoRALinear]) -> None:
-        super().__init__(model, cfg)
+    def __init__(self, model, method: DyLoRAConfig, ctx: MethodContext,
+                 layers: dict[str, DyLoRALinear]) -> None:
+        super().__init__(model, method, ctx)
         self.layers = layers
-        m = cfg.method
-        self.ranks = list(range(m.r_min, m.r + 1))
-        self.generator = torch.Generator().manual_seed(int(cfg.seed))
+        self.ranks = list(range(method.r_min, method.r + 1))
+        self.generator = torch.Generator().manual_seed(int(ctx.seed))
         self.sampled: list[int] = []
         self._sample_rank()
 
@@ -89,16 +89,16 @@ class DyLoRA(Adapted):
             yield
         finally:
             for layer in self.layers.values():
-                layer.eval_rank = self.cfg.method.r
+                layer.eval_rank = self.method.r
 
     def eval_variants(self) -> Iterator[tuple[str, contextlib.AbstractContextManager]]:
-        for b in self.cfg.method.eval_ranks or self.ranks:
+        for b in self.method.eval_ranks or self.ranks:
             yield f"rank:{b}", self.evaluated_at(b)
 
     def details(self) -> dict:
         used = self.sampled[:-1]  # the last draw is for a step that never ran
         return {"dylora_rank_counts": dict(sorted(Counter(used).items())),
-                "dylora_eval_ranks": list(self.cfg.method.eval_ranks or self.ranks)}
+                "dylora_eval_ranks": list(self.method.eval_ranks or self.ranks)}
 
     def save(self, folder: Path) -> int:
         return save_trainable(self.model, folder)
@@ -108,9 +108,10 @@ class DyLoRA(Adapted):
         return True
 
 
-@METHODS.register("dylora")
-def build(model, cfg) -> Adapted:
-    m = cfg.method
-    freeze_all_but_heads(model, cfg)
-    layers = wrap_targets(model, cfg, lambda name, base: DyLoRALinear(base, m.r, m.alpha, m.dropout, m.frozen))
-    return DyLoRA(model, cfg, layers)
+# The low-rank layers here wrap full-precision linear layers only. Every task type: the layers
+# see whatever shape of input the task type's model_inputs give the model.
+@register_method("dylora", four_bit=False)
+def build(model, m: DyLoRAConfig, ctx: MethodContext) -> Adapted:
+    freeze_all_but_heads(model, ctx)
+    layers = wrap_targets(model, ctx, lambda name, base: DyLoRALinear(base, m.r, m.alpha, m.dropout, m.frozen))
+    return DyLoRA(model, m, ctx, layers)

@@ -5,8 +5,8 @@ from pathlib import Path
 
 from safetensors.torch import save_file
 
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
 
 
 class FullFineTuning(Adapted):
@@ -18,8 +18,9 @@ class FullFineTuning(Adapted):
         return (folder / "model.safetensors").stat().st_size
 
 
-@METHODS.register("full")
-def build(model, cfg) -> Adapted:
+# A 4-bit base cannot be trained: its weights are packed integers with no gradient.
+@register_method("full", four_bit=False)
+def build(model, method, ctx: MethodContext) -> Adapted:
     for p in model.parameters():
         p.requires_grad_(True)
-    return FullFineTuning(model, cfg)
+    return FullFineTuning(model, method, ctx)

@@ -11,7 +11,8 @@ with one generator pair (W_A, W_B) per layer shape, shared by all layers and tas
 As in LoRA, B's generator starts at zero, so training starts from the base model. Each example
 uses its own task's factors, so batches may mix tasks; the task ids come with the batch (see
 ``harness/tasks/multitask.py``) and reach the method through ``Adapted.condition``. A plain
-(single-task) config is one task.
+(single-task) config is one task. On multiple-choice data the model sees every (example, choice)
+pair as one sequence, example-major, so each example's task id is repeated over its choices.
 """
 from __future__ import annotations
 
@@ -22,8 +23,8 @@ import torch
 from torch import nn
 
 from harness.config import MethodConfig, _positive_int, register_method_schema
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
 from harness.methods.lowrank import (LowRankLinear, freeze_all_but_heads, layer_and_kind,
                                      save_trainable, target_names, wrap_targets)
 
@@ -53,9 +54,9 @@ def _linear(n_in: int, n_out: int, std: float) -> nn.Linear:
 
 class LoRAHyperNetwork(nn.Module):
     def __init__(self, n_tasks: int, n_layers: int, kinds: list[str],
-                 shapes: set[tuple[int, int]], cfg) -> None:
+                 shapes: set[tuple[int, int]], m: HyperLoRAConfig,
+                 sequences_per_example: bool = False) -> None:
         super().__init__()
-        m = cfg.method
         d, self.r = m.task_embedding_dim, m.r
         self.task_embeddings = nn.Embedding(n_tasks, d)
         self.layer_embeddings = nn.Embedding(n_layers + 1, d)  # the last: modules outside layers
@@ -69,6 +70,8 @@ class LoRAHyperNetwork(nn.Module):
         self.b_generators = nn.ModuleDict({f"{i}x{o}": _linear(m.projected_dim, o * m.r, 0.0)
                                            for i, o in sorted(shapes)})
         self.task_ids: torch.Tensor | None = None  # per example, set before each forward
+        # Multiple choice: the model's batch holds each example's choices as consecutive rows.
+        self.sequences_per_example = sequences_per_example
 
     def factors(self, tasks: torch.Tensor, layer: int, kind: str, shape: tuple[int, int]):
         """A (len(tasks), r, in) and B (len(tasks), out, r) for these task ids."""
@@ -97,7 +100,9 @@ class GeneratedLoRALinear(LowRankLinear):
         if ids is None:
             ids = torch.zeros(n, dtype=torch.long, device=device)  # a single-task run
         elif len(ids) != n:
-            raise RuntimeError(f"{len(ids)} task ids for a batch of {n} examples")
+            if not (net.sequences_per_example and len(ids) and n % len(ids) == 0):
+                raise RuntimeError(f"{len(ids)} task ids for a batch of {n} examples")
+            ids = ids.repeat_interleave(n // len(ids))  # each example's choices: its task
         tasks, inverse = torch.unique(ids.to(device), return_inverse=True)
         a, b = net.factors(tasks, self.layer, self.kind, (self.base.in_features, self.base.out_features))
         return a[inverse], b[inverse]
@@ -109,8 +114,9 @@ class GeneratedLoRALinear(LowRankLinear):
 
 
 class HyperLoRA(Adapted):
-    def __init__(self, model, cfg, hypernet: LoRAHyperNetwork, tasks: list[str]) -> None:
-        super().__init__(model, cfg)
+    def __init__(self, model, method: HyperLoRAConfig, ctx: MethodContext,
+                 hypernet: LoRAHyperNetwork, tasks: list[str]) -> None:
+        super().__init__(model, method, ctx)
         self.hypernet, self.tasks = hypernet, tasks
 
     def condition(self, task_ids: torch.Tensor) -> None:
@@ -124,21 +130,21 @@ class HyperLoRA(Adapted):
         return save_trainable(self.model, folder)
 
 
-@METHODS.register("hyperlora")
-def build(model, cfg) -> Adapted:
-    from harness.tasks.multitask import task_names
-
-    m = cfg.method
-    freeze_all_but_heads(model, cfg)
-    names = target_names(model, cfg)
+# The generated low-rank layers wrap full-precision linear layers only. Every task type: the task
+# type decides the head and the loss; the layers take any batch shape (multiple choice included).
+@register_method("hyperlora", four_bit=False)
+def build(model, m: HyperLoRAConfig, ctx: MethodContext) -> Adapted:
+    freeze_all_but_heads(model, ctx)
+    names = target_names(model, ctx)
     sites = {name: layer_and_kind(name) for name in names}
     layers = [layer for layer, _ in sites.values() if layer is not None]
     n_layers = max(layers) + 1 if layers else 0
     kinds = sorted({kind for _, kind in sites.values()})
     shapes = {(model.get_submodule(n).in_features, model.get_submodule(n).out_features) for n in names}
-    tasks = task_names(cfg.task)
+    tasks = list(ctx.task_names)
     device = next(model.parameters()).device
-    hypernet = LoRAHyperNetwork(len(tasks), n_layers, kinds, shapes, cfg).to(device)
+    hypernet = LoRAHyperNetwork(len(tasks), n_layers, kinds, shapes, m,
+                                ctx.task_type.sequences_per_example).to(device)
     model.add_module("lora_hypernetwork", hypernet)  # trains, saves and moves with the model
 
     def make(name, base):
@@ -146,5 +152,5 @@ def build(model, cfg) -> Adapted:
         return GeneratedLoRALinear(base, hypernet, n_layers if layer is None else layer, kind,
                                    m.alpha / m.r, m.dropout)
 
-    wrap_targets(model, cfg, make)
-    return HyperLoRA(model, cfg, hypernet, tasks)
+    wrap_targets(model, ctx, make)
+    return HyperLoRA(model, m, ctx, hypernet, tasks)

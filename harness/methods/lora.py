@@ -2,33 +2,31 @@
 
 QLoRA (Dettmers et al. 2023) and QDoRA are the same adapters on a base that the model loader put
 in 4-bit NF4 with double quantization; the quant config group decides that, not this module.
+DoRA, QLoRA and QDoRA are configs of this method (``builder: lora`` in their YAML), not code.
 """
 from __future__ import annotations
 
 from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
 
 
-def target_modules(cfg) -> list[str]:
-    return list(cfg.method.target_modules or cfg.model.target_modules)
-
-
-def lora_config(cfg, **overrides) -> LoraConfig:
-    m = cfg.method
+def lora_config(m, ctx: MethodContext, **overrides) -> LoraConfig:
+    """peft's LoraConfig for method config ``m``, on the context's target and head modules."""
     kwargs = dict(r=m.r, lora_alpha=m.alpha, lora_dropout=m.dropout, use_dora=m.use_dora,
-                  target_modules=target_modules(cfg), modules_to_save=list(cfg.model.head_modules),
+                  target_modules=list(ctx.target_modules), modules_to_save=list(ctx.head_modules),
                   task_type="SEQ_CLS")
     kwargs.update(overrides)
     return LoraConfig(**kwargs)
 
 
-def prepare_base(model, cfg):
-    """Freeze the base; on a 4-bit base, peft's k-bit preparation (norms in fp32, input grads)."""
-    if cfg.quant.load_in_4bit:
+def prepare_base(model, ctx: MethodContext):
+    """On a 4-bit base, peft's k-bit preparation (norms in fp32, input grads); else the model as
+    it is (peft freezes the base when it adds the adapters)."""
+    if ctx.four_bit:
         model = prepare_model_for_kbit_training(
-            model, use_gradient_checkpointing=cfg.trainer.gradient_checkpointing)
+            model, use_gradient_checkpointing=ctx.gradient_checkpointing)
     return model
 
 
@@ -38,10 +36,7 @@ class PeftAdapted(Adapted):
         return True
 
 
-@METHODS.register("lora")
-@METHODS.register("dora")
-@METHODS.register("qlora")
-@METHODS.register("qdora")
-def build(model, cfg) -> Adapted:
-    model = get_peft_model(prepare_base(model, cfg), lora_config(cfg))
-    return PeftAdapted(model, cfg)
+@register_method("lora", four_bit=True)
+def build(model, method, ctx: MethodContext) -> Adapted:
+    model = get_peft_model(prepare_base(model, ctx), lora_config(method, ctx))
+    return PeftAdapted(model, method, ctx)

@@ -1,10 +1,11 @@
 """LoRA-drop (Zhou et al. 2024): keep LoRA only where its output matters; share one elsewhere.
 
-Before the main training, LoRA is trained for ``probe_epochs`` on a stratified sample (a fraction
-``sample_fraction`` of each label) of the training data. Each adapter's importance is then the
-squared norm of its output, summed over the sample's tokens, ``g_i = sum_x ||dW_i x||^2``,
-normalised to sum to 1 among the adapters of the same kind (e.g. all ``query`` layers). The most
-important layers, up to a cumulative importance of ``threshold``, keep an adapter of their own;
+Before the main training (``before_training``), LoRA is trained for ``probe_epochs`` on a
+stratified sample (a fraction ``sample_fraction`` of each label, or of each label set on
+multi-label data) of the training data, with the run's task type's loss. Each adapter's
+importance is then the squared norm of its output, summed over the sample's real tokens,
+``g_i = sum_x ||dW_i x||^2``, normalised to sum to 1 among the adapters of the same kind (e.g. all
+``query`` layers). The most important layers, up to a cumulative importance of ``threshold``, keep an adapter of their own;
 the other layers of that kind share a single adapter (one A and one B used by all of them). The
 adapters and the head are then reset to their initial values and trained on the full data.
 """
@@ -21,8 +22,8 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from harness.config import ConfigError, MethodConfig, register_method_schema
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext, TrainingStart
 from harness.methods.lowrank import (LowRankLinear, freeze_all_but_heads, init_lora_factors,
                                      layer_and_kind, merge_wrapped, save_trainable, wrap_targets)
 
@@ -79,19 +80,38 @@ def select_layers(importance: dict[str, float], threshold: float) -> list[str]:
     return kept
 
 
+def label_key(label):
+    """A hashable form of one example's label: a class index as it is, a multi-label 0/1 vector
+    (list or tensor) as a tuple."""
+    if isinstance(label, (torch.Tensor, np.ndarray)):
+        label = label.tolist()
+    if isinstance(label, (list, tuple)):
+        return tuple(label_key(v) for v in label)
+    return label
+
+
 def stratified_sample(examples: list[dict], fraction: float, seed: int) -> list[dict]:
+    """A fraction of each label's examples (at least one), drawn with ``seed``; on multi-label
+    data each distinct label set is one stratum."""
     rng = np.random.default_rng(seed)
-    labels = np.asarray([int(e["labels"]) for e in examples])
+    strata: dict = {}
+    for i, e in enumerate(examples):
+        strata.setdefault(label_key(e["labels"]), []).append(i)
+    try:
+        order = sorted(strata)
+    except TypeError:  # labels of mixed kinds: any fixed order will do
+        order = sorted(strata, key=repr)
     picked = []
-    for label in np.unique(labels):
-        rows = np.flatnonzero(labels == label)
+    for key in order:
+        rows = np.asarray(strata[key])
         picked += list(rng.choice(rows, size=max(1, math.ceil(fraction * len(rows))), replace=False))
     return [examples[i] for i in sorted(picked)]
 
 
 class LoRADrop(Adapted):
-    def __init__(self, model, cfg, layers: dict[str, SharableLoRALinear]) -> None:
-        super().__init__(model, cfg)
+    def __init__(self, model, method: LoRADropConfig, ctx: MethodContext,
+                 layers: dict[str, SharableLoRALinear]) -> None:
+        super().__init__(model, method, ctx)
         self.layers = layers
         self.facts: dict = {}
 
@@ -100,14 +120,18 @@ class LoRADrop(Adapted):
         return sum(p.numel() for a in adapters.values() for p in a.parameters())
 
     def _probe(self, batches: DataLoader, device) -> int:
+        """Train the adapters and the head on ``batches`` with the trainer's loss; the steps."""
+        from harness.train import training_loss
+
         optimizer = torch.optim.AdamW(self.param_groups())
         self.model.train()
         steps = 0
-        for _ in range(self.cfg.method.probe_epochs):
+        for _ in range(self.method.probe_epochs):
             for batch in batches:
-                loss = self.model(**{k: v.to(device) for k, v in batch.items()}).loss
+                batch = {k: v.to(device) for k, v in batch.items()}
+                loss = training_loss(self, self.ctx.task_type, batch)
                 loss.backward()
-                torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.cfg.trainer.max_grad_norm)
+                torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.ctx.max_grad_norm)
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
                 steps += 1
@@ -115,14 +139,16 @@ class LoRADrop(Adapted):
 
     @torch.no_grad()
     def importance(self, batches: DataLoader, device) -> dict[str, float]:
-        """sum over the batches' real tokens of ||dW x||^2, per adapted layer."""
+        """sum over the batches' real tokens of ||dW x||^2, per adapted layer (the batches as the
+        task type gives them to the model: multiple-choice pairs are one sequence each)."""
+        kind = self.ctx.task_type
         scores = {name: 0.0 for name in self.layers}
         mask: list[torch.Tensor] = []
 
         def record(name):
             def hook(module, args, output):
                 sq = module.delta(args[0]).float().pow(2).sum(-1)
-                if sq.dim() == 2 and sq.shape == mask[0].shape:
+                if mask and sq.dim() == 2 and sq.shape == mask[0].shape:
                     sq = sq * mask[0]  # leave padding out
                 scores[name] += float(sq.sum())
             return hook
@@ -131,22 +157,24 @@ class LoRADrop(Adapted):
         self.model.eval()
         try:
             for batch in batches:
-                batch = {k: v.to(device) for k, v in batch.items()}
-                mask[:] = [batch["attention_mask"].float()]
-                self.model(**batch)
+                inputs = kind.model_inputs({k: v.to(device) for k, v in batch.items()})
+                mask[:] = [inputs["attention_mask"].float()] if "attention_mask" in inputs else []
+                self.model(**inputs)
         finally:
             for h in handles:
                 h.remove()
         return scores
 
-    def prepare_with_data(self, train_batches: DataLoader, device) -> None:
-        m, t0 = self.cfg.method, time.perf_counter()
+    def before_training(self, start: TrainingStart) -> None:
+        """The probe on a sample of ``start.train_batches``, then the restructured adapters."""
+        m, t0, seed = self.method, time.perf_counter(), int(self.ctx.seed)
+        train_batches, device = start.train_batches, start.device
         initial = self.snapshot()
         before = self.adapter_parameters()
-        sample = stratified_sample(list(train_batches.dataset), m.sample_fraction, int(self.cfg.seed))
+        sample = stratified_sample(list(train_batches.dataset), m.sample_fraction, seed)
         probe = DataLoader(sample, batch_size=train_batches.batch_size, shuffle=True,
                            collate_fn=train_batches.collate_fn,
-                           generator=torch.Generator().manual_seed(int(self.cfg.seed)))
+                           generator=torch.Generator().manual_seed(seed))
         steps = self._probe(probe, device)
         scores = self.importance(probe, device)
         self.restore(initial)  # the main training starts from the same state as plain LoRA
@@ -186,10 +214,12 @@ class LoRADrop(Adapted):
         return True
 
 
-@METHODS.register("lora_drop")
-def build(model, cfg) -> Adapted:
-    m = cfg.method
-    freeze_all_but_heads(model, cfg)
-    layers = wrap_targets(model, cfg, lambda name, base: SharableLoRALinear(
+# The low-rank layers here wrap full-precision linear layers only. Every task type: the probe
+# trains with the task type's loss, scores the inputs as the task type gives them to the model,
+# and stratifies on single labels, label sets or answer indices alike.
+@register_method("lora_drop", four_bit=False)
+def build(model, m: LoRADropConfig, ctx: MethodContext) -> Adapted:
+    freeze_all_but_heads(model, ctx)
+    layers = wrap_targets(model, ctx, lambda name, base: SharableLoRALinear(
         base, LoRAFactors(m.r, base), m.alpha / m.r, m.dropout))
-    return LoRADrop(model, cfg, layers)
+    return LoRADrop(model, m, ctx, layers)

@@ -11,22 +11,22 @@ import torch
 from peft import get_peft_model
 from peft.optimizers import create_lorafa_optimizer
 
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
 from harness.methods.lora import PeftAdapted, lora_config, prepare_base
 
 
 class LoraFaAdapted(PeftAdapted):
     def make_optimizer(self) -> torch.optim.Optimizer:
-        m = self.cfg.method
+        m = self.method
         return create_lorafa_optimizer(self.model, r=m.r, lora_alpha=m.alpha, lr=m.lr,
                                        weight_decay=m.weight_decay)
 
 
-@METHODS.register("lorafa")
-def build(model, cfg) -> Adapted:
-    model = get_peft_model(prepare_base(model, cfg), lora_config(cfg))
+@register_method("lorafa", four_bit=True)
+def build(model, method, ctx: MethodContext) -> Adapted:
+    model = get_peft_model(prepare_base(model, ctx), lora_config(method, ctx))
     for name, param in model.named_parameters():
         if "lora_A" in name:
             param.requires_grad_(False)
-    return LoraFaAdapted(model, cfg)
+    return LoraFaAdapted(model, method, ctx)

@@ -13,8 +13,8 @@ from peft import get_peft_model
 from peft.optimizers import create_loraplus_optimizer
 
 from harness.config import MethodConfig, _check, register_method_schema
-from harness.methods import METHODS
-from harness.methods.base import Adapted
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
 from harness.methods.lora import PeftAdapted, lora_config, prepare_base
 
 
@@ -32,12 +32,12 @@ register_method_schema("loraplus", LoraPlusMethodConfig)
 
 class LoraPlusAdapted(PeftAdapted):
     def make_optimizer(self) -> torch.optim.Optimizer:
-        m = self.cfg.method
+        m = self.method
         return create_loraplus_optimizer(self.model, torch.optim.AdamW, lr=m.lr,
                                          loraplus_lr_ratio=m.lr_ratio,
                                          loraplus_weight_decay=m.weight_decay)
 
 
-@METHODS.register("loraplus")
-def build(model, cfg) -> Adapted:
-    return LoraPlusAdapted(get_peft_model(prepare_base(model, cfg), lora_config(cfg)), cfg)
+@register_method("loraplus", four_bit=True)
+def build(model, method: LoraPlusMethodConfig, ctx: MethodContext) -> Adapted:
+    return LoraPlusAdapted(get_peft_model(prepare_base(model, ctx), lora_config(method, ctx)), method, ctx)

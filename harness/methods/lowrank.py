@@ -19,9 +19,10 @@ from torch import nn
 _LAYER_INDEX = re.compile(r"\.(\d+)\.")
 
 
-def target_names(model: nn.Module, cfg) -> list[str]:
-    targets = list(cfg.method.target_modules or cfg.model.target_modules)
-    heads = set(cfg.model.head_modules)
+def target_names(model: nn.Module, ctx) -> list[str]:
+    """The linear layers to adapt: named like one of ``ctx.target_modules``, outside the head."""
+    targets = list(ctx.target_modules)
+    heads = set(ctx.head_modules)
     return [name for name, module in model.named_modules()
             if isinstance(module, nn.Linear)
             and any(name == t or name.endswith("." + t) for t in targets)
@@ -36,8 +37,8 @@ def layer_and_kind(name: str) -> tuple[int | None, str]:
     return int(match.group(1)), name[:match.start()] + ".*." + name[match.end():]
 
 
-def freeze_all_but_heads(model: nn.Module, cfg) -> None:
-    heads = set(cfg.model.head_modules)
+def freeze_all_but_heads(model: nn.Module, ctx) -> None:
+    heads = set(ctx.head_modules)
     for name, param in model.named_parameters():
         param.requires_grad_(bool(heads.intersection(name.split(".")[:-1])))
 
@@ -81,10 +82,10 @@ class LowRankLinear(nn.Module):
         return self.base
 
 
-def wrap_targets(model: nn.Module, cfg, make) -> dict[str, LowRankLinear]:
+def wrap_targets(model: nn.Module, ctx, make) -> dict[str, LowRankLinear]:
     """Replace every target linear layer by ``make(name, layer)``; return them by name."""
     wrapped = {}
-    for name in target_names(model, cfg):
+    for name in target_names(model, ctx):
         wrapped[name] = make(name, model.get_submodule(name))
         replace_module(model, name, wrapped[name])
     return wrapped

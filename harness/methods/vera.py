@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from peft import VeraConfig, get_peft_model
 
 from harness.config import MethodConfig, _check, register_method_schema
-from harness.methods import METHODS
-from harness.methods.base import Adapted
-from harness.methods.lora import PeftAdapted, prepare_base, target_modules
+from harness.methods.spec import register_method
+from harness.methods.base import Adapted, MethodContext
+from harness.methods.lora import PeftAdapted, prepare_base
 
 
 @dataclass
@@ -31,11 +31,10 @@ class VeraMethodConfig(MethodConfig):
 register_method_schema("vera", VeraMethodConfig)
 
 
-@METHODS.register("vera")
-def build(model, cfg) -> Adapted:
-    m = cfg.method
+@register_method("vera", four_bit=True)
+def build(model, m: VeraMethodConfig, ctx: MethodContext) -> Adapted:
     config = VeraConfig(
-        r=m.r, vera_dropout=m.dropout, d_initial=m.d_initial, projection_prng_key=int(cfg.seed),
-        save_projection=m.save_projection, target_modules=target_modules(cfg),
-        modules_to_save=list(cfg.model.head_modules), task_type="SEQ_CLS")
-    return PeftAdapted(get_peft_model(prepare_base(model, cfg), config), cfg)
+        r=m.r, vera_dropout=m.dropout, d_initial=m.d_initial, projection_prng_key=int(ctx.seed),
+        save_projection=m.save_projection, target_modules=list(ctx.target_modules),
+        modules_to_save=list(ctx.head_modules), task_type="SEQ_CLS")
+    return PeftAdapted(get_peft_model(prepare_base(model, ctx), config), m, ctx)

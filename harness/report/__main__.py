@@ -1,6 +1,6 @@
 """Write a report from the results store.
 
-    python -m harness.report [--store PATH] [--out DIR] [--sweep LABEL|latest] [--task T,...]
+    python -m harness.report [--store URL] [--out DIR] [--sweep LABEL|latest] [--task T,...]
                              [--model M,...] [--method M,...] [--quant Q,...] [--r R,...]
                              [--seed S,...] [--since DATE] [--until DATE] [--reference lora]
                              [--format md,csv,tex,html] [--claim 'dora>lora'] [--no-pdf]
@@ -25,7 +25,7 @@ def _split(text: str | None) -> list[str]:
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m harness.report", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--store", default=DEFAULT_STORE, help=f"results store (default {DEFAULT_STORE})")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"results store URL or path (default {DEFAULT_STORE})")
     p.add_argument("--out", default="report", help="output folder (default ./report)")
     for axis in AXES:
         p.add_argument(f"--{axis}", default=None, help=f"keep runs whose {axis} is one of these (comma-separated)"

@@ -1,8 +1,8 @@
 """Per-configuration aggregates over seeds: mean, standard deviation, n and a 95% t-interval.
 
 A *group* is one configuration of the compared axes (task, model, method, quant, r); its runs
-differ only in seed. Every metric the tables show is listed in :data:`METRICS` with its unit and
-direction, taken from :data:`harness.metrics.HIGHER_IS_BETTER`.
+differ only in seed. Every metric the tables show is listed in :data:`METRICS` with its label,
+scale and direction, built from the field declarations (:mod:`harness.fields`, ``report=...``).
 """
 from __future__ import annotations
 
@@ -12,11 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from harness.metrics import HIGHER_IS_BETTER
+from harness import fields
+from harness.fields import LiveList, LiveMapping
 from harness.report.stats import mean_interval
 
 GROUP = ["task", "model", "method", "quant", "r"]
-MIB = 2**20
 
 
 @dataclass(frozen=True)
@@ -30,26 +30,24 @@ class Metric:
 
     @property
     def higher_is_better(self) -> bool:
-        return HIGHER_IS_BETTER[self.source]
+        return fields.higher_is_better(self.source)
 
     @property
     def arrow(self) -> str:
         return "↑" if self.higher_is_better else "↓"
 
+    @classmethod
+    def of(cls, field: fields.Field) -> "Metric":
+        return cls(field.display_name, field.report or field.name, field.name, field.report_scale,
+                   field.digits, field.quality)
 
-METRICS = [
-    Metric("accuracy", "Accuracy", "accuracy", quality=True),
-    Metric("f1_macro", "Macro-F1", "f1_macro", quality=True),
-    Metric("trainable_params", "Trainable params", "trainable_params", digits=3),
-    Metric("trainable_pct", "Trainable %", "trainable_pct", digits=3),
-    Metric("adapter_mib", "Adapter MiB", "adapter_bytes", scale=MIB, digits=3),
-    Metric("peak_memory_mib", "Peak memory MiB", "peak_memory_bytes", scale=MIB),
-    Metric("train_samples_per_s", "Train samples/s", "train_samples_per_s", digits=3),
-    Metric("infer_latency_ms", "Latency unmerged ms", "infer_latency_ms", digits=3),
-    Metric("infer_latency_merged_ms", "Latency merged ms", "infer_latency_merged_ms", digits=3),
-    Metric("wall_s", "Wall time s", "wall_s", digits=3),
-]
-METRIC_BY_NAME = {m.name: m for m in METRICS}
+
+# Follow harness.fields: a field declared with report=... is a column here, in table order.
+METRICS: LiveList = LiveList(lambda: [Metric.of(f) for f in fields.report_metrics()])
+METRIC_BY_NAME: LiveMapping = LiveMapping(lambda: {m.name: m for m in METRICS})
+# Every column aggregated over seeds: the report metrics, then the other fields declared with
+# aggregate="mean" (the majority-class accuracy).
+AGGREGATED: LiveList = LiveList(lambda: [Metric.of(f) for f in fields.aggregated_fields()])
 
 
 def metric_frame(runs: pd.DataFrame) -> pd.DataFrame:
@@ -57,9 +55,9 @@ def metric_frame(runs: pd.DataFrame) -> pd.DataFrame:
     out = runs[GROUP + ["seed", "run_id"]].copy().reset_index(drop=True)
     runs = runs.reset_index(drop=True)
     out["r"] = out["r"].astype("Int64")
-    for m in METRICS:
-        out[m.name] = pd.to_numeric(runs[m.source], errors="coerce") / m.scale
-    out["majority_accuracy"] = pd.to_numeric(runs["majority_accuracy"], errors="coerce")
+    for m in AGGREGATED:
+        values = runs[m.source] if m.source in runs.columns else pd.Series(np.nan, index=runs.index)
+        out[m.name] = pd.to_numeric(values, errors="coerce") / m.scale
     out["label"] = group_labels(out)
     out["family"] = [_family(c) for c in runs["config_json"]]
     return out
@@ -96,7 +94,7 @@ def aggregate(per_run: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     rows = []
     for key, runs in per_run.groupby(GROUP + ["label"], dropna=False, sort=True):
         base = dict(zip(GROUP + ["label"], key))
-        for metric in [m.name for m in METRICS] + ["majority_accuracy"]:
+        for metric in [m.name for m in AGGREGATED]:
             values = runs[metric].dropna()
             if values.empty:
                 continue

@@ -1,6 +1,7 @@
 """Store -> selection -> analysis -> tables, figures, findings, PDF, in one call."""
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -73,7 +74,7 @@ def _methods_text(a: Analysis) -> list[str]:
     ]
 
 
-def build_report(store: str | Path, out_dir: str | Path, selection: Selection | None = None,
+def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selection | None = None,
                  options: ReportConfig | None = None, store_label: str | None = None) -> Report:
     options, selection = options or ReportConfig(), selection or Selection()
     out_dir = Path(out_dir)

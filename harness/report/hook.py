@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from harness.config import ReportConfig
+        from harness.identity import sweep_label
         from harness.report.build import ReportError, build_report
         from harness.report.select import Selection
         from harness.results import StoreError
@@ -19,7 +20,7 @@ class SweepReport(Callback):
         if settings is None or not settings.get("enabled", True):
             return
         options = ReportConfig(**OmegaConf.to_container(settings, resolve=True))
-        sweep = config.store.sweep or str(config.hydra.sweep.dir)
+        sweep = sweep_label(config.store.sweep, config.get("hydra"))
         out = Path(options.out_dir or Path(str(config.hydra.sweep.dir)) / "report")
         try:
             report = build_report(config.store.url, out, Selection({"sweep": [sweep]}), options)

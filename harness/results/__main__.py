@@ -1,7 +1,9 @@
 """List or export the results store.
 
-    python -m harness.results list   [--store PATH] [--status finished|failed]
-    python -m harness.results export --out FILE.csv|FILE.parquet [--curves] [--store PATH]
+    python -m harness.results list   [--store URL] [--status finished|failed]
+    python -m harness.results export --out FILE.csv|FILE.parquet [--curves] [--store URL]
+
+--store takes the store's URL: a path or sqlite:///path for an SQLite file.
 """
 from __future__ import annotations
 
@@ -10,10 +12,11 @@ import sys
 
 import pandas as pd
 
+from harness.fields import LiveList, listed_columns
 from harness.results import DEFAULT_STORE, StoreError, load, load_curves
 
-LIST_COLUMNS = ["created_at", "status", "method", "quant", "r", "seed", "task", "model",
-                "accuracy", "f1_macro", "peak_memory_bytes", "train_samples_per_s", "wall_s", "error"]
+# The fields declared with listed=True (harness/fields.py), in table order.
+LIST_COLUMNS = LiveList(listed_columns)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     for name in ("list", "export"):
         p = sub.add_parser(name)
-        p.add_argument("--store", default=DEFAULT_STORE, help=f"store file (default {DEFAULT_STORE})")
+        p.add_argument("--store", default=DEFAULT_STORE, help=f"store URL or path (default {DEFAULT_STORE})")
         p.add_argument("--status", choices=["finished", "failed"], default=None)
         if name == "export":
             p.add_argument("--out", required=True, help="output file ending in .csv or .parquet")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from harness.tasks import TASK_LOADERS, TaskDataError
+from harness.tasks.data import TASK_LOADERS, TaskDataError
 
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 
@@ -24,7 +24,7 @@ def rotten_tomatoes_path() -> Path:
     return path
 
 
-@TASK_LOADERS.register("rotten_tomatoes")
+@TASK_LOADERS.register("rotten_tomatoes", data_path="optional")  # another copy of the CSV
 def load_rotten_tomatoes(cfg) -> pd.DataFrame:
     """Rotten Tomatoes critic snippets labelled fresh/rotten (the 'plot' rows are not reviews)."""
     path = Path(cfg.data_path) if cfg.data_path else rotten_tomatoes_path()

@@ -5,6 +5,9 @@ disk cache keyed by (data, tokenizer, settings) so the runs of a sweep tokenize 
 the rest from the end (Sun et al. 2019 found head+tail best for long documents). The cut is made
 on the text at token boundaries (from the tokenizer's offsets), then the kept text is tokenized
 with the model's special tokens, so it works for any fast tokenizer, encoder or decoder.
+What a split becomes (one sequence per text, or one per (context, choice) pair) and how a batch
+is padded is the task type's (``TaskType.encode``, ``TaskType.collator``); this module holds the
+helpers they share and the cache.
 """
 from __future__ import annotations
 
@@ -13,11 +16,15 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from transformers import DataCollatorWithPadding
 
-from harness.tasks import Split
+from harness.tasks.data import Split
+
+if TYPE_CHECKING:
+    from harness.tasks.types import TaskType
 
 STRATEGIES = ("head", "tail", "head_tail")
 
@@ -50,43 +57,14 @@ def cut_texts(texts: list[str], tokenizer, budget: int, strategy: str) -> tuple[
     return out, n_cut
 
 
-def encode_split(split: Split, tokenizer, max_length: int, strategy: str) -> Encoded:
-    """Token ids per example; multiple-choice examples hold one sequence per choice."""
-    encoded = _encode(split, tokenizer, max_length, strategy)
-    if split.task_ids is not None:  # multi-task data: the method reads them (Adapted.condition)
-        for example, task_id in zip(encoded.examples, split.task_ids):
-            example["task_ids"] = task_id
-    return encoded
+def encode_split(split: Split, tokenizer, max_length: int, strategy: str,
+                 task_type: "TaskType") -> Encoded:
+    """Token ids per example as the task type encodes them (``TaskType.encode``: one sequence per
+    text, or one per (context, choice) pair), with each example's task id in multi-task data.
 
-
-def _encode(split: Split, tokenizer, max_length: int, strategy: str) -> Encoded:
-    if split.choices is None:
-        budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-        texts, n_cut = cut_texts(split.texts, tokenizer, budget, strategy)
-        enc = tokenizer(texts, truncation=True, max_length=max_length)
-        examples = [{"input_ids": ids, "attention_mask": mask, "labels": label}
-                    for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], split.labels)]
-        return Encoded(examples, n_cut)
-    # Multiple choice: the context is cut to leave room for its longest choice (at most half).
-    choice_len = tokenizer([c for cs in split.choices for c in cs], add_special_tokens=False)["input_ids"]
-    n_choices = len(split.choices[0])
-    longest = [max(len(ids) for ids in choice_len[i:i + n_choices])
-               for i in range(0, len(choice_len), n_choices)]
-    special = tokenizer.num_special_tokens_to_add(pair=True)
-    texts, n_cut = [], 0
-    for text, room in zip(split.texts, longest):
-        kept, cut = cut_texts([text], tokenizer, max_length - special - min(room, max_length // 2), strategy)
-        texts += kept
-        n_cut += cut
-    firsts = [t for t in texts for _ in range(n_choices)]
-    seconds = [c for cs in split.choices for c in cs]
-    enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length)
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    examples = []
-    for i, label in enumerate(split.labels):
-        rows = slice(i * n_choices, (i + 1) * n_choices)
-        examples.append({**{k: enc[k][rows] for k in keys}, "labels": label})
-    return Encoded(examples, n_cut)
+    ``task_type``: a :class:`~harness.tasks.types.TaskType` (``types.task_type(name)`` gives one).
+    """
+    return task_type.encode(split, tokenizer, max_length, strategy)
 
 
 def tokenizer_fingerprint(tokenizer) -> str:
@@ -101,22 +79,28 @@ def tokenizer_fingerprint(tokenizer) -> str:
     return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
 
 
-def cache_key(split: Split, tokenizer, max_length: int, strategy: str) -> str:
+def cache_key(split: Split, tokenizer, max_length: int, strategy: str,
+              task_type: "TaskType") -> str:
+    """A hash of the split's data, the tokenizer, the settings and the task type's name (two
+    types never share a cache file)."""
+    kind = task_type
     data = json.dumps([split.texts, split.labels, split.choices, split.task_ids], ensure_ascii=False)
     h = hashlib.sha256(data.encode())
-    h.update(f"|{tokenizer_fingerprint(tokenizer)}|{max_length}|{strategy}|v1".encode())
+    h.update(f"|{tokenizer_fingerprint(tokenizer)}|{max_length}|{strategy}|{kind.name}|v2".encode())
     return h.hexdigest()[:24]
 
 
-def encode_cached(split: Split, tokenizer, max_length: int, strategy: str, folder: Path | None) -> Encoded:
+def encode_cached(split: Split, tokenizer, max_length: int, strategy: str, folder: Path | None,
+                  task_type: "TaskType") -> Encoded:
     """:func:`encode_split`, read from / written to ``folder`` when one is given."""
+    kind = task_type
     if folder is None:
-        return encode_split(split, tokenizer, max_length, strategy)
-    path = Path(folder) / f"{cache_key(split, tokenizer, max_length, strategy)}.json"
+        return encode_split(split, tokenizer, max_length, strategy, kind)
+    path = Path(folder) / f"{cache_key(split, tokenizer, max_length, strategy, kind)}.json"
     if path.is_file():  # plain JSON: a cache file can hold nothing but token ids
         payload = json.loads(path.read_text())
         return Encoded(payload["examples"], int(payload["n_truncated"]), cached=True)
-    encoded = encode_split(split, tokenizer, max_length, strategy)
+    encoded = encode_split(split, tokenizer, max_length, strategy, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
     tmp.write_text(json.dumps({"examples": encoded.examples, "n_truncated": encoded.n_truncated}))
@@ -138,7 +122,3 @@ class ChoiceCollator:
         for key in set(examples[0]) - set(per_choice):  # one value per example: labels, task_ids
             batch[key] = torch.tensor([ex[key] for ex in examples])
         return batch
-
-
-def collator(tokenizer, multiple_choice: bool):
-    return ChoiceCollator(tokenizer) if multiple_choice else DataCollatorWithPadding(tokenizer, padding="longest")

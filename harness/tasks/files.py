@@ -1,7 +1,8 @@
 """Bring your own data: a CSV/TSV, JSON Lines or Parquet file, columns named in the task config.
 
-``task.text_column`` (or several ``task.text_columns``, joined by a blank line), ``task.label_column``
-and optionally ``task.split_column`` and ``task.choices_column`` are renamed to what
+``task.text_column`` (or several ``task.text_columns``, joined by a blank line), ``task.label_column``,
+the columns the task type needs (``task.<column>_column`` for each of ``TaskType.columns``, e.g.
+``task.choices_column``) and optionally ``task.split_column`` are renamed to what
 :func:`harness.tasks.load_task` expects; everything else (label names, splits) is inferred there.
 """
 from __future__ import annotations
@@ -10,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.tasks import TASK_LOADERS, TaskDataError
+from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
+from harness.tasks.types import task_type
 
 READERS = {
     ".csv": lambda p: pd.read_csv(p),
@@ -21,18 +23,14 @@ READERS = {
 }
 
 
-# Loaders that cannot run without task.data_path, with an example path for the error message.
-NEEDS_DATA_PATH = {"csv": "path/to/data.csv", "jsonl": "path/to/data.jsonl",
-                   "parquet": "path/to/data.parquet",
-                   "scotus_outcome": "../shared/data/legal/scotus_justice.csv",
-                   "scotus_issue": "../shared/data/legal/scotus_justice.csv",
-                   "legalbench_tsv": "../shared/data/legal/<task>.tsv",
-                   "casehold_prompts": "../shared/data/legal/casehold_prompts.jsonl"}
+def data_file(cfg, example: str | None = None) -> Path:
+    """``task.data_path`` as an existing file; relative paths are from the working directory.
 
-
-def data_file(cfg, example: str) -> Path:
-    """``task.data_path`` as an existing file; relative paths are from the working directory."""
+    Without one, the error suggests ``example``, or else the example the loader was registered
+    with (``data_path_hint``).
+    """
     if not cfg.data_path:
+        example = example or data_path_hint(cfg.loader, cfg.name) or "path/to/data"
         raise TaskDataError(f"task {cfg.name} needs a data file: set task.data_path={example}")
     path = Path(cfg.data_path).expanduser()
     if not path.is_file():
@@ -55,8 +53,8 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
 def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
     text_cols = list(cfg.text_columns or [cfg.text_column])
     wanted = {"text": text_cols, "label": [cfg.label_column]}
-    if cfg.task_type == "multiple_choice":
-        wanted["choices"] = [cfg.choices_column]
+    for column in task_type(cfg.task_type).columns:  # e.g. choices, from task.choices_column
+        wanted[column] = [getattr(cfg, f"{column}_column")]
     if cfg.split_column:
         wanted["split"] = [cfg.split_column]
     missing = [c for cols in wanted.values() for c in cols if c not in df.columns]
@@ -66,17 +64,16 @@ def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
     out = pd.DataFrame({"text": df[text_cols].astype(str).agg("\n\n".join, axis=1)
                         if len(text_cols) > 1 else df[text_cols[0]],
                         "label": df[cfg.label_column]})
-    for key in ("choices", "split"):
-        if key in wanted:
-            out[key] = df[wanted[key][0]]
+    for key in [k for k in wanted if k not in ("text", "label")]:
+        out[key] = df[wanted[key][0]]
     out.attrs["source"] = f"file:{Path(path).resolve()}"
     return out
 
 
-@TASK_LOADERS.register("csv")
-@TASK_LOADERS.register("jsonl")
-@TASK_LOADERS.register("parquet")
+@TASK_LOADERS.register("csv", data_path="required", example="path/to/data.csv")
+@TASK_LOADERS.register("jsonl", data_path="required", example="path/to/data.jsonl")
+@TASK_LOADERS.register("parquet", data_path="required", example="path/to/data.parquet")
 def load_file(cfg) -> pd.DataFrame:
     """A table file of the user's; its type comes from the extension (.csv .tsv .jsonl .parquet)."""
-    path = data_file(cfg, "path/to/data.csv")
+    path = data_file(cfg)
     return select_columns(read_table(path, cfg), cfg, path)

@@ -2,7 +2,7 @@
 
 The files are the formats described with the shared data set (``scotus_justice.csv``,
 ``overruling.tsv``, ``unfair_tos.tsv``, ``casehold_prompts.jsonl``); ``task.data_path`` points
-at them, nothing here knows where they live.
+at them, nothing here knows where they live (the registrations give example paths for messages).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import re
 
 import pandas as pd
 
-from harness.tasks import TASK_LOADERS, TaskDataError
+from harness.tasks.data import TASK_LOADERS, TaskDataError
 from harness.tasks.files import data_file, read_table
 
 _TAG = re.compile(r"<[^>]+>")
@@ -32,7 +32,7 @@ def _require(df: pd.DataFrame, columns: list[str], cfg, path) -> None:
 
 
 def _scotus(cfg, label_column: str) -> pd.DataFrame:
-    path = data_file(cfg, "../shared/data/legal/scotus_justice.csv")
+    path = data_file(cfg)
     df = read_table(path, cfg)
     _require(df, ["facts", label_column, "first_party", "second_party"], cfg, path)
     facts = df["facts"].map(strip_html)
@@ -46,22 +46,22 @@ def _scotus(cfg, label_column: str) -> pd.DataFrame:
     return out
 
 
-@TASK_LOADERS.register("scotus_outcome")
+@TASK_LOADERS.register("scotus_outcome", data_path="required", example="path/to/scotus_justice.csv")
 def load_scotus_outcome(cfg) -> pd.DataFrame:
     """Case outcome prediction: did the first party win (``first_party_winner``), from the facts."""
     return _scotus(cfg, "first_party_winner")
 
 
-@TASK_LOADERS.register("scotus_issue")
+@TASK_LOADERS.register("scotus_issue", data_path="required", example="path/to/scotus_justice.csv")
 def load_scotus_issue(cfg) -> pd.DataFrame:
     """The case's issue area (14 classes), from the facts."""
     return _scotus(cfg, "issue_area")
 
 
-@TASK_LOADERS.register("legalbench_tsv")
+@TASK_LOADERS.register("legalbench_tsv", data_path="required", example="path/to/<task>.tsv")
 def load_legalbench(cfg) -> pd.DataFrame:
     """A LegalBench classification TSV (``text`` and ``label`` columns, any order)."""
-    path = data_file(cfg, f"../shared/data/legal/{cfg.name}.tsv")
+    path = data_file(cfg)
     df = read_table(path, cfg)
     _require(df, [cfg.text_column, cfg.label_column], cfg, path)
     out = pd.DataFrame({"text": df[cfg.text_column].astype(str), "label": df[cfg.label_column]})
@@ -73,11 +73,12 @@ _GAP = "\n\nThe [Masked Holding] is a placeholder"
 _LEAD = re.compile(r'^Given the following excerpt from a US court opinion:\s*"?')
 
 
-@TASK_LOADERS.register("casehold_prompts")
+@TASK_LOADERS.register("casehold_prompts", data_path="required",
+                       example="path/to/casehold_prompts.jsonl")
 def load_casehold(cfg) -> pd.DataFrame:
     """CaseHOLD as multiple choice: the excerpt (without the prompt's option list), five
     holdings, and the index of the one that is ``answer``."""
-    path = data_file(cfg, "../shared/data/legal/casehold_prompts.jsonl")
+    path = data_file(cfg)
     rows = []
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):

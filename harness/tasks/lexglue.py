@@ -4,21 +4,30 @@ laid out as the hub stores them (``<data_path>/<subset>/<split>-*.parquet``), sa
 from __future__ import annotations
 
 from pathlib import Path
+from typing import NamedTuple
 
 import pandas as pd
 
-from harness.tasks import TASK_LOADERS, TaskDataError
+from harness.tasks.data import TASK_LOADERS, TaskDataError
 
 HUB_ID = "coastalcph/lex_glue"
-# subset -> (text field, label field, task type)
+
+
+class Subset(NamedTuple):
+    text: str  # the text field
+    label: str  # the label field: a class index, a list of them, or the right choice's index
+    task_type: str  # the task.task_type the subset is
+    choices: str | None = None  # the field with the candidate answers (multiple choice)
+
+
 SUBSETS = {
-    "ecthr_a": ("text", "labels", "multi_label"),
-    "ecthr_b": ("text", "labels", "multi_label"),
-    "scotus": ("text", "label", "single_label"),
-    "eurlex": ("text", "labels", "multi_label"),
-    "ledgar": ("text", "label", "single_label"),
-    "unfair_tos": ("text", "labels", "multi_label"),
-    "case_hold": ("context", "label", "multiple_choice"),
+    "ecthr_a": Subset("text", "labels", "multi_label"),
+    "ecthr_b": Subset("text", "labels", "multi_label"),
+    "scotus": Subset("text", "label", "single_label"),
+    "eurlex": Subset("text", "labels", "multi_label"),
+    "ledgar": Subset("text", "label", "single_label"),
+    "unfair_tos": Subset("text", "labels", "multi_label"),
+    "case_hold": Subset("context", "label", "multiple_choice", choices="endings"),
 }
 
 
@@ -41,9 +50,14 @@ def _label_names(feature) -> list[str] | None:
     return list(feature.names) if hasattr(feature, "names") else None
 
 
+def _is_sequence(feature) -> bool:
+    """A list-valued feature (``Sequence`` or ``List`` in ``datasets``; multi-label fields)."""
+    return isinstance(feature, (list, tuple)) or hasattr(feature, "feature")
+
+
 def to_frame(dataset_dict, subset: str) -> pd.DataFrame:
     """Hub rows -> text/label[/choices]/split; class indices become the hub's class names."""
-    text_field, label_field, kind = SUBSETS[subset]
+    text_field, label_field, _, choices_field = SUBSETS[subset]
     frames = []
     names = None
     for split, ds in dataset_dict.items():
@@ -53,27 +67,27 @@ def to_frame(dataset_dict, subset: str) -> pd.DataFrame:
         if len(text) and not isinstance(text.iloc[0], str):  # ECtHR: a list of fact paragraphs
             text = text.map(lambda paragraphs: "\n".join(map(str, paragraphs)))
         frame = pd.DataFrame({"text": text, "split": split})
-        if kind == "multiple_choice":
-            frame["choices"] = df["endings"].map(list)
+        if choices_field:  # the label is the index of the right choice, not a class
+            frame["choices"] = df[choices_field].map(list)
             frame["label"] = df[label_field].astype(int)
-        elif kind == "multi_label":
+        elif _is_sequence(ds.features[label_field]):  # a list of classes per row
             frame["label"] = df[label_field].map(lambda ids: [names[i] if names else str(i) for i in ids])
         else:
             frame["label"] = df[label_field].map(lambda i: names[i] if names else str(i))
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
-    if names and kind != "multiple_choice":
+    if names and not choices_field:
         out.attrs["label_names"] = names
     return out
 
 
-@TASK_LOADERS.register("lex_glue")
+@TASK_LOADERS.register("lex_glue", data_path="optional")  # a folder; none: the hub
 def load_lex_glue(cfg) -> pd.DataFrame:
     subset = cfg.subset
     if subset not in SUBSETS:
         raise TaskDataError(f"task {cfg.name}: unknown LexGLUE subset {subset!r}; "
                             f"known: {', '.join(SUBSETS)} (task.subset)")
-    kind = SUBSETS[subset][2]
+    kind = SUBSETS[subset].task_type
     if cfg.task_type != kind:
         raise TaskDataError(f"task {cfg.name}: LexGLUE {subset} is {kind}, not {cfg.task_type} "
                             f"(task.task_type={kind})")

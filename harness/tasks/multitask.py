@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from harness.config import ConfigError, TaskConfig, register_task_schema
-from harness.tasks import TASK_LOADERS, Split, TaskData, load_task
+from harness.tasks.data import TASK_LOADERS, Split, TaskData
+from harness.tasks.load import load_task
 
 
 @dataclass

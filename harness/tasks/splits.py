@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from harness.tasks import TaskDataError
+from harness.tasks.data import TaskDataError
 
 SPLITS = ("train", "validation", "test")
 

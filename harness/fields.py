@@ -1,0 +1,250 @@
+"""Every column of the runs table, declared once: its type, unit, direction and where it is shown.
+
+The store's columns, the report's ``METRICS``, ``harness.metrics.HIGHER_IS_BETTER``, the terminal
+comparison table, ``python -m harness.results list``, ``trainer.select_metric`` and the training
+loop's "is this epoch better" all read :data:`FIELDS`.
+
+Adding a recorded metric is one :func:`declare` call here plus the code that measures it (the run
+returns it among its fields). A store created before gains the new column on its next write and
+older runs read back empty there, so an added nullable column needs no new schema version.
+
+Standard library only: config validation and preflight import this module.
+"""
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, Callable, Iterator, Mapping, Sequence
+
+from harness.errors import UnknownNameError
+
+TYPES: dict[str, tuple[type, ...]] = {"text": (str,), "integer": (int,), "real": (float,), "bool": (bool, int)}
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Field:
+    name: str
+    type: str  # "text" | "integer" | "real" | "bool": see TYPES (None is allowed unless required)
+    unit: str = ""  # "bytes", "s", "ms", "samples/s", "%", "" ...
+    higher_is_better: bool | None = None  # None: not a metric (identity, provenance, counts)
+    aggregate: str | None = None  # how runs of one configuration combine in reports: "mean" | None
+    required: bool = False  # a row without it is refused
+    key: bool = False  # the row's unique identity (run_id)
+    choices: tuple[str, ...] = ()  # the only values allowed, if any (status)
+    terminal: str | None = None  # header in the terminal comparison table (None: not shown)
+    report: str | None = None  # label in report tables/plots (None: not shown)
+    report_scale: float = 1.0  # divides the stored value where it is shown (bytes -> MiB)
+    report_name: str | None = None  # column name after scaling, e.g. "peak_memory_mib"
+    digits: int = 4  # significant digits when printed in reports
+    quality: bool = False  # a task-quality metric (reference findings, default claims)
+    selectable: bool = False  # may be trainer.select_metric (validation metrics)
+    listed: bool = False  # shown by `python -m harness.results list`
+    doc: str = ""
+
+    def __post_init__(self) -> None:
+        if self.report is not None and self.aggregate is None:
+            object.__setattr__(self, "aggregate", "mean")  # a report metric is aggregated over seeds
+        metric_only = [k for k in ("aggregate", "report", "quality", "selectable") if getattr(self, k)]
+        problems = [
+            (not self.name.isidentifier(), "its name must be an identifier"),
+            (self.type not in TYPES, f"type must be one of {', '.join(TYPES)}, got {self.type!r}"),
+            (self.aggregate not in (None, "mean"), "aggregate must be 'mean' or None"),
+            (bool(metric_only) and self.higher_is_better is None,
+             f"{', '.join(metric_only)} need(s) higher_is_better (True or False)"),
+            ((self.aggregate or self.selectable) and self.type not in ("integer", "real"),
+             "a metric must be integer or real"),
+            (self.report_scale <= 0, "report_scale must be positive"),
+            (self.report_scale != 1.0 and not self.report_name,
+             "a scaled field needs report_name (the column name after scaling)"),
+        ]
+        if any(bad for bad, _ in problems):
+            raise ValueError(f"field {self.name!r}: {'; '.join(m for bad, m in problems if bad)}")
+
+    @property
+    def display_name(self) -> str:
+        """The column holding the value as shown (scaled by ``report_scale``)."""
+        return self.report_name or self.name
+
+
+_FIELDS: dict[str, Field] = {}
+FIELDS: Mapping[str, Field] = MappingProxyType(_FIELDS)  # read-only view; table order
+_version = 0  # bumped on every change, so that derived views know to rebuild
+
+
+def declare(field: Field | None = None, /, **spec: Any) -> Field:
+    """Add a column to the runs table: ``declare(Field(...))`` or ``declare(name=..., ...)``;
+    ValueError if a column of that name (or shown name) is already declared."""
+    global _version
+    field = field if field is not None else Field(**spec)
+    if field.name in _FIELDS:
+        raise ValueError(f"result field {field.name!r} is declared twice")
+    shown = {f.display_name for f in _FIELDS.values()} | set(_FIELDS)
+    if field.report_name and field.report_name in shown:
+        raise ValueError(f"result field {field.name!r}: report_name {field.report_name!r} is taken")
+    _FIELDS[field.name] = field
+    _version += 1
+    return field
+
+
+def remove(name: str) -> Field:
+    """Take a declared column out again (tests that declare their own); returns it."""
+    global _version
+    field = get(name)
+    del _FIELDS[name]
+    _version += 1
+    return field
+
+
+def get(name: str) -> Field:
+    """The declaration of ``name``; UnknownNameError (a KeyError) naming a close match if none."""
+    if name not in _FIELDS:
+        close = difflib.get_close_matches(str(name), list(_FIELDS), n=1, cutoff=0.6)
+        raise UnknownNameError(f"unknown result field '{name}'"
+                               + (f"; did you mean '{close[0]}'?" if close else ""))
+    return _FIELDS[name]
+
+
+def higher_is_better(name: str) -> bool:
+    """Whether a larger value of metric ``name`` is better; ValueError if it is not a metric."""
+    field = get(name)
+    if field.higher_is_better is None:
+        raise ValueError(f"result field '{name}' is not a metric (it has no direction)")
+    return field.higher_is_better
+
+
+def better(name: str, new: float, old: float | None) -> bool:
+    """Whether ``new`` beats ``old`` on metric ``name`` (anything beats ``old=None``)."""
+    if old is None:
+        return True
+    return new > old if higher_is_better(name) else new < old
+
+
+def metric_directions() -> dict[str, bool]:
+    """{metric: higher is better} for every declared metric, in table order."""
+    return {f.name: f.higher_is_better for f in _FIELDS.values() if f.higher_is_better is not None}
+
+
+def selectable_metrics() -> list[str]:
+    """The values ``trainer.select_metric`` may take, in table order."""
+    return [f.name for f in _FIELDS.values() if f.selectable]
+
+
+def terminal_columns() -> list[tuple[str, str]]:
+    """(shown name, header) of the terminal table: peak_memory_mib, see with_display_columns."""
+    return [(f.display_name, f.terminal) for f in _FIELDS.values() if f.terminal]
+
+
+def with_display_columns(frame):
+    """Add each scaled field of DataFrame ``frame`` under its shown name (peak_memory_mib)."""
+    for f in _FIELDS.values():
+        if f.report_name and f.name in frame.columns:
+            frame[f.report_name] = frame[f.name] / f.report_scale
+    return frame
+
+
+def report_metrics() -> list[Field]:
+    """The metrics report tables and plots show, in table order."""
+    return [f for f in _FIELDS.values() if f.report]
+
+
+def aggregated_fields() -> list[Field]:
+    """Every field reports aggregate over seeds: the report metrics, then the rest."""
+    shown = report_metrics()
+    return shown + [f for f in _FIELDS.values() if f.aggregate and f not in shown]
+
+
+def listed_columns() -> list[str]:
+    """Columns ``python -m harness.results list`` shows, in table order."""
+    return [f.name for f in _FIELDS.values() if f.listed]
+
+
+class _Live:
+    """Rebuilt on a change of FIELDS: constants such as HIGHER_IS_BETTER see later declarations."""
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        self._build, self._data, self._at = build, None, -1
+
+    def _current(self):
+        if self._at != _version:
+            self._data, self._at = self._build(), _version
+        return self._data
+
+    def __getitem__(self, key):
+        return self._current()[key]
+
+    def __len__(self) -> int:
+        return len(self._current())
+
+    def __iter__(self) -> Iterator:
+        return iter(self._current())
+
+
+class LiveMapping(_Live, Mapping):
+    """A read-only dict derived from the fields."""
+
+
+class LiveList(_Live, Sequence):
+    """A read-only list derived from the fields (a slice is a plain list)."""
+
+
+# The runs table, in order. Identity first, then metrics, then data sizes and provenance.
+for _f in [
+    Field("run_id", "text", required=True, key=True, doc="unique id of the run (uuid4 hex)"),
+    Field("sweep", "text", doc="store.sweep, or Hydra's sweep/run dir"),
+    Field("created_at", "text", required=True, listed=True, doc="UTC ISO time the run started"),
+    Field("status", "text", required=True, choices=("finished", "failed"), listed=True),
+    Field("error", "text", listed=True, doc="first line of the error of a failed run"),
+    Field("method", "text", required=True, terminal="method", listed=True),
+    Field("model", "text", required=True, listed=True), Field("task", "text", required=True, listed=True),
+    Field("quant", "text", required=True, terminal="quant", listed=True),
+    Field("r", "integer", terminal="r", listed=True, doc="adapter rank (None for full fine-tuning)"),
+    Field("seed", "integer", required=True, terminal="seed", listed=True),
+    Field("config_hash", "text", required=True, doc="hash of the config parts that change results"),
+    Field("config_json", "text", required=True, doc="the resolved config"),
+    Field("accuracy", "real", higher_is_better=True, report="Accuracy", quality=True,
+          selectable=True, terminal="acc", listed=True, doc="test accuracy"),
+    Field("f1_macro", "real", higher_is_better=True, report="Macro-F1", quality=True,
+          selectable=True, terminal="f1_macro", listed=True, doc="test macro-F1"),
+    Field("f1_micro", "real", higher_is_better=True, selectable=True, doc="test micro-F1"),
+    Field("eval_loss", "real", higher_is_better=False, selectable=True, doc="test loss"),
+    Field("best_epoch", "integer", doc="epoch whose weights were kept"),
+    Field("select_metric", "text", doc="trainer.select_metric, the validation metric that chose them"),
+    Field("select_value", "real", doc="its validation value for the kept weights"),
+    Field("majority_accuracy", "real", higher_is_better=True, aggregate="mean", terminal="majority",
+          doc="test accuracy of always predicting the most common training label"),
+    Field("trainable_params", "integer", higher_is_better=False, report="Trainable params",
+          digits=3, terminal="trainable"),
+    Field("total_params", "integer", higher_is_better=False),
+    Field("trainable_pct", "real", unit="%", higher_is_better=False, report="Trainable %", digits=3),
+    Field("adapter_bytes", "integer", unit="bytes", higher_is_better=False, report="Adapter MiB",
+          report_scale=MIB, report_name="adapter_mib", digits=3, doc="saved adapter size"),
+    Field("peak_memory_bytes", "integer", unit="bytes", higher_is_better=False,
+          report="Peak memory MiB", report_scale=MIB, report_name="peak_memory_mib",
+          terminal="peak_MiB", listed=True, doc="peak CUDA allocated, or peak CPU RSS (memory_kind)"),
+    Field("memory_kind", "text", doc="what peak_memory_bytes measures: cuda_allocated | cpu_rss"),
+    Field("peak_cpu_rss_bytes", "integer", unit="bytes", higher_is_better=False),
+    Field("baseline_cpu_rss_bytes", "integer", unit="bytes", doc="CPU RSS before the run"),
+    Field("peak_cuda_allocated_bytes", "integer", unit="bytes", higher_is_better=False),
+    Field("peak_cuda_reserved_bytes", "integer", unit="bytes", higher_is_better=False),
+    Field("train_samples_per_s", "real", unit="samples/s", higher_is_better=True,
+          report="Train samples/s", digits=3, terminal="samples/s", listed=True),
+    Field("train_tokens_per_s", "real", unit="tokens/s", higher_is_better=True),
+    Field("infer_latency_ms", "real", unit="ms", higher_is_better=False,
+          report="Latency unmerged ms", digits=3, terminal="latency_ms"),
+    Field("infer_latency_merged_ms", "real", unit="ms", higher_is_better=False,
+          report="Latency merged ms", digits=3, doc="None when the method cannot merge"),
+    Field("train_s", "real", unit="s", higher_is_better=False, doc="time in the training loop"),
+    Field("wall_s", "real", unit="s", higher_is_better=False, report="Wall time s", digits=3,
+          terminal="wall_s", listed=True, doc="whole run, loading included"),
+    *(Field(f"n_{split}", "integer") for split in ("train", "validation", "test")),
+    *(Field(f"n_truncated_{split}", "integer", higher_is_better=False, doc="examples cut to task.max_length")
+      for split in ("train", "validation", "test")),
+    Field("majority_f1_macro", "real", higher_is_better=True),
+    Field("device", "text"), Field("git_commit", "text"), Field("git_dirty", "bool"),
+    Field("provenance_json", "text"), Field("details_json", "text", doc="method and data details"),
+    Field("schema_version", "integer", required=True),
+]:
+    declare(_f)
+del _f

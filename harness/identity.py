@@ -1,0 +1,59 @@
+"""Who a run is: its config hash, its identity row in the store, and the sweep it belongs to."""
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import datetime, timezone
+
+# Config keys that do not change what a run computes; left out of its hash.
+UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report", "plugins")
+
+
+def config_hash(container: dict) -> str:
+    data = json.loads(json.dumps(container))
+    for key in UNHASHED:
+        *parents, leaf = key.split(".")
+        node = data
+        for p in parents:
+            node = node.get(p, {})
+        node.pop(leaf, None)
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def now_utc() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> dict:
+    """The identity fields of a run's row (its metrics are added when it ends)."""
+    return {
+        "run_id": uuid.uuid4().hex,
+        "sweep": sweep,
+        "created_at": now_utc(),
+        "method": cfg.method.name,
+        "model": cfg.model.name,
+        "task": cfg.task.name,
+        "quant": cfg.quant.name,
+        "r": None if cfg.method.name == "full" else int(cfg.method.r),
+        "seed": int(cfg.seed),
+        "config_hash": config_hash(container),
+        "config_json": json.dumps(container, sort_keys=True),
+        "schema_version": schema_version,
+    }
+
+
+def sweep_label(store_sweep: str | None, hydra_cfg=None) -> str | None:
+    """``store.sweep`` when set, else the Hydra sweep folder of a multirun (the run folder of a
+    single run); ``hydra_cfg`` defaults to the running Hydra app's config."""
+    if store_sweep:
+        return str(store_sweep)
+    if hydra_cfg is None:
+        try:
+            from hydra.core.hydra_config import HydraConfig
+
+            hydra_cfg = HydraConfig.get()
+        except (ValueError, ImportError):
+            return None
+    mode = getattr(hydra_cfg.mode, "name", str(hydra_cfg.mode))
+    return str(hydra_cfg.sweep.dir if mode == "MULTIRUN" else hydra_cfg.run.dir)

@@ -1,0 +1,214 @@
+"""One run, read top to bottom: setup, fit, test, measure, and the fields that record it.
+
+:func:`execute` runs the steps in order; each step is a function with a typed result, so what a
+run computed can be followed from the config to the row the store keeps. Nothing here touches the
+store: :mod:`harness.runner` records what :func:`execute` returns.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from harness.config import RunConfig
+from harness.measure import PeakMemory, cpu_supports_bf16, latency_ms, pick_device
+from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
+from harness.models import LoadedModel, cache_dir, load_model
+from harness.registry import Registry
+from harness.tasks import TaskData, load_task
+from harness.tasks.encoding import Encoded, encode_cached, encode_split
+from harness.tasks.multitask import per_task_splits, task_names
+from harness.tasks.types import TaskType
+from harness.train import TrainResult, evaluate, loader, total_steps, train
+
+SPLITS = ("train", "validation", "test")
+
+# Code that measures a recorded field of one's own (declared with ``harness.fields.declare``):
+# ``@MEASUREMENTS.register("name") def f(s: Setup, trained: TrainResult) -> dict[field, value]``,
+# called after the run's own measurements (docs/extending.md).
+MEASUREMENTS: Registry = Registry("measurement")
+
+
+@dataclass
+class Setup:
+    """Everything a run trains and measures, built from its config."""
+
+    device: torch.device
+    use_bf16: bool
+    data: TaskData
+    kind: TaskType
+    loaded: LoadedModel
+    adapted: Adapted
+    encoded: dict[str, Encoded]
+    batches: dict[str, DataLoader]
+    trainable: int = 0  # counted after the method's "before training" hook
+    total: int = 0
+
+
+@dataclass
+class Tested:
+    metrics: dict[str, float]  # test split, the selected epoch's weights
+    curves: list[dict] = field(default_factory=list)  # per-task and per-variant test scores
+
+
+@dataclass
+class Measured:
+    adapter_bytes: int
+    latency_ms: float
+    latency_merged_ms: float | None
+
+
+@dataclass
+class RunResult:
+    """What the store records for a finished run: its fields and its curves."""
+
+    fields: dict
+    curves: list[dict]
+
+
+def seed_everything(seed: int) -> None:
+    from transformers import set_seed
+
+    set_seed(seed)
+
+
+def wants_bf16(cfg: RunConfig, device: torch.device) -> bool:
+    mode = cfg.trainer.autocast.value
+    if mode == "auto":
+        return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
+    return mode == "bf16"
+
+
+def method_context(cfg: RunConfig, kind: TaskType, device: torch.device) -> MethodContext:
+    """What a method may know of its run besides its own config."""
+    return MethodContext(
+        target_modules=list(cfg.method.target_modules or cfg.model.target_modules),
+        head_modules=list(cfg.model.head_modules), four_bit=bool(cfg.quant.load_in_4bit),
+        task_type=kind, task_names=task_names(cfg.task), device=device, seed=int(cfg.seed),
+        gradient_checkpointing=cfg.trainer.gradient_checkpointing,
+        max_grad_norm=cfg.trainer.max_grad_norm)
+
+
+def build_method(cfg: RunConfig, model: torch.nn.Module, ctx: MethodContext) -> Adapted:
+    """The run's method on ``model``, through the method registry."""
+    return METHODS.get(builder_name(cfg.method)).build(model, cfg.method, ctx)
+
+
+def setup(cfg: RunConfig, device: torch.device) -> Setup:
+    """Data, model and method; then the method's one "before training" hook."""
+    data = load_task(cfg.task)
+    kind = data.type
+    seed_everything(cfg.seed)
+    loaded = load_model(cfg.model, cfg.quant, kind.head_size(data.num_labels), device,
+                        problem_type=kind.problem_type)
+    seed_everything(cfg.seed)  # adapters start from the seed whatever the loader consumed
+    adapted = build_method(cfg, loaded.model, method_context(cfg, kind, device))
+
+    tok, collate = loaded.tokenizer, kind.collator(loaded.tokenizer)
+    folder = cache_dir() / "tokens" if cfg.task.cache_tokens else None
+    encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
+                                   cfg.task.truncation.value, folder, kind) for name in SPLITS}
+    batches = {name: loader(enc.examples, tok, cfg.trainer.batch_size if name == "train"
+                            else cfg.trainer.eval_batch_size, name == "train", cfg.seed, collate)
+               for name, enc in encoded.items()}
+    s = Setup(device, wants_bf16(cfg, device), data, kind, loaded, adapted, encoded, batches)
+    steps = total_steps(len(batches["train"]), cfg.trainer)
+    adapted.before_training(TrainingStart(steps, batches["train"], device))
+    s.trainable, s.total = adapted.count_parameters()
+    return s
+
+
+def fit(s: Setup, cfg: RunConfig, tracker) -> TrainResult:
+    return train(s.adapted, s.batches["train"], s.batches["validation"], cfg, s.device,
+                 s.data.num_labels, s.use_bf16, tracker, task_type=s.kind)
+
+
+def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
+    """The test split with the selected weights; per task (multi-task data) and per variant
+    (a method's extra settings, e.g. DyLoRA's ranks) as curves rows."""
+    model, kind = s.adapted.model, s.kind
+
+    def score(batches, labels=None) -> dict:
+        return evaluate(model, batches, s.device, s.data.num_labels, s.use_bf16, labels, kind)
+
+    def rows(variant: str, scores: dict) -> list[dict]:
+        return [{"epoch": trained.best_epoch, "variant": variant, "split": "test", "metric": k,
+                 "value": v} for k, v in scores.items()]
+
+    tested = Tested(score(s.batches["test"]))
+    for task, split, labels in per_task_splits(s.data, s.data.test):  # multi-task data only
+        enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, cfg.task.truncation.value, kind)
+        tested.curves += rows(f"task:{task}", score(loader(
+            enc.examples, s.loaded.tokenizer, cfg.trainer.eval_batch_size, False, cfg.seed,
+            kind.collator(s.loaded.tokenizer)), labels))
+    for variant, context in s.adapted.eval_variants():
+        with context:
+            tested.curves += rows(variant, score(s.batches["test"]))
+    return tested
+
+
+def measure(s: Setup, cfg: RunConfig, work_dir: Path) -> Measured:
+    """Inference latency (adapters unmerged, then merged where the method can) and adapter size."""
+    t = cfg.trainer
+    batch = next(iter(loader(s.encoded["test"].examples, s.loaded.tokenizer, t.latency_batch_size,
+                             False, cfg.seed, s.kind.collator(s.loaded.tokenizer))))
+    batch = s.kind.model_inputs(batch)
+    unmerged = latency_ms(s.adapted.model, batch, s.device, t.latency_batches)
+    adapter_bytes = s.adapted.save(work_dir / "adapter")
+    merged = latency_ms(s.adapted.model, batch, s.device, t.latency_batches) if s.adapted.merge() else None
+    return Measured(int(adapter_bytes), unmerged, merged)
+
+
+def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested,
+                  measured: Measured, memory: dict) -> dict:
+    """The run's row fields (names declared in :mod:`harness.fields`)."""
+    majority = s.data.majority_metrics()
+    details = {"data_source": s.data.source, "model_source": s.loaded.source,
+               "label_names": s.data.label_names, "steps": trained.steps,
+               "task_type": s.kind.name, "majority": majority,
+               "tokens_from_cache": all(e.cached for e in s.encoded.values()),
+               "bf16_autocast": s.use_bf16, **s.adapted.details()}
+    return {
+        **{k: float(v) for k, v in tested.metrics.items()},
+        "best_epoch": int(trained.best_epoch),
+        "select_metric": cfg.trainer.select_metric,
+        "select_value": trained.selected_value,
+        "majority_accuracy": majority["accuracy"],
+        "majority_f1_macro": majority["f1_macro"],
+        **{f"n_truncated_{name}": enc.n_truncated for name, enc in s.encoded.items()},
+        "trainable_params": int(s.trainable),
+        "total_params": int(s.total),
+        "trainable_pct": 100.0 * s.trainable / s.total,
+        "adapter_bytes": measured.adapter_bytes,
+        **memory,
+        "train_samples_per_s": trained.samples / trained.train_s,
+        "train_tokens_per_s": trained.tokens / trained.train_s,
+        "infer_latency_ms": measured.latency_ms,
+        "infer_latency_merged_ms": measured.latency_merged_ms,
+        "train_s": trained.train_s,
+        "n_train": len(s.data.train), "n_validation": len(s.data.validation),
+        "n_test": len(s.data.test),
+        "details_json": json.dumps(details, sort_keys=True, default=str),
+    }
+
+
+def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResult:
+    """setup -> fit -> test -> measure, with this run's peak memory and wall time."""
+    t0 = time.perf_counter()
+    if cfg.trainer.num_threads:
+        torch.set_num_threads(cfg.trainer.num_threads)
+    device = pick_device(cfg.trainer.device.value)
+    memory = PeakMemory(device, isolated).start()
+    s = setup(cfg, device)
+    trained = fit(s, cfg, tracker)
+    tested = test(s, cfg, trained)
+    measured = measure(s, cfg, work_dir)
+    fields = record_fields(s, cfg, trained, tested, measured, memory.stop())
+    for name in MEASUREMENTS:
+        fields.update(MEASUREMENTS.get(name)(s, trained))
+    fields["wall_s"] = time.perf_counter() - t0
+    return RunResult(fields, list(trained.curves) + tested.curves)

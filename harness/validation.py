@@ -1,0 +1,79 @@
+"""The one validation step: a composed config becomes checked objects, or one line of error.
+
+The schemas (:mod:`harness.config`) check types and ranges and import no plug-in. Here, once the
+plug-ins are loaded, names are checked against their registries and each method's declared
+support (4-bit base, task types) is checked against the run.
+"""
+from __future__ import annotations
+
+from typing import Iterable
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import DictConfig, OmegaConf
+
+from harness import config
+from harness.config import QuantNeed, RunConfig, _check
+from harness.plugins import load_plugins
+
+
+def register_schemas(plugins: Iterable[str] = ()) -> None:
+    """Load the plug-ins and put every group's schema into Hydra's config store."""
+    load_plugins(plugins)
+    cs = ConfigStore.instance()
+    cs.store(name="run_schema", node=RunConfig)
+    for group, node in (("method", config.MethodConfig), ("model", config.ModelConfig),
+                        ("task", config.TaskConfig), ("quant", config.QuantConfig),
+                        ("trainer", config.TrainerConfig), ("tracker", config.TrackerConfig),
+                        ("report", config.ReportConfig)):
+        cs.store(group=group, name=f"{group}_schema", node=node)
+    for name, node in config.METHOD_SCHEMAS.items():
+        cs.store(group="method", name=f"{name}_schema", node=node)
+    for loader, node in config.TASK_SCHEMAS.items():
+        cs.store(group="task", name=f"{loader}_schema", node=node)
+
+
+def check_run(run: RunConfig) -> RunConfig:
+    """Names against the registries, and the method's declared support against the run."""
+    from harness.methods import METHODS, builder_name
+    from harness.tasks import TASK_LOADERS
+    from harness.tasks.types import TASK_TYPES
+    from harness.tracking import TRACKERS
+
+    method = run.method
+    METHODS.check(builder_name(method), key="method.builder" if method.builder else "method.name")
+    spec = METHODS.get(builder_name(method))
+    for task in [run.task, *getattr(run.task, "subtasks", {}).values()]:
+        TASK_LOADERS.check(task.loader, key="task.loader")
+        TASK_TYPES.check(task.task_type, key="task.task_type")
+    TRACKERS.check(run.tracker.name, key="tracker")
+
+    four_bit = run.quant.load_in_4bit
+    _check(not (method.quant == QuantNeed.required and not four_bit),
+           f"method={method.name} needs a 4-bit base: use quant=nf4 or quant=fp4 "
+           f"(got quant={run.quant.name})")
+    _check(not (four_bit and (method.quant == QuantNeed.forbidden or not spec.four_bit)),
+           f"method={method.name} cannot train a 4-bit base: use quant=none (got quant={run.quant.name})")
+    kind = run.task.task_type
+    _check(spec.task_types is None or kind in spec.task_types,
+           f"method={method.name} does not support task type {kind} (task={run.task.name}); "
+           f"supported: {', '.join(spec.task_types or ())}")
+    return run
+
+
+def validate(cfg: DictConfig) -> RunConfig:
+    """Turn a composed config into checked objects; raises ConfigError with a one-line message."""
+    load_plugins(cfg.get("plugins") or [])
+    return check_run(OmegaConf.to_object(cfg))  # runs every schema's __post_init__ first
+
+
+def from_container(container: dict) -> RunConfig:
+    """Rebuild checked objects from a resolved plain-dict config (as stored with each run)."""
+    load_plugins(container.get("plugins") or [])
+    method = container.get("method", {})
+    schema = config.METHOD_SCHEMAS.get(method.get("name")) or config.METHOD_SCHEMAS.get(
+        method.get("builder"), config.MethodConfig)
+    task_schema = config.TASK_SCHEMAS.get(container.get("task", {}).get("loader"), config.TaskConfig)
+    base = OmegaConf.structured(RunConfig)
+    base.method = OmegaConf.structured(schema)
+    base.task = OmegaConf.structured(task_schema)
+    return check_run(OmegaConf.to_object(OmegaConf.merge(base, container)))
