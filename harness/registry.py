@@ -58,3 +58,15 @@ class Registry(Generic[T]):
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
+
+
+def import_submodules(package: str, path) -> list[str]:
+    """Import every module of a package (``__name__``, ``__path__``): a plug-in module dropped into
+    the package's folder registers itself with no list to edit. Returns the names imported."""
+    import importlib
+    import pkgutil
+
+    names = [info.name for info in pkgutil.iter_modules(path) if not info.name.startswith("_")]
+    for name in names:
+        importlib.import_module(f"{package}.{name}")
+    return names

@@ -59,6 +59,13 @@ def import_graph() -> nx.DiGraph:
         graph.add_node(module_name(path))
         for target in imports_of(path, modules):
             graph.add_edge(module_name(path), target)
+        if path.name == "__init__.py" and "import_submodules(__name__, __path__)" in path.read_text():
+            # a package that imports every module in its folder depends on each of them
+            for sibling in path.parent.glob("*.py"):
+                if not sibling.name.startswith("_"):
+                    graph.add_edge(module_name(path), module_name(sibling))
+            for sub in path.parent.glob("*/__init__.py"):
+                graph.add_edge(module_name(path), module_name(sub))
     return graph
 
 

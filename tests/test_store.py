@@ -10,7 +10,7 @@ import pytest
 
 from harness.results import StoreError, check_row, load, load_curves
 from harness.results.__main__ import main as results_cli
-from harness.results.sqlite import SQLiteStore
+from harness.results.backends.sqlite import SQLiteStore
 from harness.results.store import (SCHEMA_VERSION, STORE_BACKENDS, check_store, open_store,
                                    store_scheme)
 
@@ -215,7 +215,7 @@ def test_check_store_creates_nothing_and_refuses_what_cannot_be_a_store(tmp_path
 
 @pytest.mark.parametrize("denied", ["file", "folder"])
 def test_check_store_refuses_a_location_it_cannot_write(tmp_path, monkeypatch, denied):
-    import harness.results.sqlite as backend
+    import harness.results.backends.sqlite as backend
 
     locked = tmp_path / "locked"
     open_store(locked / "results.sqlite")

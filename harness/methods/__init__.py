@@ -16,17 +16,16 @@ Config-only variants (``dora``, ``qlora``, ``qdora``) have no code: their YAML n
 registered method that builds them (``method.builder``; see :func:`builder_name`).
 
 The registry lives in :mod:`harness.methods.spec` (method modules import it from there); this
-package re-exports it and imports the built-in methods, which registers them.
+package re-exports it and imports every module in its folder, which registers the methods: a new
+method is one module here (or a plug-in outside, docs/extending.md) and one YAML file.
 """
 from __future__ import annotations
 
 from harness.methods.base import Adapted, MethodContext, TrainingStart
 from harness.methods.spec import METHODS, MethodSpec, builder_name, register_method
+from harness.registry import import_submodules
 
-from harness.methods import full, lora  # noqa: E402,F401  (registers the methods)
-from harness.methods import dylora, hyperlora, lora_drop  # noqa: E402,F401
-from harness.methods import (  # noqa: E402,F401
-    adalora, delta_lora, double_lora, lorafa, loraplus, vera)
+import_submodules(__name__, __path__)
 
 __all__ = ["METHODS", "Adapted", "MethodContext", "MethodSpec", "TrainingStart", "builder_name",
            "register_method"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from harness.results.store import (SCHEMA_VERSION, STORE_BACKENDS, ResultsStore, StoreError,
                                    check_row, check_store, decode_json_columns, open_store)
-from harness.results import sqlite as _sqlite  # noqa: F401 - registers the SQLite backend
+from harness.results import backends as _backends  # noqa: F401 - registers the built-in backends
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -3,7 +3,7 @@
 The training code talks to :class:`ResultsStore` only (``record`` / ``runs`` / ``curves`` /
 ``finished_hashes``), opened with :func:`open_store` from a URL. The URL's scheme picks a backend
 from :data:`STORE_BACKENDS`; a plain path (no ``scheme://``) is an SQLite file
-(:mod:`harness.results.sqlite`). Every ``record`` is one transaction, so a run is stored whole or
+(:mod:`harness.results.backends.sqlite`). Every ``record`` is one transaction, so a run is stored whole or
 not at all, and several processes may write at once.
 
 The runs table's columns are the fields declared in :mod:`harness.fields`. A column declared
@@ -37,7 +37,7 @@ SCHEMA_VERSION = 2  # 2: truncation counts and majority macro-F1
 STATUSES = FIELDS["status"].choices
 CURVE_COLUMNS = ("run_id", "epoch", "variant", "split", "metric", "value")
 # Backends that ship with the harness; imported (so registered) on first use.
-BUILTIN_BACKENDS = ("harness.results.sqlite",)
+BUILTIN_BACKENDS = ("harness.results.backends",)
 
 
 class StoreError(RuntimeError):

@@ -9,15 +9,17 @@ labels and checks that nothing is empty or unknown; every problem is a :class:`T
 with a one-line message.
 
 A loader declares what it needs where it is registered (:mod:`harness.tasks.data`). This package
-imports its loaders so that they register; each loader imports the registry from
+imports every module in its folder, so a new loader is one module here and one YAML file; each loader imports the registry from
 :mod:`harness.tasks.data`, never from the package, so there is no import circle.
 
 This module imports neither torch nor transformers: the preflight imports it and stays fast.
 """
 from __future__ import annotations
 
-from harness.tasks import builtin, files, legal, lexglue, multitask  # noqa: F401  (register the loaders)
+from harness.registry import import_submodules
 from harness.tasks.data import TASK_LOADERS, Split, TaskData, TaskDataError, data_path_hint
 from harness.tasks.load import load_task
+
+import_submodules(__name__, __path__)  # every loader module in this folder registers itself
 
 __all__ = ["TASK_LOADERS", "Split", "TaskData", "TaskDataError", "data_path_hint", "load_task"]

@@ -18,9 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import torch
-from transformers import DataCollatorWithPadding
-
 from harness.tasks.data import Split
 
 if TYPE_CHECKING:
@@ -112,9 +109,13 @@ class ChoiceCollator:
     """Pads (batch, choices, length) to the longest sequence in the batch."""
 
     def __init__(self, tokenizer) -> None:
+        from transformers import DataCollatorWithPadding  # heavy: imported when a run batches
+
         self.pad = DataCollatorWithPadding(tokenizer, padding="longest")
 
     def __call__(self, examples: list[dict]) -> dict:
+        import torch
+
         n = len(examples[0]["input_ids"])
         per_choice = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in examples[0]]
         flat = [{k: ex[k][j] for k in per_choice} for ex in examples for j in range(n)]
