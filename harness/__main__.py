@@ -33,24 +33,30 @@ BAD_INPUT = (ConfigError, PreflightError, StoreError)
 
 @hydra.main(version_base="1.3", config_path=str(conf_dir()), config_name="config")
 def _job(cfg: DictConfig) -> float:
-    """One job; returns its validation value of ``trainer.select_metric`` (NaN if it failed),
-    so that a Hydra sweeper that optimizes an objective (Optuna) can use it."""
-    from harness.runner import run_job
+    """One grid point (one run, or a tuned protocol's runs); returns its validation value of
+    ``trainer.select_metric`` (the best search trial's under protocol=tuned; NaN if none
+    finished), so that a Hydra sweeper that optimizes an objective (Optuna) can use it."""
+    from harness.fields import better
+    from harness.protocol import run_grid_point
+    from harness.results import load
     from harness.summary import print_row
 
     try:
-        row = run_job(cfg)
+        rows = run_grid_point(cfg)
     except BAD_INPUT as exc:  # only reached when the preflight was skipped
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
-    print_row(row)
-    if row["status"] == "skipped":
-        from harness.results import load
-
-        done = load(cfg.store.url, status="finished", decode=False)
-        row = done[done["config_hash"] == row["config_hash"]].iloc[-1].to_dict()
-    value = row.get("select_value")
-    return float(value) if row.get("status") == "finished" and value is not None else math.nan
+    for row in rows:
+        print_row(row)
+    finished = load(cfg.store.url, status="finished", decode=False).drop_duplicates("config_hash", keep="last")
+    values = finished.set_index("config_hash")["select_value"]
+    best = None
+    for row in rows:
+        if row["status"] != "failed" and row.get("stage") != "final" and row["config_hash"] in values.index:
+            value = values[row["config_hash"]]
+            if value is not None and not math.isnan(value) and better(cfg.trainer.select_metric, value, best):
+                best = float(value)
+    return math.nan if best is None else best
 
 
 def main() -> None:
@@ -71,7 +77,7 @@ def main() -> None:
             _job()
         finally:
             os.environ.pop(PLAN_ENV, None)
-    if plan is not None and len(command_outcome(plan.jobs_in_stores, since).failed):
+    if plan is not None and len(command_outcome(plan.jobs_in_stores, since, plan.dynamic).failed):
         sys.exit(1)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Optional
 
 from harness.errors import ConfigError  # noqa: F401  (re-exported: schemas raise it)
 from harness.fields import selectable_metrics
+from harness.protocol_config import ProtocolConfig
 
 
 
@@ -77,7 +78,7 @@ class MethodConfig:
     r: int = 8
     alpha: float = 16.0
     dropout: float = 0.05
-    lr: float = 5e-4
+    lr: float = 2e-3  # the LoRA family's shared default (conf/method/lora.yaml)
     weight_decay: float = 0.0
     use_dora: bool = False
     # None: the model config's target modules for this family.
@@ -251,6 +252,7 @@ class RunConfig:
     quant: QuantConfig = field(default_factory=QuantConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
+    protocol: ProtocolConfig = field(default_factory=ProtocolConfig)
     tracker: TrackerConfig = field(default_factory=TrackerConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     seed: int = 0

@@ -6,8 +6,12 @@ import json
 import uuid
 from datetime import datetime, timezone
 
-# Config keys that do not change what a run computes; left out of its hash.
-UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report", "plugins")
+# Config keys that do not change what a run computes; left out of its hash. Of the protocol only
+# the stage a run belongs to (search or final) and its search are kept: the rate and seed a
+# protocol gives a run are in method.lr and seed.
+UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report", "plugins",
+            "protocol.name", "protocol.lr_factors", "protocol.lr_grid", "protocol.search_seed",
+            "protocol.seeds")
 
 
 def config_hash(container: dict) -> str:
@@ -37,6 +41,9 @@ def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> di
         "quant": cfg.quant.name,
         "r": None if cfg.method.name == "full" else int(cfg.method.r),
         "seed": int(cfg.seed),
+        "lr": float(cfg.method.lr),
+        "stage": cfg.protocol.stage,
+        "search_id": cfg.protocol.search_id,
         "config_hash": config_hash(container),
         "config_json": json.dumps(container, sort_keys=True),
         "schema_version": schema_version,

@@ -33,11 +33,15 @@ class Plan:
     swept: set[str] = field(default_factory=set)  # keys a multirun sweeps over
     hashes: list[str] = field(default_factory=list)  # each job's config hash, same order
     stores: list[str] = field(default_factory=list)  # each job's store.url, same order
+    configs: list[dict] = field(default_factory=list)  # each job's resolved config, same order
+    # A sweeper that picks its points while it runs (Optuna): only the fixed part of the command
+    # is checked here, and its outcome is read from the rows written while it ran.
+    dynamic: bool = False
 
     @property
-    def jobs_in_stores(self) -> list[tuple[str, str]]:
-        """(store url, config hash) of every job: where to look for its row."""
-        return list(zip(self.stores, self.hashes))
+    def jobs_in_stores(self) -> list[tuple[str, dict]]:
+        """(store url, resolved config) of every job: where to look for its rows, and which."""
+        return list(zip(self.stores, self.configs))
 
 
 def one_line(exc: BaseException) -> str:
@@ -67,8 +71,10 @@ def parse_command_line(argv: list[str]):
     return args
 
 
-def expand(overrides: list[str], multirun: bool) -> tuple[list[list[str]], set[str]]:
-    """The jobs a command launches (the grid of a multirun, or the one run), and the swept keys."""
+def expand(overrides: list[str], multirun: bool,
+           dynamic: bool = False) -> tuple[list[list[str]], set[str]]:
+    """The jobs a command launches (the grid of a multirun, or the one run), and the swept keys.
+    For a ``dynamic`` sweeper, one job: the command without its sweeps (their defaults)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -79,6 +85,8 @@ def expand(overrides: list[str], multirun: bool) -> tuple[list[list[str]], set[s
     if not multirun:
         return [list(overrides)], set()
     swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
+    if dynamic:
+        return [[o.input_line for o in parsed if not o.is_sweep_override()]], swept
     return [job for batch in BasicSweeper.split_arguments(parsed, None) for job in batch], swept
 
 
@@ -98,6 +106,18 @@ def _sweeper_params(overrides: list[str], config_name: str) -> list[str]:
         return []
     given = {o.key_or_group for o in parsed}
     return [f"{key}={value}" for key, value in params.items() if key not in given]
+
+
+def _dynamic_sweeper(overrides: list[str], config_name: str) -> bool:
+    """Whether the command's Hydra sweeper is not the basic grid sweeper (e.g. Optuna)."""
+    from hydra import compose
+
+    fixed = [o for o in overrides if "," not in o and "(" not in o]
+    try:
+        sweeper = compose(config_name=config_name, overrides=fixed, return_hydra_config=True).hydra.sweeper
+    except Exception:  # noqa: BLE001 - the job checks report composition errors
+        return False
+    return not str(sweeper.get("_target_", "")).endswith("BasicSweeper")
 
 
 def _is_hydra(override: str) -> bool:
@@ -158,8 +178,8 @@ def check_files(cfg) -> None:
     check_store(cfg.store.url)
 
 
-def _check_job(job: list[str], config_name: str) -> tuple[str, str]:
-    """Compose, validate and look for the files of one job; return its store and config hash."""
+def _check_job(job: list[str], config_name: str) -> tuple[str, dict]:
+    """Compose, validate and look for the files of one job; return its store and its config."""
     from hydra import compose
 
     check_group_choices(job)
@@ -176,7 +196,7 @@ def _check_job(job: list[str], config_name: str) -> tuple[str, str]:
     except Exception as exc:  # noqa: BLE001
         raise PreflightError(one_line(exc)) from None
     check_files(cfg)
-    return cfg.store.url, config_hash(container)
+    return cfg.store.url, container
 
 
 def preflight(argv: list[str]) -> Plan | None:
@@ -192,14 +212,17 @@ def preflight(argv: list[str]) -> Plan | None:
     try:
         with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
             overrides = list(args.overrides)
-            if args.multirun:
+            dynamic = bool(args.multirun) and _dynamic_sweeper(overrides, args.config_name or "config")
+            if args.multirun and not dynamic:
                 overrides = _sweeper_params(overrides, args.config_name or "config") + overrides
-            plan = Plan(bool(args.multirun), *expand(overrides, bool(args.multirun)))
+            plan = Plan(bool(args.multirun), *expand(overrides, bool(args.multirun), dynamic))
+            plan.dynamic = dynamic
             for job in plan.jobs:
                 try:
-                    store, digest = _check_job(job, args.config_name or "config")
+                    store, container = _check_job(job, args.config_name or "config")
                     plan.stores.append(store)
-                    plan.hashes.append(digest)
+                    plan.configs.append(container)
+                    plan.hashes.append(config_hash(container))
                 except (PreflightError, ConfigError) as exc:
                     if not plan.multirun:
                         raise

@@ -110,11 +110,12 @@ def _provenance(run_cfg: RunConfig) -> dict:
             "device": str(device), "provenance_json": json.dumps(prov, sort_keys=True)}
 
 
-def run_job(cfg: DictConfig) -> dict:
+def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
     """Validate, run and record one job; a failure is recorded, not raised. Returns the row.
 
     A job whose config is already recorded as finished in the store is skipped (its row comes
-    back with status ``skipped`` and nothing is written) unless ``force=true``.
+    back with status ``skipped`` and nothing is written) unless ``force=true``. ``work_dir``: the
+    run's folder (default: the Hydra job's output folder).
     """
     run_cfg = validate(cfg)  # a bad config fails here, before anything is trained or stored
     container = OmegaConf.to_container(cfg, resolve=True)
@@ -123,7 +124,7 @@ def run_job(cfg: DictConfig) -> dict:
                             SCHEMA_VERSION)
     if not run_cfg.force and row["config_hash"] in store.finished_hashes():
         return {**row, "status": "skipped"}
-    work_dir = _job_dir()
+    work_dir = Path(work_dir) if work_dir else _job_dir()
     work_dir.mkdir(parents=True, exist_ok=True)
     curves: list[dict] = []
     try:

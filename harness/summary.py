@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 
 from harness import fields, identity
 
-# The file that holds the running command's plan (expected config hashes, start time), set by
+# The file that holds the running command's plan (each job's store and config, start time), set by
 # ``harness.__main__`` in the process that launches the sweep and read by its callbacks there.
 PLAN_ENV = "PEFT_HARNESS_PLAN"
 
@@ -42,6 +42,9 @@ def print_row(row: dict) -> None:
 
 def comparison_table(df: pd.DataFrame) -> str:
     columns = fields.terminal_columns()
+    if "stage" in df.columns and df["stage"].notna().any():  # a tuned protocol's search and finals
+        at = [c for c, _ in columns].index("seed") + 1
+        columns = columns[:at] + [("stage", "stage")] + columns[at:]
     df = fields.with_display_columns(df.copy())
     out = df[[c for c, _ in columns if c in df.columns]].rename(columns=dict(columns))
     return out.to_string(index=False, float_format=lambda v: f"{v:.4g}")
@@ -78,25 +81,35 @@ def sweep_outcome(df: pd.DataFrame, hashes: list[str], since: str) -> Outcome:
     return Outcome(done, failed, earlier)
 
 
-def command_outcome(jobs: list[tuple[str, str]], since: str) -> Outcome:
-    """The outcome of a command's jobs, given as (store url, config hash), from their stores."""
+def command_outcome(jobs: list[tuple[str, dict]], since: str, dynamic: bool = False) -> Outcome:
+    """The outcome of a command's jobs, given as (store url, resolved config), from their stores:
+    one run per job, or every run of a tuned protocol's grid point (harness.protocol). Under a
+    ``dynamic`` sweeper (Optuna) the jobs are not known in advance: the configs with rows written
+    since the command started are its jobs."""
+    from harness.protocol import expected_hashes
     from harness.results import load
 
     parts = []
     for url in dict.fromkeys(u for u, _ in jobs):
-        parts.append(sweep_outcome(load(url, decode=False), [h for u, h in jobs if u == url], since))
+        df = load(url, decode=False)
+        finished = df[df["status"] == "finished"]
+        if dynamic:
+            hashes = list(df.loc[df["created_at"].astype(str) >= since, "config_hash"])
+        else:
+            hashes = [h for u, config in jobs if u == url for h in expected_hashes(config, finished)]
+        parts.append(sweep_outcome(df, hashes, since))
     return Outcome(pd.concat([p.finished for p in parts]), pd.concat([p.failed for p in parts]),
                    sum(p.earlier for p in parts))
 
 
-def write_plan(jobs: list[tuple[str, str]], since: str, folder: Path) -> Path:
+def write_plan(jobs: list[tuple[str, dict]], since: str, folder: Path) -> Path:
     path = folder / f"plan-{os.getpid()}.json"
-    path.write_text(json.dumps({"jobs": jobs, "since": since}))
+    path.write_text(json.dumps({"jobs": jobs, "since": since}, default=str))
     os.environ[PLAN_ENV] = str(path)
     return path
 
 
-def read_plan() -> tuple[list[tuple[str, str]], str] | None:
+def read_plan() -> tuple[list[tuple[str, dict]], str] | None:
     path = os.environ.get(PLAN_ENV)
     if not path or not Path(path).is_file():
         return None
@@ -119,7 +132,7 @@ class SweepSummary(Callback):
             mine = df[df["sweep"] == sweep]
             outcome = Outcome(mine[mine["status"] == "finished"], mine[mine["status"] != "finished"])
         else:
-            outcome = command_outcome(*plan)
+            outcome = command_outcome(*plan, dynamic=_is_dynamic(config))
         done, failed = outcome.finished, outcome.failed
         if config.tracker.name == "wandb" and len(done) + len(failed):
             _log_to_tracker(config, sweep, done, failed)
@@ -129,11 +142,17 @@ class SweepSummary(Callback):
               + (f" ({outcome.earlier} of them before this command, skipped)" if outcome.earlier else "")
               + f", {len(failed)} failed (store: {config.store.url})")
         if len(done):
-            print(comparison_table(done.sort_values(["method", "quant", "r", "seed"])))
+            order = [c for c in ("method", "quant", "r", "stage", "lr", "seed") if c in done.columns]
+            print(comparison_table(done.sort_values(order, na_position="first")))
         for _, row in failed.iterrows():
             what = (f"{row['method']} quant={row['quant']} r={row['r']} seed={row['seed']}"
                     if isinstance(row.get("method"), str) else f"config {row['config_hash']}")
             print(f"  FAILED {what}: {row['error']}")
+
+
+def _is_dynamic(config: DictConfig) -> bool:
+    target = str(config.get("hydra", {}).get("sweeper", {}).get("_target_", ""))
+    return bool(target) and not target.endswith("BasicSweeper")
 
 
 def _log_to_tracker(config: DictConfig, sweep: str, done: pd.DataFrame, failed: pd.DataFrame) -> None:

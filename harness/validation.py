@@ -24,7 +24,7 @@ def register_schemas(plugins: Iterable[str] = ()) -> None:
     for group, node in (("method", config.MethodConfig), ("model", config.ModelConfig),
                         ("task", config.TaskConfig), ("quant", config.QuantConfig),
                         ("trainer", config.TrainerConfig), ("tracker", config.TrackerConfig),
-                        ("report", config.ReportConfig)):
+                        ("report", config.ReportConfig), ("protocol", config.ProtocolConfig)):
         cs.store(group=group, name=f"{group}_schema", node=node)
     for name, node in config.METHOD_SCHEMAS.items():
         cs.store(group="method", name=f"{name}_schema", node=node)
@@ -57,12 +57,16 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(spec.task_types is None or kind in spec.task_types,
            f"method={method.name} does not support task type {kind} (task={run.task.name}); "
            f"supported: {', '.join(spec.task_types or ())}")
+    if hasattr(method, "check_run"):  # a method schema's checks that need the rest of the run
+        method.check_run(run)
     return run
 
 
 def validate(cfg: DictConfig) -> RunConfig:
     """Turn a composed config into checked objects; raises ConfigError with a one-line message."""
     load_plugins(cfg.get("plugins") or [])
+    if OmegaConf.get_type(cfg) is not RunConfig:  # built from a plain dict (a protocol's run)
+        return from_container(OmegaConf.to_container(cfg, resolve=True))
     return check_run(OmegaConf.to_object(cfg))  # runs every schema's __post_init__ first
 
 

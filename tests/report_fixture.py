@@ -3,6 +3,9 @@
 The values are chosen so that each kind of mark a report makes occurs: a significant paired
 difference (dora vs lora), a non-significant one (qlora vs lora), an unpaired comparison (full,
 other seeds), a single run (vera, n=1), a method at the majority baseline (adalora) and a failure.
+Every run is a ``protocol=fixed`` run (empty stage) at its method's rate (``LR``) with the same
+budget (``BUDGET``). :func:`make_tuned_fixture_store` writes a ``protocol=tuned`` store instead:
+search trials with known validation values, final runs at the chosen rates.
 """
 from __future__ import annotations
 
@@ -27,6 +30,8 @@ TOTAL = 1_000_000
 SAMPLES_PER_S = {"lora": 100.0, "dora": 80.0, "qlora": 60.0, "full": 70.0, "vera": 95.0,
                  "adalora": 90.0}
 QUANT = {"qlora": "nf4"}
+LR = {"lora": 2e-3, "dora": 2e-3, "qlora": 2e-3, "full": 5e-5, "vera": 1e-2, "adalora": 2e-3}
+BUDGET = {"optimizer_steps": 24, "train_examples_seen": 192, "train_tokens": 6400}
 VAL_CURVE = {"lora": [0.70, 0.78, 0.77], "dora": [0.75, 0.80, 0.79], "qlora": [0.60, 0.70, 0.74],
              "full": [0.85, 0.84, 0.83], "vera": [0.6, 0.65, 0.68], "adalora": [0.5, 0.52, 0.5]}
 
@@ -39,6 +44,8 @@ def fixture_row(method: str, seed: int, i: int) -> dict:
         "created_at": f"2026-01-0{1 + i % 3}T10:00:{seed:02d}+00:00",
         "method": method, "model": "tiny_bert", "task": "synthetic",
         "quant": QUANT.get(method, "none"), "r": None if method == "full" else 8, "seed": seed,
+        "lr": LR[method], "stage": None, "search_id": None,
+        "select_metric": "accuracy", "select_value": max(VAL_CURVE[method]) + 0.005 * seed, **BUDGET,
         "config_hash": f"h-{method}-{seed}",
         "config_json": json.dumps({"method": method_cfg, "seed": seed}),
         "accuracy": ACCURACY[method][seed], "f1_macro": ACCURACY[method][seed] - 0.02,
@@ -75,4 +82,43 @@ def make_fixture_store(url) -> ResultsStore:
                        "config_json", "schema_version")}
     store.record({**failed, "seed": 9, "run_id": "lora-failed", "config_hash": "h-failed",
                   "status": "failed", "error": "RuntimeError: CUDA out of memory"}, [])
+    return store
+
+
+# protocol=tuned: each method's search on seed 0 over three rates, {lr: validation accuracy}, and
+# its final runs on seeds 0-2 at the chosen rate (lora: the best, 2e-3; dora: a tie between 1e-3
+# and 2e-3, so the lower rate). Search trials have test accuracies far from the finals', so a
+# search trial that leaked into an aggregate would show.
+SEARCH = {"lora": {1e-3: 0.70, 2e-3: 0.75, 4e-3: 0.72}, "dora": {1e-3: 0.76, 2e-3: 0.76, 4e-3: 0.71}}
+CHOSEN = {"lora": 2e-3, "dora": 1e-3}
+SEARCH_TEST_ACCURACY = 0.10
+FINAL_ACCURACY = {"lora": {0: 0.80, 1: 0.82, 2: 0.81}, "dora": {0: 0.83, 1: 0.851, 2: 0.842}}
+
+
+def tuned_rows() -> list[dict]:
+    """The rows of the tuned fixture, search trials first."""
+    rows, i = [], 0
+    for method, trials in SEARCH.items():
+        for lr, value in trials.items():
+            row = fixture_row(method, 0, i)
+            rows.append({**row, "run_id": f"{method}-search-{lr:g}", "config_hash": f"h-{method}-search-{lr:g}",
+                         "lr": lr, "stage": "search", "search_id": f"search-{method}",
+                         "select_value": value, "accuracy": SEARCH_TEST_ACCURACY,
+                         "f1_macro": SEARCH_TEST_ACCURACY})
+            i += 1
+    for method, accuracy in FINAL_ACCURACY.items():
+        for seed, acc in accuracy.items():
+            row = fixture_row(method, seed, i)
+            rows.append({**row, "run_id": f"{method}-final-{seed}", "config_hash": f"h-{method}-final-{seed}",
+                         "lr": CHOSEN[method], "stage": "final", "search_id": f"search-{method}",
+                         "accuracy": acc, "f1_macro": acc - 0.02})
+            i += 1
+    return rows
+
+
+def make_tuned_fixture_store(url, rows: list[dict] | None = None) -> ResultsStore:
+    """A protocol=tuned store (``rows``: tuned_rows(), possibly edited, by default)."""
+    store = open_store(url)
+    for row in rows if rows is not None else tuned_rows():
+        store.record(row, fixture_curves(row["method"], row["seed"]))
     return store

@@ -18,8 +18,9 @@ from harness.results.__main__ import main as results_cli
 from harness.results.store import SCHEMA_VERSION, StoreError, check_row, open_store
 
 # What the terminal comparison table showed before the registry, exactly.
+# The terminal table as it was hard-coded, plus the learning rate each run trained at.
 TERMINAL_TABLE = [("method", "method"), ("quant", "quant"), ("r", "r"), ("seed", "seed"),
-                  ("accuracy", "acc"), ("f1_macro", "f1_macro"), ("majority_accuracy", "majority"),
+                  ("lr", "lr"), ("accuracy", "acc"), ("f1_macro", "f1_macro"), ("majority_accuracy", "majority"),
                   ("trainable_params", "trainable"), ("peak_memory_mib", "peak_MiB"),
                   ("train_samples_per_s", "samples/s"), ("infer_latency_ms", "latency_ms"),
                   ("wall_s", "wall_s")]

@@ -3,17 +3,25 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
+import re
+from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
+from peft.optimizers import lorafa as peft_lorafa
+from torch.overrides import TorchFunctionMode
 from torch.utils.data import DataLoader, default_collate
 
+from harness.config import ConfigError
 from harness.methods import METHODS, MethodSpec, builder_name
 from harness.paths import conf_dir
 from harness.results import check_row, load
 from harness.tasks.types import TASK_TYPES
-from harness.train import training_loss
-from tests.method_helpers import (base_model, build, build_config, method_context,
+from harness.train import total_steps, training_loss
+from tests.conftest import compose_config
+from tests.method_helpers import (base_model, batch, build, build_config, method_context, start,
                                   task_type_examples, train_steps)
 
 CORE = ["full", "lora", "dora", "qlora", "qdora"]
@@ -145,3 +153,170 @@ def test_every_method_trains_on_each_task_type_it_declares(store_path, method, k
     assert all(torch.isfinite(torch.tensor(losses)))
     after = dict(adapted.model.named_parameters())
     assert any(not torch.equal(v, after[n]) for n, v in before.items() if n in after)
+
+
+# --- LoRA-FA: the precision of peft's gradient projection is recorded ----------------------------
+class _Matmuls(TorchFunctionMode):
+    """The dtype of every matrix product computed inside the block."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dtypes: list[torch.dtype] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        if getattr(func, "__name__", "") in ("matmul", "__matmul__"):
+            self.dtypes.append(out.dtype)
+        return out
+
+
+@pytest.mark.parametrize("bf16_available", [True, False])
+def test_lorafa_records_the_precision_of_peft_s_projection(store_path, monkeypatch, bf16_available):
+    monkeypatch.setattr(peft_lorafa, "is_bf16_available", lambda: bf16_available)
+    adapted = build(store_path, "method=lorafa")
+    recorded = adapted.details()["lorafa_projection_dtype"]
+    # peft's rule (LoraFAOptimizer.step): autocast to bfloat16 on infer_device() when
+    # is_bf16_available(); a product of tensors on that device type is then computed in bfloat16.
+    b = next(p for n, p in adapted.model.named_parameters() if "lora_B" in n)
+    on_autocast_device = peft_lorafa.infer_device() == b.device.type
+    assert recorded == ("bfloat16" if bf16_available and on_autocast_device else "float32")
+    # ... and what peft's step really computes: per adapted layer A·Aᵀ, then the projection.
+    optimizer = adapted.make_optimizer()
+    adapted.model.train()
+    training_loss(adapted, adapted.ctx.task_type, batch(1)).backward()
+    with _Matmuls() as seen:
+        optimizer.step()
+    projections = seen.dtypes[1::2]
+    assert projections and {str(d).removeprefix("torch.") for d in projections} == {recorded}
+    assert json.loads(json.dumps(adapted.details())) == adapted.details()  # stored as details_json
+
+
+# --- Delta-LoRA: W moves in a run of the default length -------------------------------------------
+def default_run_steps() -> int:
+    """The optimizer steps of ``python -m harness`` with its defaults (no data loaded: the task's
+    train_size over the trainer's batch size, per epoch)."""
+    cfg = compose_config([])
+    per_epoch = math.ceil(cfg.task.train_size / cfg.trainer.batch_size)
+    return total_steps(per_epoch, cfg.trainer)
+
+
+def test_delta_lora_moves_the_base_weights_in_a_default_length_run(store_path):
+    total = default_run_steps()
+    assert total == 64  # the budget the defaults give today; K = 500 steps was never reached
+    adapted = build(store_path, "method=delta_lora")  # the default method config, tiny model
+    initial = {n: l.get_base_layer().weight.detach().clone() for n, l in adapted.layers.items()}
+    train_steps(adapted, total)  # the trainer's order: before_training, steps, after each step
+    details = adapted.details()
+    k = math.floor(adapted.method.start_ratio * total)
+    assert details["delta_lora_start_step"] == k and details["delta_lora_start_from"] == "start_ratio"
+    assert details["delta_lora_moved_steps"] == total - k > 0
+    for name, layer in adapted.layers.items():
+        assert not torch.equal(layer.get_base_layer().weight, initial[name]), name
+
+
+@pytest.mark.parametrize("overrides,total,k", [
+    ([], 1000, 20),  # floor(0.02 x steps)
+    ([], 6, 0),  # a short run: W moves from the first step
+    (["method.start_ratio=0.5"], 64, 32),
+    (["method.start_steps=3"], 1000, 3),  # an explicit K in steps overrides the ratio
+])
+def test_delta_lora_start_is_set_from_the_run_length(store_path, overrides, total, k):
+    adapted = build(store_path, "method=delta_lora", *overrides)
+    start(adapted, total)
+    assert adapted.details()["delta_lora_start_step"] == k
+
+
+def test_delta_lora_refuses_a_start_the_run_never_reaches(store_path):
+    # trainer=smoke caps at 6 steps, so start_steps=5 passes validation; a 5-step run cannot pass it.
+    adapted = build(store_path, "method=delta_lora", "method.start_steps=5")
+    with pytest.raises(ConfigError) as err:
+        start(adapted, 5)
+    assert "method.start_steps=5" in str(err.value) and "\n" not in str(err.value)
+
+
+# --- The defaults the docs state are the configs' ------------------------------------------------
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+
+
+def stated(text: str):
+    """A value as the docs write it: true/false/null, an integer, a number, else the text."""
+    text = text.strip()
+    if text.lower() in ("true", "false", "null"):
+        return {"true": True, "false": False, "null": None}[text.lower()]
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def matches(value, actual) -> bool:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return not isinstance(actual, bool) and math.isclose(value, actual, rel_tol=1e-9)
+    return value == actual and type(value) is type(actual)
+
+
+def composed_method(name: str) -> dict:
+    return OmegaConf.to_container(compose_config([f"method={name}"]).method, resolve=True,
+                                  enum_to_str=True)
+
+
+def table_rows(text: str, header: str) -> list[list[str]]:
+    """The body rows (cells stripped) of every markdown table whose header row is ``header``."""
+    rows, inside = [], False
+    for line in text.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and "|".join(cells) == header:
+            inside = True
+        elif inside and line.startswith("|"):
+            if not set(line) <= set("|- "):
+                rows.append(cells)
+        else:
+            inside = False
+    return rows
+
+
+def test_the_methods_docs_table_states_every_methods_composed_defaults():
+    rows = table_rows((DOCS / "methods.md").read_text(), "method|lr|other defaults")
+    yamls = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml"))
+    assert sorted(row[0] for row in rows) == yamls  # every method, once
+    for name, lr, others in rows:
+        method = composed_method(name)
+        assert math.isclose(float(lr), method["lr"], rel_tol=1e-9), (name, lr, method["lr"])
+        pairs = re.findall(r"`(\w+)=([^`]+)`", others)
+        assert pairs, name
+        for key, value in pairs:
+            assert matches(stated(value), method[key]), (name, key, value, method[key])
+
+
+def test_the_lora_family_shares_one_learning_rate_no_method_restates():
+    lora = composed_method("lora")["lr"]
+    # Their papers (or, for AdaLoRA, the default budget) need other rates; the reason and the
+    # measurement are in their YAML files and docs/methods.md.
+    own = {"vera", "full", "loraplus", "adalora"}
+    for path in (conf_dir() / "method").glob("*.yaml"):
+        if path.stem in own:
+            assert composed_method(path.stem)["lr"] != lora, path.stem
+            continue
+        assert composed_method(path.stem)["lr"] == lora, path.stem
+        assert not re.search(r"^\s*lr\s*:", path.read_text(), flags=re.M) or path.stem == "lora", path
+
+
+def test_the_custom_methods_docs_tables_state_the_composed_defaults():
+    text = (DOCS / "methods_custom.md").read_text()
+    sections = re.split(r"^## ", text, flags=re.M)
+    checked = set()
+    for section in sections:
+        name = re.search(r"`method=(\w+)`", section.splitlines()[0] if section else "")
+        if not name:
+            continue
+        method = composed_method(name.group(1))
+        for keys, values, _ in table_rows(section, "key|default|meaning"):
+            keys = re.findall(r"`(\w+)`", keys)
+            values = [v.strip() for v in values.split(",")]
+            assert len(keys) == len(values), (keys, values)
+            for key, value in zip(keys, values):
+                assert matches(stated(value), method[key]), (name.group(1), key, value, method[key])
+                checked.add((name.group(1), key))
+    assert {("dylora", "frozen"), ("dylora", "lr"), ("lora_drop", "lr"), ("hyperlora", "lr")} <= checked

@@ -25,8 +25,9 @@ def batch(n=4, length=10):
             "attention_mask": torch.ones(n, length, dtype=torch.long), "labels": torch.arange(n) % 2}
 
 
-def test_forward_equals_a_manual_rank_b_computation(store_path):
-    adapted = build(store_path)
+@pytest.mark.parametrize("frozen", ["true", "false"])  # the mode changes gradients, not outputs
+def test_forward_equals_a_manual_rank_b_computation(store_path, frozen):
+    adapted = build(store_path, f"method.frozen={frozen}")
     name, layer = next(iter(adapted.layers.items()))
     with torch.no_grad():
         layer.lora_B.normal_()  # B starts at zero; give the update a value to check
@@ -50,6 +51,12 @@ def test_forward_equals_a_manual_rank_b_computation(store_path):
     assert torch.allclose(layer(x), manual, atol=1e-5)
 
 
+def test_default_mode_is_the_authors_frozen_training(store_path):
+    adapted = build(store_path)
+    assert adapted.method.frozen is True
+    assert all(layer.frozen for layer in adapted.layers.values())
+
+
 def test_sampled_ranks_vary_across_steps_within_the_range(store_path):
     adapted = build(store_path, "method.r=6", "method.r_min=2")
     for step in range(1, 41):
@@ -59,9 +66,13 @@ def test_sampled_ranks_vary_across_steps_within_the_range(store_path):
     assert set(adapted.sampled) == {2, 3, 4, 5, 6}
 
 
-@pytest.mark.parametrize("frozen,rows_with_grad", [(False, [0, 1, 2]), (True, [2])])
-def test_only_rows_up_to_b_get_gradients_and_frozen_mode_only_row_b(store_path, frozen, rows_with_grad):
-    adapted = build(store_path, f"method.frozen={str(frozen).lower()}")
+@pytest.mark.parametrize("overrides,rows_with_grad", [
+    (["method.frozen=false"], [0, 1, 2]),
+    (["method.frozen=true"], [2]),
+    ([], [2]),  # the default is the paper's mode: only row b of A / column b of B trains
+])
+def test_only_rows_up_to_b_get_gradients_and_frozen_mode_only_row_b(store_path, overrides, rows_with_grad):
+    adapted = build(store_path, *overrides)
     layers = list(adapted.layers.values())
     with torch.no_grad():
         for layer in layers:

@@ -89,3 +89,18 @@ def test_a_failed_job_returns_nan_and_the_command_exits_1(tmp_path, monkeypatch,
     assert info.value.code == 1
     got = returns()
     assert sum(math.isnan(v) for _, v in got) == 1 and len(got) == 2
+
+
+def test_hydras_optuna_sweeper_optimizes_the_returned_validation_metric(tmp_path, monkeypatch, store_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    argv = ["-m", "hydra/sweeper=optuna", "hydra.sweeper.direction=maximize", "hydra.sweeper.n_trials=3",
+            "hydra.sweeper.sampler.seed=1", "method.lr=tag(log,interval(1e-4,1e-1))", *TINY, *FAST,
+            f"store.url={store_path}", "report.enabled=false", f"hydra.sweep.dir={tmp_path / 'sweep'}"]
+    monkeypatch.setattr(sys, "argv", ["harness", *argv])
+    cli.main()  # the preflight checks the fixed part; every trial finishes: no SystemExit
+    runs = load(store_path)
+    assert len(runs) == 3 and runs["lr"].nunique() == 3 and set(runs["status"]) == {"finished"}
+    assert all(1e-4 <= lr <= 1e-1 for lr in runs["lr"])
+    best = json.loads(json.dumps(
+        __import__("yaml").safe_load((tmp_path / "sweep" / "optimization_results.yaml").read_text())))
+    assert best["best_value"] == pytest.approx(runs["select_value"].max())

@@ -46,8 +46,9 @@ class AdaLoraMethodConfig(MethodConfig):
         _check(not self.use_dora, "method=adalora cannot use DoRA (peft's AdaLoRA has no magnitude "
                                   "vector): set method.use_dora=false")
         _positive_int("method.init_r", self.init_r)
-        _check(self.init_r >= self.r, f"method.init_r must be >= method.r (the target rank), got "
-                                      f"init_r={self.init_r}, r={self.r}")
+        _check(self.init_r > self.r, f"method.init_r must be > method.r (the target rank: AdaLoRA "
+                                     f"prunes from init_r down to r), got init_r={self.init_r}, "
+                                     f"r={self.r}")
         _check(0 <= self.tinit_ratio and 0 <= self.tfinal_ratio
                and self.tinit_ratio + self.tfinal_ratio < 1,
                "method.tinit_ratio and method.tfinal_ratio must be >= 0 and sum to less than 1, got "
@@ -136,6 +137,8 @@ class AdaLoraAdapted(Adapted):
                                      "total_step": self.peft_config.total_step}}
 
     def merge(self) -> bool:
+        if self.ctx.four_bit:  # peft's AdaLoRA layer on a bitsandbytes 4-bit base cannot merge
+            return False
         self.model = self.model.merge_and_unload()
         return True
 

@@ -2,8 +2,15 @@
 
 One write-up in the comparison calls this "DoRA". It is not DoRA (Liu et al. 2024), which splits
 each weight into a trained magnitude vector and a LoRA-updated direction. It exists as a method
-so that the claim can be tested: B₁A₁ + B₂A₂ = [B₁ B₂]·[A₁; A₂] is exactly one LoRA update of rank
-2r with the same number of parameters (and, at scale α/r, the same as LoRA with r' = 2r, α' = 2α).
+so that the claim can be tested: B₁A₁ + B₂A₂ = [B₁ B₂]·[A₁; A₂] is one LoRA update of rank 2r
+with the same number of parameters, and at scale α/r the same function of its factors as LoRA
+with r' = 2r, α' = 2α.
+
+Trained, the two are the same model trained the same way only at ``dropout`` 0: peft keeps one
+dropout module per adapter, so with dropout > 0 (lora.yaml's default is 0.05) each of the two
+updates sees its own dropout mask of the layer input, where a rank-2r LoRA applies one mask to
+all 2r rows. The gradients, and so the training, then differ (in eval mode, without dropout, the
+outputs are still those of the stacked rank-2r factors).
 
 The two updates are two peft adapters, ``first`` and ``second``, active together.
 """

@@ -3,10 +3,15 @@
 At each training step a rank b is drawn uniformly from [r_min, r] and every adapter uses only
 the first b rows of A and the first b columns of B, scaled by alpha / b:
 ``h = W0 x + (alpha / b) B[:, :b] A[:b] x``. Lower ranks are thereby trained to carry the most
-important directions, so the adapter can be cut to any b after training. The paper also has a
-"frozen" variant that updates only the b-th row and column at each step (``frozen: true``); by
-default all of the first b rows and columns train. The trained model is tested at full rank and,
-through ``eval_variants``, at each rank of ``eval_ranks`` (curves rows ``variant = "rank:<b>"``).
+important directions, so the adapter can be cut to any b after training.
+
+By default (``frozen: true``, the paper's mode) only the b-th row of A and the b-th column of B
+train at each step; the rows and columns below b take part in the forward but are held fixed. That
+is how the authors' code trains: huawei-noah/Efficient-NLP, ``DyLoRA/examples/NLU/examples/
+text-classification/run_glue.py`` calls ``model.set_rank(new_rank, frozen=True)`` before every
+step. ``frozen: false`` trains all of the first b rows and columns. The trained model is tested at
+full rank and, through ``eval_variants``, at each rank of ``eval_ranks`` (curves rows
+``variant = "rank:<b>"``).
 """
 from __future__ import annotations
 
@@ -30,11 +35,14 @@ from harness.methods.lowrank import (LowRankLinear, freeze_all_but_heads, init_l
 class DyLoRAConfig(MethodConfig):
     name: str = "dylora"
     r_min: int = 1  # ranks are drawn from [r_min, r]; r is the largest
-    frozen: bool = False  # True: at each step only the b-th row of A / column of B trains
+    frozen: bool = True  # the authors' mode: at each step only the b-th row of A / column of B trains
     eval_ranks: Optional[list[int]] = None  # ranks the test split is scored at; null: all
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.use_dora:
+            raise ConfigError("method=dylora has no DoRA variant (its rank-sliced layers have no "
+                              "magnitude vector): set method.use_dora=false")
         if not 1 <= self.r_min <= self.r:
             raise ConfigError(f"method.r_min must be in [1, method.r={self.r}], got {self.r_min!r}")
         bad = [b for b in self.eval_ranks or [] if not 1 <= b <= self.r]

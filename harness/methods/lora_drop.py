@@ -37,6 +37,9 @@ class LoRADropConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        if self.use_dora:
+            raise ConfigError("method=lora_drop has no DoRA variant (its shared layers have no "
+                              "magnitude vector): set method.use_dora=false")
         if not 0 < self.threshold <= 1:
             raise ConfigError(f"method.threshold must be in (0, 1], got {self.threshold!r}")
         if not 0 < self.sample_fraction <= 1:

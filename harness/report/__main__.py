@@ -2,10 +2,13 @@
 
     python -m harness.report [--store URL] [--out DIR] [--sweep LABEL|latest] [--task T,...]
                              [--model M,...] [--method M,...] [--quant Q,...] [--r R,...]
-                             [--seed S,...] [--since DATE] [--until DATE] [--reference lora]
+                             [--seed S,...] [--since DATE] [--until DATE]
+                             [--stage final|search|all] [--reference lora]
                              [--format md,csv,tex,html] [--claim 'dora>lora'] [--no-pdf]
 
-Comma-separated values select any of them. See docs/report.md.
+Comma-separated values select any of them. --stage: final (default) reports the final runs of
+protocol=tuned and every protocol=fixed run, never the learning-rate search trials; search only
+those; all every run. See docs/report.md.
 """
 from __future__ import annotations
 
@@ -14,7 +17,7 @@ import sys
 
 from harness.config import ConfigError, ReportConfig
 from harness.report.build import ReportError, build_report
-from harness.report.select import AXES, Selection, latest_sweep
+from harness.report.select import AXES, STAGES, Selection, latest_sweep
 from harness.results import DEFAULT_STORE, StoreError, load
 
 
@@ -32,6 +35,9 @@ def parser() -> argparse.ArgumentParser:
                        + ("; 'latest' for the most recent sweep" if axis == "sweep" else ""))
     p.add_argument("--since", default=None, help="keep runs created at or after this ISO date/time")
     p.add_argument("--until", default=None, help="keep runs created up to this ISO date/time")
+    p.add_argument("--stage", default="final", choices=STAGES,
+                   help="final (default): final runs of protocol=tuned and protocol=fixed runs; "
+                        "search: only the learning-rate search trials; all: every run")
     p.add_argument("--reference", default="lora", help="method every other is compared with (default lora)")
     p.add_argument("--alpha", type=float, default=0.05, help="significance level (default 0.05)")
     p.add_argument("--correction", default="holm", help="multiple-comparison correction: holm | none")
@@ -50,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
         values = {axis: _split(getattr(args, axis)) for axis in AXES}
         if values["sweep"] == ["latest"]:
             values["sweep"] = [latest_sweep(load(args.store, decode=False)) or "latest"]
-        report = build_report(args.store, args.out, Selection(values, args.since, args.until), options)
+        report = build_report(args.store, args.out, Selection(values, args.since, args.until, args.stage),
+                              options)
     except (ConfigError, ReportError, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

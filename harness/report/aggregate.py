@@ -17,6 +17,12 @@ from harness.fields import LiveList, LiveMapping
 from harness.report.stats import mean_interval
 
 GROUP = ["task", "model", "method", "quant", "r"]
+# A run's training budget and data sizes: the report checks that compared runs share them.
+BUDGET = ["optimizer_steps", "train_examples_seen", "train_tokens"]
+DATA_SIZES = ["n_train", "n_validation", "n_test"]
+# Carried into the per-run frame as they are (never aggregated): the learning rate the run
+# trained at, its protocol stage and search, its budget.
+RUN_COLUMNS = ["lr", "stage", "search_id", "select_metric", "select_value", *BUDGET, *DATA_SIZES]
 
 
 @dataclass(frozen=True)
@@ -51,13 +57,23 @@ AGGREGATED: LiveList = LiveList(lambda: [Metric.of(f) for f in fields.aggregated
 
 
 def metric_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: the group axes, seed, label and every metric in report units."""
+    """One row per run: the group axes, seed, label, every metric in report units and, as
+    stored, the :data:`RUN_COLUMNS` (learning rate, stage, budget; empty where the store
+    predates them)."""
     out = runs[GROUP + ["seed", "run_id"]].copy().reset_index(drop=True)
     runs = runs.reset_index(drop=True)
     out["r"] = out["r"].astype("Int64")
     for m in AGGREGATED:
         values = runs[m.source] if m.source in runs.columns else pd.Series(np.nan, index=runs.index)
         out[m.name] = pd.to_numeric(values, errors="coerce") / m.scale
+    for col in RUN_COLUMNS:
+        if col in out.columns:  # a report metric of the same name is already there
+            continue
+        values = runs[col] if col in runs.columns else pd.Series(None, index=runs.index, dtype=object)
+        if col in ("stage", "search_id", "select_metric"):
+            out[col] = values.astype(object).where(values.notna(), None)
+        else:
+            out[col] = pd.to_numeric(values, errors="coerce")
     out["label"] = group_labels(out)
     out["family"] = [_family(c) for c in runs["config_json"]]
     return out

@@ -12,7 +12,8 @@ from harness.config import ReportConfig
 from harness.report import plots, tables
 from harness.report.compare import Analysis, analyze
 from harness.report.findings import Claim, default_claims, findings
-from harness.report.select import Selection, select_runs
+from harness.report.search import searches
+from harness.report.select import Selection, search_runs, select_runs
 from harness.report.setup import setup_rows
 from harness.results import load, load_curves
 
@@ -35,7 +36,19 @@ def _slug(*parts: str) -> str:
     return "__".join("".join(ch if ch.isalnum() or ch in "-." else "_" for ch in str(p)) for p in parts)
 
 
-def _figures(a: Analysis, curves: pd.DataFrame, task: str, model: str, fig_dir: Path) -> list[tuple[Path, str]]:
+def _search_figure(lines: list, task: str, model: str, fig_dir: Path) -> list[tuple[Path, str]]:
+    metrics = ", ".join(dict.fromkeys(l.metric for l in lines if (l.task, l.model) == (task, model)))
+    path = plots.lr_search(lines, task, model, fig_dir / f"{_slug(task, model)}_lr_search.png")
+    return [] if path is None else [(path, (
+        f"Learning-rate search (protocol=tuned): validation {metrics} of each search trial against "
+        "its learning rate (log scale), one line per configuration; star: the chosen rate, at which "
+        "the final runs trained. Search trials enter the tables only with --stage search or all."))]
+
+
+def _figures(a: Analysis, curves: pd.DataFrame, task: str, model: str, fig_dir: Path,
+             lines: list | None = None) -> list[tuple[Path, str]]:
+    if not len(a.runs(task, model)):  # only search trials here: their figure alone
+        return _search_figure(lines or [], task, model, fig_dir)
     s = _slug(task, model)
     made = [
         (plots.quality_vs_cost(a, task, model, "peak_memory_mib", "accuracy", fig_dir / f"{s}_pareto_memory.png"),
@@ -55,7 +68,7 @@ def _figures(a: Analysis, curves: pd.DataFrame, task: str, model: str, fig_dir: 
                             fig_dir / f"{s}_quant.png"),
          "The same method settings on a full-precision and a 4-bit base, side by side."),
     ]
-    return [(p, c) for p, c in made if p is not None]
+    return [(p, c) for p, c in made if p is not None] + _search_figure(lines or [], task, model, fig_dir)
 
 
 def _methods_text(a: Analysis) -> list[str]:
@@ -71,7 +84,33 @@ def _methods_text(a: Analysis) -> list[str]:
         "label, computed on each run's own split; a configuration is above it when a one-sided paired "
         "t-test over its runs says so.",
         "Failed runs are listed apart and never enter an aggregate.",
+        "Under protocol=tuned each grid point first trains search trials (one per learning rate, "
+        "on the search seed) and picks the rate with the best validation value (ties: the lower "
+        "rate); its final runs train at that rate and are the runs reported. Search trials enter "
+        "no aggregate, table, test or default figure unless selected (--stage search or all); "
+        "the learning-rate search figure shows them. The LR column gives the rate of each row's "
+        "runs and flags a row whose runs do not share one.",
+        "Equal budgets: under each table the report checks that its runs took the same number of "
+        "optimizer steps, saw the same training examples and tokens and had the same data sizes "
+        "(or, where the seed's data split changes the token count, the same on each seed), names "
+        "the configurations that differ, and calls the budget unknown for runs stored before "
+        "these were recorded.",
     ]
+
+
+def _stage_text(selection: Selection, finished: pd.DataFrame, search: pd.DataFrame) -> str:
+    from harness.report.select import stages
+
+    counts = stages(finished).replace("", "fixed").value_counts()
+    have = ", ".join(f"{n} {k}" for k, n in sorted(counts.items())) or "none finished"
+    text = {"final": "final runs of tuned grid points and fixed-protocol runs (the default)",
+            "search": "search trials only (--stage search)",
+            "all": "every stage, search trials included (--stage all)"}[selection.stage]
+    text += f"; reported: {have}"
+    if selection.stage == "final" and len(search):
+        text += (f"; {len(search)} search trial{'s' * (len(search) != 1)} left out of every "
+                 "aggregate (see the learning-rate search figure)")
+    return text
 
 
 def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selection | None = None,
@@ -80,19 +119,30 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
     out_dir = Path(out_dir)
     runs = load(store, decode=False)
     finished, failed = select_runs(runs, selection)
+    search = search_runs(runs, selection)
     if finished.empty and failed.empty:
-        raise ReportError(f"no runs in {store} match the selection ({selection.describe()})")
+        hint = (f"; {len(search)} search trial{'s' * (len(search) != 1)} do (--stage search or --stage all)"
+                if len(search) and selection.stage == "final" else "")
+        raise ReportError(f"no runs in {store} match the selection ({selection.describe()}){hint}")
     claims = [c for text in options.claims for c in Claim.parse(text)]
     a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence)
     curves = load_curves(store)
     curves = curves[curves.run_id.isin(finished.run_id)]
     claims = claims or default_claims(a)
+    lines = searches(search, runs, a.per_run)
     report = Report(out_dir, a, failed, {})
     (out_dir / "tables").mkdir(parents=True, exist_ok=True)
 
     setup = setup_rows(finished, failed) if len(finished) else [("Runs", f"0 finished, {len(failed)} failed")]
+    setup.insert(1, ("Protocol stage", _stage_text(selection, finished, search)))
     found, table_items, figure_items = [], [], []
-    for (task, model) in sorted(set(zip(finished.task, finished.model))):
+    compared = set(zip(finished.task, finished.model))
+    for (task, model) in sorted(compared | {(l.task, l.model) for l in lines}):
+        if (task, model) not in compared:  # search trials only (no final run yet): their figure
+            figs = _figures(a, curves, task, model, out_dir / "figures", lines)
+            report.files += [p for p, _ in figs]
+            figure_items += [("h2", f"{task} — {model}"), ("figures", figs)] if figs else []
+            continue
         s = _slug(task, model)
         main, diffs = tables.comparison_table(a, task, model), tables.reference_table(a, task, model)
         writers = {"md": lambda t: tables.to_markdown(t), "tex": tables.to_latex,
@@ -108,10 +158,10 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
                 path.write_text(writers[fmt](main) + "\n" + writers[fmt](diffs))
             report.files.append(path)
         table_items += [("table", main)] + ([("table", diffs)] if diffs.rows else [])
-        figs = _figures(a, curves, task, model, out_dir / "figures")
+        figs = _figures(a, curves, task, model, out_dir / "figures", lines)
         report.files += [p for p, _ in figs]
         figure_items += [("h2", f"{task} — {model}"), ("figures", figs)]
-        f = findings(a, curves, task, model, claims)
+        f = findings(a, curves, task, model, claims, lines)
         report.findings[(task, model)] = f
         found.append(("h2", f"{task} — {model}"))
         for heading, sentences in f.items():

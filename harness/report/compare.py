@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.aggregate import GROUP, METRICS, aggregate, metric_frame
+from harness.report.budget import BudgetCheck, check_budget
 from harness.report.stats import Comparison, above_majority, compare, holm
 
 CORRECTIONS = ("holm", "none")
@@ -52,8 +53,60 @@ class Analysis:
         return self.comparison(task, model, metric, ref, label)
 
     def labels(self, task: str, model: str) -> list[str]:
-        runs = self.per_run[(self.per_run.task == task) & (self.per_run.model == model)]
+        runs = self.runs(task, model)
         return list(dict.fromkeys(runs.sort_values(["method", "quant", "r"])["label"]))
+
+    def runs(self, task: str, model: str, label: str | None = None) -> pd.DataFrame:
+        """The per-run rows of one table (and one of its configurations)."""
+        p = self.per_run
+        keep = (p.task == task) & (p.model == model)
+        if label is not None:
+            keep &= p.label == label
+        return p[keep]
+
+    def rates(self, task: str, model: str, label: str) -> "Rates":
+        """The learning rates the runs of one configuration trained at."""
+        if "lr" not in self.per_run.columns:
+            return Rates({}, len(self.runs(task, model, label)))
+        lr = self.runs(task, model, label)["lr"]
+        known = lr.dropna()
+        counts = known.value_counts().sort_index()
+        return Rates({float(r): int(n) for r, n in counts.items()}, int(lr.isna().sum()))
+
+    def budget(self, task: str, model: str) -> BudgetCheck:
+        """Whether the runs of one table had the same budget (see harness.report.budget)."""
+        return check_budget(self.runs(task, model))
+
+
+@dataclass
+class Rates:
+    """The learning rates of one configuration's runs: {rate: runs} and how many runs have none."""
+
+    counts: dict[float, int]
+    unknown: int = 0
+
+    @property
+    def mixed(self) -> bool:
+        """The runs do not share one learning rate (their mean averages over rates)."""
+        return len(self.counts) + (1 if self.unknown and self.counts else 0) > 1
+
+    @property
+    def single(self) -> float | None:
+        return next(iter(self.counts)) if len(self.counts) == 1 and not self.unknown else None
+
+    def text(self, runs: bool = False) -> str:
+        """'0.002', or every rate (with its run count when ``runs``), 'unknown' for none recorded."""
+        def n_runs(n: int) -> str:
+            return f" ({n} run{'s' * (n != 1)})" if runs else ""
+
+        parts = [rate_text(r) + n_runs(n) for r, n in self.counts.items()]
+        if self.unknown:
+            parts.append("unknown" + (n_runs(self.unknown) if self.counts else ""))
+        return ", ".join(parts)
+
+
+def rate_text(lr: float) -> str:
+    return f"{lr:.3g}"
 
 
 def _by_seed(runs: pd.DataFrame, metric: str) -> dict[int, float]:

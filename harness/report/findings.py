@@ -1,9 +1,10 @@
 """Sentences a reader can act on, generated from the analysis (never written by hand).
 
-For each task: which differences from the reference are significant, which configurations are
-not clearly above the majority class, which one to pick under each memory budget (the Pareto
-front), which "X beats Y" claims the data supports or contradicts, and where validation quality
-peaks.
+For each task: the learning rate of each configuration (and how a tuned protocol's search chose
+it), whether the compared runs had the same budget, which differences from the reference are
+significant, which configurations are not clearly above the majority class, which one to pick
+under each memory budget (the Pareto front), which "X beats Y" claims the data supports or
+contradicts, and where validation quality peaks.
 """
 from __future__ import annotations
 
@@ -156,9 +157,40 @@ def peak_findings(a: Analysis, curves: pd.DataFrame, task: str, model: str,
             f"(mean epoch {last:.2g}); per method: {detail}."]
 
 
+def rate_findings(a: Analysis, task: str, model: str, searches: list | None = None) -> list[str]:
+    """Each configuration's learning rate, how it was chosen (a tuned protocol's search), and a
+    loud line where one row's runs did not share one rate."""
+    mine = [s for s in searches or [] if (s.task, s.model) == (task, model)]
+    out = []
+    for label in a.labels(task, model):
+        rates, n = a.rates(task, model, label), len(a.runs(task, model, label))
+        if rates.mixed:
+            out.append(f"{label}: MIXED learning rates — its {n} runs trained at "
+                       f"{rates.text(runs=True)}; its row averages over rates and is not one "
+                       f"configuration's result (report one stage, e.g. --stage final, or one rate).")
+            continue
+        text = (f"{label}: lr {rates.text()} (all {n} run{'s' * (n != 1)})" if rates.counts else
+                f"{label}: learning rate not recorded (a store from before the lr column)")
+        found = [s for s in mine if s.label == label]
+        for s in found:
+            text += ("; " if len(found) == 1 else f"; {s.name}: ") + s.sentence()
+        out.append(text + ".")
+    shown = set(a.labels(task, model))
+    for s in mine:
+        if s.label not in shown:
+            out.append(f"{s.name} (no runs of it in the tables): {s.sentence()}.")
+    return out
+
+
+def equal_budget_findings(a: Analysis, task: str, model: str) -> list[str]:
+    return [a.budget(task, model).sentence] if len(a.runs(task, model)) else []
+
+
 def findings(a: Analysis, curves: pd.DataFrame, task: str, model: str,
-             claims: list[Claim]) -> dict[str, list[str]]:
+             claims: list[Claim], searches: list | None = None) -> dict[str, list[str]]:
     return {
+        "Learning rates": rate_findings(a, task, model, searches),
+        "Equal budgets": equal_budget_findings(a, task, model),
         "Differences from the reference": reference_findings(a, task, model),
         "Against the majority class": baseline_findings(a, task, model),
         "Best choice under a memory budget": budget_findings(a, task, model),

@@ -11,6 +11,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from harness import fields  # noqa: E402
 from harness.report.aggregate import METRIC_BY_NAME  # noqa: E402
 from harness.report.compare import Analysis, is_nan, stat  # noqa: E402
 
@@ -164,6 +165,45 @@ def quantization(analysis: Analysis, task: str, model: str, metrics: list[str], 
     handles, names = np.atleast_1d(axes)[0].get_legend_handles_labels()
     fig.legend(handles, names, fontsize=7, loc="upper right", ncol=2)
     fig.suptitle(f"Same method with and without a 4-bit base — {task}", fontsize=9)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def lr_search(searches: list, task: str, model: str, path: Path) -> Path | None:
+    """Validation value against learning rate (log axis), one line per configuration's search,
+    the chosen rate marked with a star; one panel per validation metric. None without searches."""
+    mine = [s for s in searches if (s.task, s.model) == (task, model) and len(s.points)]
+    if not mine:
+        return None
+    metrics = list(dict.fromkeys(s.metric for s in mine))
+    style = styles(list(dict.fromkeys(s.name for s in mine)))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(6 if len(metrics) == 1 else 3.6 * len(metrics), 4),
+                             squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        chosen_shown = False
+        for s in (s for s in mine if s.metric == metric):
+            st = style[s.name]
+            ax.plot(s.points.lr, s.points.value, color=st["color"], marker=st["marker"], markersize=5,
+                    linewidth=1.5, label=s.name)
+            value = s.chosen_value
+            if value is not None:
+                ax.plot([s.chosen], [value], linestyle="none", marker="*", markersize=16,
+                        color=st["color"], markeredgecolor="black", zorder=5)
+                chosen_shown = True
+            elif s.chosen is not None:  # a final rate that was not among the searched ones
+                ax.axvline(s.chosen, color=st["color"], linestyle=":", linewidth=1)
+        if chosen_shown:  # one legend entry for every line's star
+            ax.plot([], [], linestyle="none", marker="*", markersize=12, color="white",
+                    markeredgecolor="black", label="chosen rate")
+        ax.set_xscale("log")
+        ax.set_xlabel("learning rate (log scale)")
+        try:
+            direction = f" ({'↑' if fields.higher_is_better(metric) else '↓'} better)"
+        except (KeyError, ValueError):
+            direction = ""
+        ax.set_ylabel(f"validation {metric}{direction}")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Learning-rate search — {task} ({model}); star: the chosen rate", fontsize=9)
     fig.tight_layout()
     return _save(fig, path)
 

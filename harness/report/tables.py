@@ -2,7 +2,9 @@
 
 A table is built once as text cells (mean, ± std, a significance mark, whether it is the best in
 its column) and every format renders those same cells, so the PDF, the Markdown and the LaTeX
-show the same numbers. The CSV holds every number behind the table, unrounded.
+show the same numbers. The CSV holds every number behind the table, unrounded. The comparison
+table also gives each configuration's learning rate (flagged ``MIXED`` where its runs do not share
+one) and, in a note, whether its runs had the same budget (:mod:`harness.report.budget`).
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ def signed(x: float) -> str:
 FORMATS = ("md", "csv", "tex", "html")
 NOT_SIGNIFICANT = "†"
 UNTESTED = "‡"
+MIXED = "MIXED"  # in the LR column: the row's runs trained at different learning rates
 
 
 @dataclass
@@ -71,15 +74,18 @@ def _cell(s: dict | None, m: Metric) -> Cell:
 
 def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
     labels = analysis.labels(task, model)
-    headers = ["Method", "n"] + [f"{m.label} {m.arrow}" for m in METRICS] + ["Above majority?"]
+    headers = ["Method", "n", "LR"] + [f"{m.label} {m.arrow}" for m in METRICS] + ["Above majority?"]
     best = {m.name: _best_labels(analysis, task, model, labels, m) for m in METRICS}
     base = analysis.baseline
-    rows = []
+    rows, mixed = [], []
     for label in labels:
         ref = analysis.references.get((task, model, label))
         name = f"{label} (reference)" if label == ref else label
         n = (stat(analysis, task, model, label, "accuracy") or {}).get("n", 0)
-        row = [Cell(name), Cell(str(n))]
+        rates = analysis.rates(task, model, label)
+        if rates.mixed:
+            mixed.append(label)
+        row = [Cell(name), Cell(str(n)), _rate_cell(rates)]
         for m in METRICS:
             cell = _cell(stat(analysis, task, model, label, m.name), m)
             cell.mark = _mark(analysis, task, model, label, m.name) if cell.mean != "—" else ""
@@ -93,7 +99,7 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
     runs = analysis.per_run[(analysis.per_run.task == task) & (analysis.per_run.model == model)]
     majority = runs.drop_duplicates("seed")["majority_accuracy"].to_numpy()
     spread = f"± {format_value(float(np.std(majority, ddof=1)), 4)}" if len(majority) > 1 else ""
-    rows.append([Cell("majority class"), Cell(str(len(majority))),
+    rows.append([Cell("majority class"), Cell(str(len(majority))), Cell(""),
                  Cell(format_value(float(np.mean(majority)), 4), spread)]
                 + [Cell("—") for _ in METRICS[1:]] + [Cell("")])
     ref_name = next((r for (t, mo, _), r in analysis.references.items() if (t, mo) == (task, model) and r), None)
@@ -108,8 +114,21 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
         "Above majority?: accuracy above the majority-class baseline of the same splits "
         "(one-sided paired t-test over runs). Majority class row: accuracy of always predicting "
         "the most common training label; it has no other metrics.",
+        "LR: the learning rate the row's runs trained at (under protocol=tuned, the rate its "
+        "validation search chose; see the findings).",
     ]
+    if mixed:
+        notes.append(f"{MIXED}: the runs of {', '.join(mixed)} did NOT share one learning rate; "
+                     "those rows average over rates and are not one configuration's result "
+                     "(report one stage, e.g. --stage final, or one rate).")
+    notes.append(f"Budget: {analysis.budget(task, model).sentence}")
     return Table(f"{task} — {model}", headers, rows, notes)
+
+
+def _rate_cell(rates) -> Cell:
+    if rates.mixed:
+        return Cell(f"{MIXED}: {rates.text(runs=True)}")
+    return Cell(rates.text() if rates.counts else "—")
 
 
 def _correction(analysis: Analysis) -> str:
@@ -141,13 +160,16 @@ def reference_table(analysis: Analysis, task: str, model: str, quality_only: boo
 
 
 def stats_frame(analysis: Analysis, task: str, model: str) -> pd.DataFrame:
-    """Every number behind the table (for CSV): aggregates plus the comparison with the reference."""
+    """Every number behind the table (for CSV): aggregates, each configuration's learning rate(s)
+    (``lr``; ``lr_mixed`` where its runs do not share one), plus the comparison with the reference."""
     a = analysis.agg
-    rows = []
+    rows, rates_of = [], {}
     for _, s in a[(a.task == task) & (a.model == model)].iterrows():
         m = next((m for m in METRICS if m.name == s.metric), None)
         c = analysis.versus_reference(task, model, s.label, s.metric) if m else None
-        rows.append({**s.to_dict(), "higher_is_better": m.higher_is_better if m else True,
+        rates = rates_of.setdefault(s.label, analysis.rates(task, model, s.label))
+        rows.append({**s.to_dict(), "lr": rates.text(), "lr_mixed": rates.mixed,
+                     "higher_is_better": m.higher_is_better if m else True,
                      "reference": analysis.references.get((task, model, s.label)),
                      "diff_vs_reference": c.diff if c else None, "test": c.test if c else None,
                      "p": c.p if c else None, "p_adjusted": c.p_adjusted if c else None,

@@ -1,0 +1,140 @@
+"""Did the runs a table compares have the same training budget? Checked, never assumed.
+
+A comparison is at equal budget when every run took the same number of optimizer steps, saw the
+same training examples and tokens, and trained, selected and tested on data of the same sizes
+(:data:`~harness.report.aggregate.BUDGET`, :data:`~harness.report.aggregate.DATA_SIZES`). The
+seed draws the data split, so the tokens a run sees can vary from seed to seed; the budget is
+then still matched when every configuration had the same budget on each seed. A store written
+before the budget columns existed reads back empty there: the budget is then *unknown*, and the
+report says so rather than claim equality.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from harness.report.aggregate import BUDGET, DATA_SIZES
+
+EQUAL = "equal"  # every run: the same value of every column
+PER_SEED = "equal per seed"  # some columns vary with the seed, but never between runs of one seed
+DIFFER = "differ"  # runs of one configuration differ from another's (or cannot be matched)
+UNKNOWN = "unknown"  # a budget column is empty for some run (a store from before the columns)
+
+# (column, how one value reads in a sentence, its name)
+WORDS = {
+    "optimizer_steps": ("{} optimizer steps", "optimizer steps"),
+    "train_examples_seen": ("{} examples", "training examples seen"),
+    "train_tokens": ("{} tokens", "training tokens"),
+    "n_train": ("{} train", "training-set sizes"),
+    "n_validation": ("{} validation", "validation-set sizes"),
+    "n_test": ("{} test", "test-set sizes"),
+}
+
+
+@dataclass
+class BudgetCheck:
+    status: str  # EQUAL | PER_SEED | DIFFER | UNKNOWN
+    sentence: str  # what the report prints under the table and among the findings
+    n_runs: int
+    columns: dict = field(default_factory=dict)  # column -> its status (EQUAL/PER_SEED/DIFFER/UNKNOWN)
+
+    @property
+    def equal(self) -> bool:
+        """Whether equal budgets are confirmed (all runs, or every configuration on each seed)."""
+        return self.status in (EQUAL, PER_SEED)
+
+
+def _n(value) -> str:
+    return f"{int(value):,}"
+
+
+def _span(values: pd.Series) -> str:
+    lo, hi = values.min(), values.max()
+    return _n(lo) if lo == hi else f"{_n(lo)} to {_n(hi)}"
+
+
+def _label_values(runs: pd.DataFrame, col: str) -> str:
+    """'dora 12; adalora, lora 24': the configurations grouped by their value (or range)."""
+    by_value: dict[str, list[str]] = {}
+    for label, g in runs.groupby("label", sort=True):
+        by_value.setdefault(_span(g[col]), []).append(str(label))
+    ordered = sorted(by_value.items(), key=lambda kv: (len(kv[1]), kv[0]))  # the odd ones first
+    return "; ".join(f"{', '.join(labels)} {value}" for value, labels in ordered)
+
+
+def _column(runs: pd.DataFrame, col: str) -> tuple[str, str]:
+    """(status, what differs) of one column over ``runs``."""
+    values = runs[col] if col in runs.columns else pd.Series(float("nan"), index=runs.index)
+    if values.isna().any():
+        return UNKNOWN, ""
+    if values.nunique() == 1:
+        return EQUAL, ""
+    differ = f"{WORDS[col][1]} differ ({_label_values(runs, col)})"
+    if runs.groupby("seed")[col].nunique().max() > 1:  # two runs of one seed disagree
+        return DIFFER, differ
+    if runs.groupby("label")[col].nunique().max() == 1:  # each configuration has its own value
+        return DIFFER, differ
+    seeds = runs.groupby("label")["seed"].apply(set)
+    alone = [l for l in seeds.index
+             if not seeds[l] & set().union(*(seeds[o] for o in seeds.index if o != l))]
+    if alone and len(seeds) > 1:  # equal on every shared seed, but some ran on seeds of their own
+        return DIFFER, (f"{WORDS[col][1]} vary with the seed's data split and {', '.join(alone)} "
+                        f"ran only on seeds no other configuration ran, so cannot be matched "
+                        f"seed for seed ({_label_values(runs, col)})")
+    return PER_SEED, (f"{WORDS[col][1]} vary with the seed's data split ({_span(values)}) but are "
+                      f"equal across configurations on every seed")
+
+
+def check_budget(runs: pd.DataFrame) -> BudgetCheck:
+    """The budget check of the runs one table compares (rows of the per-run frame: label, seed
+    and the budget and data-size columns)."""
+    n = len(runs)
+    status = {col: _column(runs, col) for col in BUDGET + DATA_SIZES}
+    columns = {col: s for col, (s, _) in status.items()}
+
+    def listed(cols: list[str]) -> str:
+        return ", ".join(WORDS[c][0].format(_n(runs[c].iloc[0])) for c in cols if columns[c] == EQUAL)
+
+    budget_equal = [c for c in BUDGET if columns[c] == EQUAL]
+    data_equal = [c for c in DATA_SIZES if columns[c] == EQUAL]
+    data_text = (f"data: {listed(DATA_SIZES)} examples" if len(data_equal) == len(DATA_SIZES) else "")
+    varying = [text for col, (s, text) in status.items() if s in (PER_SEED, DIFFER)]
+    unknown_data = [c for c in DATA_SIZES if columns[c] == UNKNOWN]
+
+    if any(columns[c] == UNKNOWN for c in BUDGET):
+        missing = runs[runs[[c for c in BUDGET if c in runs.columns]].isna().any(axis=1)] \
+            if all(c in runs.columns for c in BUDGET) else runs
+        who = ", ".join(sorted(map(str, missing["label"].unique())))
+        sentence = (f"The budget is unknown for {len(missing)} of {n} runs ({who}): their store "
+                    f"predates the optimizer_steps, train_examples_seen and train_tokens columns, "
+                    f"so equal budgets are not confirmed.")
+        known = [text for col, (s, text) in status.items() if col in DATA_SIZES and s == DIFFER]
+        if data_text:
+            sentence += f" Data sizes are equal ({data_text})."
+        elif known:
+            sentence += " Data sizes differ: " + "; ".join(known) + "."
+        elif unknown_data:
+            sentence += " Data sizes are unknown too."
+        return BudgetCheck(UNKNOWN, sentence, n, columns)
+
+    if any(s == DIFFER for s in columns.values()):
+        differ = [text for col, (s, text) in status.items() if s == DIFFER]
+        sentence = (f"The {n} runs did NOT have the same budget: " + "; ".join(differ) + ". "
+                    "Differences between these configurations may come from their budgets.")
+        return BudgetCheck(DIFFER, sentence, n, columns)
+
+    if all(s == EQUAL for s in columns.values()):
+        return BudgetCheck(EQUAL, f"All {n} runs had the same budget: {listed(BUDGET)} ({data_text}).",
+                           n, columns)
+    if all(s in (EQUAL, PER_SEED) for c, s in columns.items() if c in BUDGET) and not unknown_data:
+        same = listed(BUDGET)
+        sentence = (f"All {n} runs had the same budget on each seed" + (f": {same}" if same else "")
+                    + "; " + "; ".join(varying)
+                    + (f" ({data_text})." if data_text else "."))
+        return BudgetCheck(PER_SEED, sentence, n, columns)
+    # the budget matches but the data sizes are not recorded
+    sentence = (f"All {n} runs had the same budget" + (f": {listed(BUDGET)}" if budget_equal else "")
+                + ("; " + "; ".join(varying) if varying else "")
+                + "; their data sizes are unknown (an older store), so equal data is not confirmed.")
+    return BudgetCheck(UNKNOWN, sentence, n, columns)
