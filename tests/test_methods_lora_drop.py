@@ -65,8 +65,9 @@ def test_multi_label_probe_sample_is_stratified_by_label_set():
     assert [e["i"] for e in stratified_sample(as_tensors, 0.1, seed=0)] == [e["i"] for e in sample]
 
 
-def test_importance_is_the_summed_squared_norm_of_the_adapter_output(store_path):
-    adapted, batches = setup(store_path)
+def layer_inputs(adapted, batches, to_inputs) -> tuple[dict, list]:
+    """Give every adapter a non-zero B, run the batches (as ``to_inputs`` makes them model
+    inputs) and return each adapted layer's inputs and each batch's attention mask."""
     with torch.no_grad():
         for layer in adapted.layers.values():
             layer.adapter.lora_B.normal_()
@@ -79,10 +80,17 @@ def test_importance_is_the_summed_squared_norm_of_the_adapter_output(store_path)
     adapted.model.eval()
     with torch.no_grad():
         for b in batches:
-            masks.append(b["attention_mask"].float())
-            adapted.model(**b)
+            flat = to_inputs(b)
+            masks.append(flat["attention_mask"].float())
+            adapted.model(**flat)
     for h in handles:
         h.remove()
+    return inputs, masks
+
+
+def test_importance_is_the_summed_squared_norm_of_the_adapter_output(store_path):
+    adapted, batches = setup(store_path)
+    inputs, masks = layer_inputs(adapted, batches, lambda b: b)
     scale = adapted.method.alpha / adapted.method.r
     scores = adapted.importance(batches, torch.device("cpu"))
     for name, layer in adapted.layers.items():
@@ -208,23 +216,7 @@ def test_multiple_choice_importance_leaves_each_choices_padding_out(store_path):
     kind = MultipleChoice()
     adapted = _build_for(store_path, kind, 3)
     batches = DataLoader(_choice_examples(), batch_size=8, collate_fn=default_collate)
-    with torch.no_grad():
-        for layer in adapted.layers.values():
-            layer.adapter.lora_B.normal_()
-    inputs, masks = {}, []
-
-    def keep(name):
-        return lambda module, args, out: inputs.setdefault(name, []).append(args[0])
-
-    handles = [layer.base.register_forward_hook(keep(n)) for n, layer in adapted.layers.items()]
-    adapted.model.eval()
-    with torch.no_grad():
-        for b in batches:
-            flat = kind.model_inputs(b)
-            masks.append(flat["attention_mask"].float())
-            adapted.model(**flat)
-    for h in handles:
-        h.remove()
+    inputs, masks = layer_inputs(adapted, batches, kind.model_inputs)
     assert all(m.min() == 0 for m in masks)  # there is padding to leave out
     scale = adapted.method.alpha / adapted.method.r
     scores = adapted.importance(batches, CPU)
