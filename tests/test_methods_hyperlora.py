@@ -174,3 +174,46 @@ def test_task_ids_that_do_not_match_the_batch_are_refused(store_path):
     batch = next(iter(batches))
     with pytest.raises(RuntimeError, match="task ids for a batch of"):
         adapted.model(**{**adapted.ctx.task_type.model_inputs(batch), "task_ids": batch["task_ids"][:2]})
+
+
+def test_generated_factors_move_per_step_as_much_as_lora_factors(store_path):
+    """The 1/dim(I) multiplier: one Adam step at rate lr moves every entry of a generated B by at
+    most lr (|I|_1 / dim(I) <= 1 for a LayerNorm output), as a trained LoRA factor moves; without
+    it an entry would move by about lr * |I|_1, dim(I) times more. A starts at LoRA's scale."""
+    adapted, _, batches = setup(store_path, "method.lr=1e-3")
+    net = adapted.hypernet
+    layers = [m for m in adapted.model.modules() if isinstance(m, GeneratedLoRALinear)]
+    layer = layers[0]
+    shape = (layer.base.in_features, layer.base.out_features)
+    with torch.no_grad():
+        a0, b0 = net.factors(torch.tensor([0]), layer.layer, layer.kind, shape)
+    assert b0.abs().max() == 0
+    # kaiming-uniform (LoRA's A): std 1/sqrt(3 in), within sampling noise
+    assert a0.std().item() == pytest.approx((3 * shape[0]) ** -0.5, rel=0.2)
+    optimizer = adapted.make_optimizer()
+    assert all(g["lr"] == 1e-3 for g in optimizer.param_groups)
+    adapted.model.train()
+    training_loss(adapted, adapted.ctx.task_type, next(iter(batches))).backward()
+    optimizer.step()
+    with torch.no_grad():
+        _, b1 = net.factors(torch.tensor([0]), layer.layer, layer.kind, shape)
+    moved = (b1 - b0).abs().max().item()
+    p = adapted.method.projected_dim
+    assert 0.3e-3 < moved <= 1e-3 * (1 + 1 / p) * 1.001
+
+
+def test_one_task_batches_take_the_shared_factor_path_with_the_same_result(store_path):
+    adapted, _, batches = setup(store_path)
+    train_steps(adapted, batches, 2)
+    adapted.model.eval()
+    layer = next(m for m in adapted.model.modules() if isinstance(m, GeneratedLoRALinear))
+    x = torch.randn(4, 5, layer.base.in_features)
+    net = adapted.hypernet
+    net.task_ids = torch.ones(4, dtype=torch.long)
+    a, b = layer.example_factors(4, x.device)
+    assert len(a) == 1  # one pair for the whole batch
+    fast = layer.delta(x)
+    per_example = torch.einsum("n...r,nor->n...o", torch.einsum("n...i,nri->n...r", x, a.expand(4, -1, -1)),
+                               b.expand(4, -1, -1)) * layer.scale
+    assert torch.allclose(fast, per_example, atol=1e-6) and fast.abs().sum() > 0
+    net.task_ids = None
