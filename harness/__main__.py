@@ -62,8 +62,12 @@ def _job(cfg: DictConfig) -> float:
 def main() -> None:
     from harness.summary import PLAN_ENV, command_outcome, write_plan
 
+    from harness.isolation import SWEEP_PID_ENV
+
     argv = sys.argv[1:]
     since = now_utc()
+    # A launcher's worker processes (joblib, ...) end with this process (harness.runner).
+    os.environ[SWEEP_PID_ENV] = str(os.getpid())
     try:
         register_schemas(plugins_in_overrides(argv))
         plan = preflight(argv)

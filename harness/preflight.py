@@ -1,13 +1,15 @@
 """Check a whole command line before anything trains: bad input fails fast, in one line.
 
 Every job of the command (every point of a multirun grid) is composed and validated here, its
-data file and model folder looked for, and its store opened read-only. Anything wrong stops the
-command with one line and exit code 2, before any training and without touching the store.
+data file and model folder looked for, its local data loaded and checked as a run would load it
+(:mod:`harness.tasks.check`: each file read once), and its store opened read-only. Anything
+wrong stops the command with one line and exit code 2, before any training, store untouched.
 What only shows while a job runs (out of memory, a target module the model lacks, NaN loss) is
 recorded as that job's failure instead, and the sweep goes on.
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -148,12 +150,14 @@ def check_group_choices(job: list[str]) -> None:
             raise PreflightError(unknown_name_message(group, value, options))
 
 
-def check_files(cfg) -> None:
+def check_files(cfg, data=None) -> None:
     """Data and model files that a job names must exist and be readable; the store must be one
-    this harness can write (its backend checks, creating and changing nothing)."""
+    this harness can write (its backend checks, creating and changing nothing); the task's local
+    data must make the task (``data``: a :class:`harness.tasks.check.DataCheck`, which reads each
+    file once for all jobs; parsed, columns, labels, split sizes)."""
     import os
 
-    from harness.models import resolve_source
+    from harness.sources import resolve_source
     from harness.tasks import data_path_hint
 
     path = cfg.task.data_path
@@ -176,9 +180,16 @@ def check_files(cfg) -> None:
         elif source.startswith(("/", "./", "../", "~")) and not Path(source).expanduser().is_dir():
             raise PreflightError(f"model.source: no such model folder: {source}")
     check_store(cfg.store.url)
+    if data is not None:
+        from harness.tasks import TaskDataError
+
+        try:
+            data(cfg.task)
+        except TaskDataError as exc:
+            raise PreflightError(str(exc)) from None
 
 
-def _check_job(job: list[str], config_name: str) -> tuple[str, dict]:
+def _check_job(job: list[str], config_name: str, data=None) -> tuple[str, dict]:
     """Compose, validate and look for the files of one job; return its store and its config."""
     from hydra import compose
 
@@ -195,14 +206,18 @@ def _check_job(job: list[str], config_name: str) -> tuple[str, dict]:
         raise
     except Exception as exc:  # noqa: BLE001
         raise PreflightError(one_line(exc)) from None
-    check_files(cfg)
+    check_files(cfg, data)
     return cfg.store.url, container
 
 
 def preflight(argv: list[str]) -> Plan | None:
-    """Check every job of this command line; raise PreflightError/ConfigError/StoreError."""
+    """Check every job of this command line; raise PreflightError/ConfigError/StoreError.
+    Notes on the data (rows left out for a missing label) go to stderr once all jobs passed."""
+
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
+
+    from harness.tasks.check import DataCheck
 
     args = parse_command_line(argv)
     if args is None:
@@ -217,11 +232,11 @@ def preflight(argv: list[str]) -> Plan | None:
                 overrides = _sweeper_params(overrides, args.config_name or "config") + overrides
             plan = Plan(bool(args.multirun), *expand(overrides, bool(args.multirun), dynamic))
             plan.dynamic = dynamic
+            data = DataCheck()
             for job in plan.jobs:
                 try:
-                    store, container = _check_job(job, args.config_name or "config")
-                    plan.stores.append(store)
-                    plan.configs.append(container)
+                    store, container = _check_job(job, args.config_name or "config", data)
+                    plan.stores.append(store), plan.configs.append(container)
                     plan.hashes.append(config_hash(container))
                 except (PreflightError, ConfigError) as exc:
                     if not plan.multirun:
@@ -230,4 +245,6 @@ def preflight(argv: list[str]) -> Plan | None:
                     raise PreflightError(f"{exc} (grid point: {point})") from None
     finally:
         GlobalHydra.instance().clear()
+    for note in data.notes:
+        print(f"[harness] note: {note}", file=sys.stderr)
     return plan

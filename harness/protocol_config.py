@@ -33,10 +33,14 @@ class ProtocolConfig:
     def __post_init__(self) -> None:
         if self.name not in ("fixed", "tuned"):
             raise ConfigError(f"protocol.name must be one of fixed, tuned; got {self.name!r}")
-        rates = list(self.lr_grid or []) + list(self.lr_factors)
-        if not self.lr_factors or any(not (math.isfinite(r) and r > 0) for r in rates):
-            raise ConfigError(f"protocol.lr_factors and protocol.lr_grid must be finite and > 0, "
-                              f"got {list(self.lr_factors)} and {self.lr_grid}")
+        if not self.lr_factors:
+            raise ConfigError("protocol.lr_factors and protocol.lr_grid must be finite and > 0, "
+                              "got an empty protocol.lr_factors")
+        for key, rates in (("lr_grid", self.lr_grid or []), ("lr_factors", self.lr_factors)):
+            bad = [r for r in rates if not (math.isfinite(r) and r > 0)]
+            if bad:
+                raise ConfigError(f"protocol.lr_factors and protocol.lr_grid must be finite and > 0, "
+                                  f"got {bad[0]!r} in protocol.{key}={list(rates)}")
         if not self.seeds or any(s < 0 for s in [*self.seeds, self.search_seed]):
             raise ConfigError(f"protocol.seeds must be a non-empty list of seeds >= 0, got "
                               f"{list(self.seeds)} (search_seed {self.search_seed})")

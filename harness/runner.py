@@ -7,11 +7,13 @@ recorded as a failed run instead of ending the sweep), then record the row.
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import os
-import subprocess
+import socket
 import sys
 import tempfile
+import threading
 import traceback
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import identity
 from harness.config import RunConfig
+from harness.isolation import WorkerError, lists, run_worker, watch_sweep
 from harness.results.store import SCHEMA_VERSION, open_store
 from harness.validation import validate
 
@@ -28,8 +31,8 @@ def one_line_error(exc: BaseException) -> str:
 
 
 def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
-            row: dict | None = None) -> tuple[dict, list[dict]]:
-    """Train and measure one run; return its fields and curves (no store access).
+            row: dict | None = None) -> tuple[dict, list[dict], dict]:
+    """Train and measure one run; return its fields, curves and predictions (no store access).
 
     With the run's identity ``row``, the configured tracker follows the run from here (the
     process that trains), and is told how it ended, failure included.
@@ -46,7 +49,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
         tracker.on_run_end({}, error=one_line_error(exc))
         raise
     tracker.on_run_end(result.fields, adapter_dir=work_dir / "adapter")
-    return result.fields, result.curves
+    return result.fields, result.curves, result.predictions
 
 
 def _job_dir() -> Path:
@@ -60,28 +63,12 @@ def _job_dir() -> Path:
 
 # How a worker process is started (tests swap in one that crashes).
 WORKER_COMMAND = [sys.executable, "-m", "harness.worker"]
-
-
-class WorkerError(RuntimeError):
-    pass
-
-
-def _run_worker(container: dict, row: dict, work_dir: Path) -> tuple[dict, list[dict]]:
-    """Run :func:`execute` in a fresh Python process; raise if it fails or dies."""
-    job, out = work_dir / "job.json", work_dir / "result.json"
-    job.write_text(json.dumps({"config": container, "row": row}))
-    out.unlink(missing_ok=True)
-    proc = subprocess.run([*WORKER_COMMAND, str(job), str(out)],
-                          env={**os.environ, "PYTHONUNBUFFERED": "1"})
-    if out.is_file():
-        payload = json.loads(out.read_text())
-        if payload.get("error"):
-            raise WorkerError(payload["error"])
-        return payload["fields"], payload["curves"]
-    if proc.returncode < 0:
-        raise WorkerError(f"worker process killed by signal {-proc.returncode}"
-                          + (" (out of memory?)" if proc.returncode == -9 else ""))
-    raise WorkerError(f"worker process exited with code {proc.returncode} and no result")
+# A run's claim on its configuration lasts this long unless renewed; its runner renews it every
+# LEASE_S / 4 while the run trains, so a claim outlives its owner by at most LEASE_S.
+LEASE_S = 300.0
+# The file a run's result is kept in when the store cannot take it (imported later with
+# ``python -m harness.results import``).
+UNRECORDED = "unrecorded.json"
 
 
 def _release_memory() -> None:
@@ -110,28 +97,84 @@ def _provenance(run_cfg: RunConfig) -> dict:
             "device": str(device), "provenance_json": json.dumps(prov, sort_keys=True)}
 
 
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class _Heartbeat:
+    """Renews a run's claim every ``lease_s / 4`` until stopped."""
+
+    def __init__(self, store, row: dict, lease_s: float) -> None:
+        self.stop_event = threading.Event()
+        self.store, self.row, self.lease_s = store, row, lease_s
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self.stop_event.wait(self.lease_s / 4):
+            try:
+                self.store.renew(self.row["config_hash"], self.row["run_id"], self.lease_s)
+            except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease
+                pass
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop_event.set()
+        self.thread.join()
+
+
+def keep_unrecorded(work_dir: Path, row: dict, curves: list[dict], predictions: dict) -> Path:
+    """Write a run the store could not take to its folder, for ``python -m harness.results import``."""
+    path = work_dir / UNRECORDED
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"row": row, "curves": curves, "predictions": lists(predictions)}))
+    tmp.replace(path)
+    return path
+
+
 def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
     """Validate, run and record one job; a failure is recorded, not raised. Returns the row.
 
-    A job whose config is already recorded as finished in the store is skipped (its row comes
-    back with status ``skipped`` and nothing is written) unless ``force=true``. ``work_dir``: the
-    run's folder (default: the Hydra job's output folder).
+    The job first claims its configuration in the store (atomically with the "already
+    finished?" check): a configuration recorded as finished is skipped (its row comes back with
+    status ``skipped`` and nothing is written) unless ``force=true``, and one that another live
+    run holds is skipped too (``skip_reason`` says so). The run trains in a folder of its own
+    (``<work_dir>/<run_id>``; ``work_dir`` defaults to the Hydra job's output folder). If the store
+    cannot take the result, it is kept in that folder (``unrecorded.json``) and the sweep goes on.
     """
     run_cfg = validate(cfg)  # a bad config fails here, before anything is trained or stored
     container = OmegaConf.to_container(cfg, resolve=True)
+    watch_sweep()
     store = open_store(run_cfg.store.url)
     row = identity.base_row(run_cfg, container, identity.sweep_label(run_cfg.store.sweep),
                             SCHEMA_VERSION)
-    if not run_cfg.force and row["config_hash"] in store.finished_hashes():
-        return {**row, "status": "skipped"}
-    work_dir = Path(work_dir) if work_dir else _job_dir()
-    work_dir.mkdir(parents=True, exist_ok=True)
-    curves: list[dict] = []
+    claimed = True
     try:
-        if run_cfg.trainer.isolate:
-            fields, curves = _run_worker(container, row, work_dir)
-        else:
-            fields, curves = execute(run_cfg, isolated=False, work_dir=work_dir, row=row)
+        state, holder = store.claim(row["config_hash"], row["run_id"], _owner(), LEASE_S,
+                                    force=run_cfg.force)
+    except Exception as exc:  # noqa: BLE001 - the store is unusable now; train and keep the result
+        print(f"[harness] could not claim the run in the store ({one_line_error(exc)}); "
+              f"training it anyway", file=sys.stderr)
+        state, holder, claimed = "claimed", None, False
+    if state == "finished":
+        return {**row, "status": "skipped"}
+    if state == "busy":
+        return {**row, "status": "skipped",
+                "skip_reason": f"being run by {holder['owner']} (claimed in the store)"}
+    run_dir = (Path(work_dir) if work_dir else _job_dir()) / row["run_id"]
+    run_dir.mkdir(parents=True, exist_ok=True)
+    row["run_dir"] = str(run_dir.absolute())
+    curves: list[dict] = []
+    predictions: dict = {}
+    try:
+        with _Heartbeat(store, row, LEASE_S) if claimed else contextlib.nullcontext():
+            if run_cfg.trainer.isolate:
+                fields, curves, predictions = run_worker(WORKER_COMMAND, container, row, run_dir,
+                                                         run_cfg.trainer.timeout_s)
+            else:
+                fields, curves, predictions = execute(run_cfg, isolated=False, work_dir=run_dir, row=row)
         row.update(fields, status="finished")
     except Exception as exc:  # noqa: BLE001 - any failure of the run is recorded
         row.update(status="failed", error=one_line_error(exc))
@@ -139,5 +182,18 @@ def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
             traceback.print_exc()
         _release_memory()
     row.update(_provenance(run_cfg))
-    store.record(row, curves)
+    try:
+        store.record(row, curves, predictions)
+    except Exception as exc:  # noqa: BLE001 - the run is kept, the sweep goes on
+        kept = keep_unrecorded(run_dir, row, curves, predictions)
+        print(f"[harness] could not record run {row['run_id']} in the store "
+              f"({one_line_error(exc)}); kept in {kept}; import it with: "
+              f"python -m harness.results import {kept.parent} --store {run_cfg.store.url}",
+              file=sys.stderr)
+        row["unrecorded"] = str(kept)
+        if claimed:
+            try:
+                store.release(row["config_hash"], row["run_id"])
+            except Exception:  # noqa: BLE001 - the lease runs out on its own
+                pass
     return row

@@ -26,9 +26,15 @@ PLAN_ENV = "PEFT_HARNESS_PLAN"
 
 def print_row(row: dict) -> None:
     if row["status"] == "skipped":
+        why = (row.get("skip_reason") or "already finished in the store") + \
+            f" (config {row['config_hash']})"
+        if not row.get("skip_reason"):
+            why += "; force=true runs it again"
         print(f"[harness] skipped {row['method']} on {row['task']} ({row['model']}, "
-              f"quant={row['quant']}, r={row['r']}, seed {row['seed']}): already finished in the "
-              f"store (config {row['config_hash']}); force=true runs it again")
+              f"quant={row['quant']}, r={row['r']}, seed {row['seed']}): {why}")
+        return
+    if row.get("unrecorded"):
+        print(f"[harness] run {row['status']} but NOT recorded in the store; kept in {row['unrecorded']}")
         return
     if row["status"] != "finished":
         print(f"[harness] run FAILED ({row['method']}, seed {row['seed']}): {row.get('error')}")
@@ -57,12 +63,14 @@ class Outcome:
     earlier: int = 0  # finished before this command started (skipped by it)
 
 
-def sweep_outcome(df: pd.DataFrame, hashes: list[str], since: str) -> Outcome:
+def sweep_outcome(df: pd.DataFrame, hashes: list[str], since: str,
+                  claims: pd.DataFrame | None = None) -> Outcome:
     """The outcome of the jobs with these config hashes, for a command started at ``since``.
 
     A job's rows written since the command started decide it (finished if one finished, else
     failed with its latest error); without any, a finished row from before counts (the command
-    skipped it); without that, the job is failed with "no run recorded".
+    skipped it); without that, the job is failed with "no run recorded", or with "still running
+    in <owner>" when another process holds its claim (``claims``, the store's claims table).
     """
     wanted = list(dict.fromkeys(hashes))
     rows = df[df["config_hash"].isin(wanted)].copy()
@@ -76,8 +84,11 @@ def sweep_outcome(df: pd.DataFrame, hashes: list[str], since: str) -> Outcome:
     done, failed = best[best["status"] == "finished"], best[best["status"] != "finished"]
     missing = [h for h in wanted if h not in set(best["config_hash"])]
     if missing:
+        held = {} if claims is None else dict(zip(claims["config_hash"], claims["owner"]))
+        errors = [f"no run recorded: still running in {held[h]} (claimed in the store)" if h in held
+                  else "no run recorded" for h in missing]
         failed = pd.concat([failed, pd.DataFrame({"config_hash": missing, "status": "missing",
-                                                  "error": "no run recorded"})])
+                                                  "error": errors})])
     return Outcome(done, failed, earlier)
 
 
@@ -89,15 +100,18 @@ def command_outcome(jobs: list[tuple[str, dict]], since: str, dynamic: bool = Fa
     from harness.protocol import expected_hashes
     from harness.results import load
 
+    from harness.results import open_store
+
     parts = []
     for url in dict.fromkeys(u for u, _ in jobs):
         df = load(url, decode=False)
+        claims = open_store(url, create=False).claims()
         finished = df[df["status"] == "finished"]
         if dynamic:
             hashes = list(df.loc[df["created_at"].astype(str) >= since, "config_hash"])
         else:
             hashes = [h for u, config in jobs if u == url for h in expected_hashes(config, finished)]
-        parts.append(sweep_outcome(df, hashes, since))
+        parts.append(sweep_outcome(df, hashes, since, claims))
     return Outcome(pd.concat([p.finished for p in parts]), pd.concat([p.failed for p in parts]),
                    sum(p.earlier for p in parts))
 

@@ -54,8 +54,10 @@ def autocast_context(device: torch.device, enabled: bool):
 
 @torch.no_grad()
 def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool,
-             labels: list[int] | None = None, task_type: TaskType | None = None) -> dict:
-    """Loss and metrics on ``batches``; ``labels`` restricts F1 to some labels (one task's)."""
+             labels: list[int] | None = None, task_type: TaskType | None = None,
+             keep: dict | None = None) -> dict:
+    """Loss and metrics on ``batches``; ``labels`` restricts F1 to some labels (one task's).
+    ``keep``: a dict that receives the per-example ``predictions`` and ``labels``, in order."""
     kind = task_type or SingleLabel()
     model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
@@ -69,6 +71,8 @@ def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool
         refs += batch["labels"].tolist()
     metrics = kind.metrics(preds, refs, num_labels, labels)
     metrics["eval_loss"] = loss_sum / max(n, 1)
+    if keep is not None:
+        keep.update(predictions=preds, labels=refs)
     return metrics
 
 
@@ -139,6 +143,8 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
         result.train_s += time.perf_counter() - start
         result.steps = step
         metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind)
+        if not math.isfinite(metrics["eval_loss"]):
+            raise NonFiniteLossError(f"validation loss became {metrics['eval_loss']} after epoch {epoch}")
         result.curves.append({"epoch": epoch, "split": "train", "metric": "loss", "value": loss_sum / max(seen, 1)})
         result.curves += [{"epoch": epoch, "split": "validation", "metric": k, "value": v}
                           for k, v in metrics.items()]
@@ -161,4 +167,8 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
     bar.close()
     if t.select.value == "best" and best_state is not None:
         adapted.restore(best_state)
+    bad = [name for name, p in model.named_parameters() if p.requires_grad and not torch.isfinite(p).all()]
+    if bad:
+        raise NonFiniteLossError(f"{len(bad)} trained tensor(s) hold non-finite values after training "
+                                 f"(first: {bad[0]})")
     return result

@@ -31,15 +31,24 @@ def main(job_path: str, result_path: str) -> int:
     from harness.quiet import quiet_libraries
 
     quiet_libraries()
+    from harness.identity import config_hash
+    from harness.isolation import lists
     from harness.runner import execute, one_line_error
     from harness.validation import from_container
 
     _exit_with_parent()
     job = json.loads(Path(job_path).read_text())
-    cfg = from_container(job["config"])
     try:
-        fields, curves = execute(cfg, isolated=True, work_dir=Path(job_path).parent, row=job["row"])
-        payload = {"fields": fields, "curves": curves}
+        # The job file must be the run its parent started: same config (by hash) and run id.
+        if config_hash(job["config"]) != job["row"]["config_hash"]:
+            raise RuntimeError("the job file's config does not match the run it was written for "
+                               f"(run {job['row']['run_id']})")
+        if Path(job_path).parent.name != job["row"]["run_id"]:
+            raise RuntimeError(f"job file in {Path(job_path).parent}, not in its run's own folder")
+        cfg = from_container(job["config"])
+        fields, curves, predictions = execute(cfg, isolated=True, work_dir=Path(job_path).parent,
+                                              row=job["row"])
+        payload = {"fields": fields, "curves": curves, "predictions": lists(predictions)}
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which records it
         traceback.print_exc()
         payload = {"error": one_line_error(exc)}

@@ -33,6 +33,20 @@ if "raises_test" not in METHODS:
         adapted.after_optimizer_step = poison
         return adapted
 
+    @register_method("nan_last_test", four_bit=True)
+    def build_nan_last(model, method, ctx):
+        """LoRA whose weights turn NaN at the last optimizer step: every loss it computes is finite."""
+        adapted = build_lora(model, method, ctx)
+
+        def poison(step: int, total: int) -> None:
+            if step == total:
+                with torch.no_grad():
+                    for p in adapted.trainable_parameters():
+                        p.fill_(float("nan"))
+
+        adapted.after_optimizer_step = poison
+        return adapted
+
     @register_method("oom_test", four_bit=True)
     def build_oom(model, method, ctx):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")

@@ -6,10 +6,20 @@ other seeds), a single run (vera, n=1), a method at the majority baseline (adalo
 Every run is a ``protocol=fixed`` run (empty stage) at its method's rate (``LR``) with the same
 budget (``BUDGET``). :func:`make_tuned_fixture_store` writes a ``protocol=tuned`` store instead:
 search trials with known validation values, final runs at the chosen rates.
+
+These stores keep no per-example predictions (like a store from before they were kept), so their
+tests are the seed-level ones. :func:`prediction_row` / :func:`make_prediction_store` write runs
+with test predictions (:func:`make_predictions`): a run with accuracy ``a`` on ``n`` examples gets
+exactly ``round(a * n)`` right, its stored accuracy and macro-F1 are computed from them, and every
+run of one seed is tested on the same examples (labels drawn from the seed).
 """
 from __future__ import annotations
 
 import json
+import zlib
+
+import numpy as np
+from sklearn.metrics import f1_score
 
 from harness.results.store import SCHEMA_VERSION, ResultsStore, open_store
 
@@ -48,8 +58,8 @@ def fixture_row(method: str, seed: int, i: int) -> dict:
         "select_metric": "accuracy", "select_value": max(VAL_CURVE[method]) + 0.005 * seed, **BUDGET,
         "config_hash": f"h-{method}-{seed}",
         "config_json": json.dumps({"method": method_cfg, "seed": seed}),
-        "accuracy": ACCURACY[method][seed], "f1_macro": ACCURACY[method][seed] - 0.02,
-        "f1_micro": ACCURACY[method][seed], "eval_loss": 0.5, "best_epoch": 2,
+        "accuracy": ACCURACY[method].get(seed, 0.8), "f1_macro": ACCURACY[method].get(seed, 0.8) - 0.02,
+        "f1_micro": ACCURACY[method].get(seed, 0.8), "eval_loss": 0.5, "best_epoch": 2,
         "majority_accuracy": MAJORITY, "trainable_params": TRAINABLE[method], "total_params": TOTAL,
         "trainable_pct": 100.0 * TRAINABLE[method] / TOTAL, "adapter_bytes": 4 * TRAINABLE[method],
         "peak_memory_bytes": int((PEAK_MIB[method] + 10 * seed) * MIB), "memory_kind": "cpu_rss",
@@ -121,4 +131,70 @@ def make_tuned_fixture_store(url, rows: list[dict] | None = None) -> ResultsStor
     store = open_store(url)
     for row in rows if rows is not None else tuned_rows():
         store.record(row, fixture_curves(row["method"], row["seed"]))
+    return store
+
+
+# --- runs with per-example test predictions ---------------------------------------------------
+
+def seed_labels(seed: int, n: int, n_classes: int = 2, majority: float = MAJORITY) -> np.ndarray:
+    """The test labels of one seed's split: ``round(majority * n)`` of class 0 (the majority
+    class), the rest spread over the other classes, in an order drawn from the seed."""
+    k = round(majority * n)
+    rest = np.arange(n - k) % max(n_classes - 1, 1) + (1 if n_classes > 1 else 0)
+    return np.random.default_rng([7, seed, n]).permutation(np.concatenate([np.zeros(k, int), rest]))
+
+
+def correct_mask(accuracy: float, n: int, seed: int, name: str, spread: float = 0.3) -> np.ndarray:
+    """Which examples a run gets right: exactly ``round(accuracy * n)``, mostly the "easy" ones of
+    the seed (shared by every run of it) with some run-specific noise, so that two runs agree on
+    most examples but not all (their discordant examples are what McNemar counts)."""
+    easy = np.random.default_rng([11, seed, n]).random(n)
+    noise = np.random.default_rng([13, seed, n, zlib.crc32(name.encode())]).random(n)
+    order = np.argsort(easy + spread * noise, kind="stable")
+    mask = np.zeros(n, bool)
+    mask[order[:round(accuracy * n)]] = True
+    return mask
+
+
+def make_predictions(labels: np.ndarray, right: np.ndarray, n_classes: int = 2) -> dict:
+    """{"labels", "predictions", "majority"}: right where ``right``, else the next class."""
+    predictions = np.where(right, labels, (labels + 1) % n_classes)
+    return {"labels": labels, "predictions": predictions, "majority": np.zeros_like(labels)}
+
+
+def scores(arrays: dict, n_classes: int = 2) -> dict:
+    """The row's quality fields, computed from its predictions (sklearn, as harness.metrics)."""
+    y, p = arrays["labels"], arrays["predictions"]
+    return {"accuracy": float(np.mean(y == p)),
+            "f1_macro": float(f1_score(y, p, labels=list(range(n_classes)), average="macro",
+                                       zero_division=0)),
+            "f1_micro": float(np.mean(y == p)),
+            "majority_accuracy": float(np.mean(y == arrays["majority"]))}
+
+
+def prediction_row(method: str, seed: int, accuracy: float, n: int = 1000, i: int = 0,
+                   n_classes: int = 2, config: dict | None = None, **changes) -> tuple[dict, dict]:
+    """(row, predictions) of a finished run with test predictions; ``config``: the resolved
+    config's extra settings (merged into config_json), ``changes``: other row fields."""
+    labels = seed_labels(seed, n, n_classes)
+    arrays = make_predictions(labels, correct_mask(accuracy, n, seed, f"{method}/{config}"), n_classes)
+    row = fixture_row(method, seed, i) if method in ACCURACY else {**fixture_row("lora", seed, i), "method": method}
+    cfg = json.loads(row["config_json"])
+    cfg["method"]["name"] = method
+    for key, value in (config or {}).items():
+        cfg.setdefault(key, {}).update(value) if isinstance(value, dict) else cfg.__setitem__(key, value)
+    row.update(scores(arrays, n_classes), n_test=n, config_json=json.dumps(cfg, sort_keys=True),
+               run_id=f"{method}-{seed}-{zlib.crc32(json.dumps(config, sort_keys=True).encode()):x}",
+               details_json=json.dumps({"label_names": [f"c{k}" for k in range(n_classes)]}))
+    row["config_hash"] = f"h-{row['run_id']}"
+    row.update(changes)
+    return row, {"test": arrays}
+
+
+def make_prediction_store(url, runs: list[tuple[dict, dict]]) -> ResultsStore:
+    """A store of :func:`prediction_row` runs (row, predictions)."""
+    store = open_store(url)
+    for row, predictions in runs:
+        store.record(row, fixture_curves(row["method"] if row["method"] in VAL_CURVE else "lora",
+                                         row["seed"]), predictions)
     return store

@@ -11,6 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[1] / "harness"
 LONG_MODULES: dict[str, str] = {
     "harness.config": "one typed schema per config group, read together",
     "harness.fields": "one declaration per column of the runs table",
+    "harness.results.backends.sqlite": "the one module that knows the store is a file: every read "
+                                       "and write (runs, claims, predictions) with its transaction",
 }
 
 

@@ -165,13 +165,17 @@ def test_a_single_run_exits_1_when_it_fails_and_0_when_it_is_already_done(tmp_pa
     assert list(load(store_path, decode=False)["status"]) == ["failed", "finished"]
 
 
-def test_a_preset_that_declares_its_own_sweep_is_checked_point_by_point(store_path):
+def test_a_preset_that_declares_its_own_sweep_is_checked_point_by_point(store_path, tmp_path):
+    import pandas as pd
+
     from harness.preflight import preflight
 
-    plan = preflight(["-m", "+experiment=legal_case", f"store.url={store_path}",
-                      "task.data_path=" + __file__])
+    data = tmp_path / "scotus.csv"  # the preflight loads and checks the preset's data file
+    pd.DataFrame({"facts": [f"<p>case {i}</p>" for i in range(40)], "first_party": "A",
+                  "second_party": "B", "first_party_winner": [bool(i % 3) for i in range(40)]}).to_csv(data)
+    plan = preflight(["-m", "+experiment=legal_case", f"store.url={store_path}", f"task.data_path={data}"])
     assert len(plan.jobs) == 9 and plan.swept == {"method", "seed"}
     assert len(set(plan.hashes)) == 9
     narrowed = preflight(["-m", "+experiment=legal_case", "seed=4", f"store.url={store_path}",
-                          "task.data_path=" + __file__])
+                          f"task.data_path={data}"])
     assert len(narrowed.jobs) == 3

@@ -12,7 +12,7 @@ from pypdf import PdfReader
 
 from conftest import tiny_config
 from harness.report import build_report
-from harness.report.stats import EXACT
+from harness.report.stats import TWO_LEVEL
 from harness.runner import run_job
 from harness.results import load
 from harness.results.store import open_store
@@ -47,7 +47,11 @@ def test_report_from_tiny_runs_aggregates_what_was_recorded(tiny_store, tmp_path
         mem = agg[(agg.label == method) & (agg.metric == "peak_memory_mib")].iloc[0]
         assert mem["mean"] == pytest.approx(g.peak_memory_bytes.mean() / 2**20)
     dora = report.analysis.versus_reference(runs.task[0], runs.model[0], "dora", "accuracy")
-    assert dora.test in ("paired t-test", EXACT)
+    # real runs keep their test predictions: two seeds a side, tested on seeds and examples
+    assert dora.test == TWO_LEVEL and dora.n_seeds == 2 and dora.n_examples == 2 * int(runs.n_test[0])
+    assert dora.same_config and dora.same_budget and not dora.versions
+    assert report.analysis.labels(runs.task[0], runs.model[0]) == ["dora", "lora"]  # seeds pooled, nothing else
+    assert report.analysis.with_predictions == set(runs.run_id)
     text = " ".join(p.extract_text() for p in PdfReader(report.pdf).pages)
     assert "killed by signal 9" in text and "2. Findings" in text
     md = (tmp_path / "out" / "report.md").read_text()

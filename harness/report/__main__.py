@@ -64,6 +64,10 @@ def main(argv: list[str] | None = None) -> int:
     n, f = len(report.analysis.per_run), len(report.failed)
     print(f"[report] {n} finished runs, {f} failed; wrote {len(report.files)} files to {report.out_dir}"
           + (f" (PDF: {report.pdf})" if report.pdf else ""))
+    d = len(report.analysis.duplicates)
+    if d:
+        print(f"[report] {d} duplicate finished row{'s' * (d != 1)} (same config_hash) left out; "
+              "the latest of each configuration is kept")
     for key, sections in report.findings.items():
         print(f"\n[report] findings for {key[0]} ({key[1]}):")
         for heading, sentences in sections.items():

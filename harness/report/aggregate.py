@@ -1,8 +1,10 @@
 """Per-configuration aggregates over seeds: mean, standard deviation, n and a 95% t-interval.
 
-A *group* is one configuration of the compared axes (task, model, method, quant, r); its runs
-differ only in seed. Every metric the tables show is listed in :data:`METRICS` with its label,
-scale and direction, built from the field declarations (:mod:`harness.fields`, ``report=...``).
+A *group* is one whole configuration, seeds apart (:mod:`harness.report.groups`: the resolved
+config without seed and unhashed keys, plus the data, model, device kind and harness version);
+runs of one method with other settings are other groups, never averaged together. Every metric
+the tables show is listed in :data:`METRICS` with its label, scale and direction, built from the
+field declarations (:mod:`harness.fields`, ``report=...``).
 """
 from __future__ import annotations
 
@@ -14,15 +16,18 @@ import pandas as pd
 
 from harness import fields
 from harness.fields import LiveList, LiveMapping
+# GROUP and group_labels are used from here too (search, compare): re-exported
+from harness.report.groups import GROUP, IDENTITY, blank, group_keys, group_labels  # noqa: F401
 from harness.report.stats import mean_interval
 
-GROUP = ["task", "model", "method", "quant", "r"]
 # A run's training budget and data sizes: the report checks that compared runs share them.
 BUDGET = ["optimizer_steps", "train_examples_seen", "train_tokens"]
 DATA_SIZES = ["n_train", "n_validation", "n_test"]
 # Carried into the per-run frame as they are (never aggregated): the learning rate the run
 # trained at, its protocol stage and search, its budget.
-RUN_COLUMNS = ["lr", "stage", "search_id", "select_metric", "select_value", *BUDGET, *DATA_SIZES]
+RUN_COLUMNS = ["lr", "stage", "search_id", "select_metric", "select_value", *BUDGET, *DATA_SIZES,
+               *IDENTITY]
+_TEXT_COLUMNS = ("stage", "search_id", "select_metric", *IDENTITY)
 
 
 @dataclass(frozen=True)
@@ -57,9 +62,10 @@ AGGREGATED: LiveList = LiveList(lambda: [Metric.of(f) for f in fields.aggregated
 
 
 def metric_frame(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per run: the group axes, seed, label, every metric in report units and, as
-    stored, the :data:`RUN_COLUMNS` (learning rate, stage, budget; empty where the store
-    predates them)."""
+    """One row per run: the group axes, seed, its group (``group``: the key of
+    :func:`config_key` as JSON), label, every metric in report units and, as stored, the
+    :data:`RUN_COLUMNS` (learning rate, stage, budget, identity; empty where the store predates
+    them)."""
     out = runs[GROUP + ["seed", "run_id"]].copy().reset_index(drop=True)
     runs = runs.reset_index(drop=True)
     out["r"] = out["r"].astype("Int64")
@@ -70,12 +76,14 @@ def metric_frame(runs: pd.DataFrame) -> pd.DataFrame:
         if col in out.columns:  # a report metric of the same name is already there
             continue
         values = runs[col] if col in runs.columns else pd.Series(None, index=runs.index, dtype=object)
-        if col in ("stage", "search_id", "select_metric"):
-            out[col] = values.astype(object).where(values.notna(), None)
+        if col in _TEXT_COLUMNS:
+            out[col] = [blank(v) for v in values.astype(object)]
         else:
             out[col] = pd.to_numeric(values, errors="coerce")
+    configs = runs["config_json"] if "config_json" in runs.columns else pd.Series(None, index=runs.index)
+    out["group"] = group_keys(configs, runs)
     out["label"] = group_labels(out)
-    out["family"] = [_family(c) for c in runs["config_json"]]
+    out["family"] = [_family(c) for c in configs]
     return out
 
 
@@ -91,23 +99,10 @@ def _family(config_json) -> str:
     return json.dumps(method, sort_keys=True)
 
 
-def group_labels(frame: pd.DataFrame) -> pd.Series:
-    """Method name, plus the quant and r where the selection holds several for that method."""
-    labels = []
-    for _, row in frame.iterrows():
-        same = frame[frame["method"] == row["method"]]
-        label = str(row["method"])
-        if same["quant"].nunique() > 1:
-            label += f" {row['quant']}"
-        if same["r"].nunique() > 1 and not pd.isna(row["r"]):
-            label += f" r={row['r']}"
-        labels.append(label)
-    return pd.Series(labels, index=frame.index, dtype=object)
-
-
 def aggregate(per_run: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Long form: one row per (group, metric) with n, mean, std, ci_low, ci_high and seeds."""
     rows = []
+    # a label names one group within a table (group_labels), so it is the group here
     for key, runs in per_run.groupby(GROUP + ["label"], dropna=False, sort=True):
         base = dict(zip(GROUP + ["label"], key))
         for metric in [m.name for m in AGGREGATED]:

@@ -11,10 +11,11 @@ import pandas as pd
 from harness.config import ReportConfig
 from harness.report import plots, tables
 from harness.report.compare import Analysis, analyze
+from harness.report.stats import RESAMPLES
 from harness.report.findings import Claim, default_claims, findings
 from harness.report.search import searches
-from harness.report.select import Selection, search_runs, select_runs
-from harness.report.setup import setup_rows
+from harness.report.select import Selection, load_predictions, search_runs, select_runs
+from harness.report.setup import duplicates_text, setup_rows
 from harness.results import load, load_curves
 
 
@@ -75,14 +76,34 @@ def _methods_text(a: Analysis) -> list[str]:
     return [
         f"Aggregates are over seeds: mean, sample standard deviation, n and a {a.confidence:.0%} "
         "Student t-interval for the mean. With n=1 there is no spread and no interval.",
-        "Two configurations run on the same seeds are compared with a paired t-test on the per-seed "
-        "differences (a seed fixes the data split and initialisation); otherwise with Welch's t-test. "
-        "A metric without run-to-run variance (parameter counts, adapter size) is compared exactly. "
+        "A configuration (a table row) is the whole resolved config apart from the seed, with the data, "
+        "model, device kind and harness version it was computed from; runs of one method with another "
+        "learning rate, data size or epoch count are other rows, labelled by the settings that differ, "
+        "never averaged together. A configuration stored more than once (the same config_hash) counts "
+        "once: the latest finished row is kept and the others are counted in the setup.",
+        "Accuracy and macro-F1, where the store kept each run's per-example test predictions: with one "
+        "seed on each side, accuracy by the exact McNemar test (a binomial test on the examples exactly "
+        "one of the two runs got right; interval from the exact Clopper-Pearson interval) and macro-F1 "
+        "by a paired bootstrap over test examples (95% percentile interval; p from the share of "
+        "resampled differences on either side of zero); with several seeds on both sides, by a two-level "
+        f"paired bootstrap that resamples seeds and then test examples within each seed. Bootstraps "
+        f"draw {RESAMPLES} resamples from a fixed seed, so the report is reproducible. On seeds only one "
+        "side ran, the test uses the seeds both ran and says so.",
+        "Without predictions (older runs) and for every other metric, seeds are the unit: two "
+        "configurations run on the same seeds are compared with a paired t-test on the per-seed "
+        "differences (a seed fixes the data split and initialisation), otherwise with Welch's t-test; "
+        "with one run on a side there is no test. A metric without run-to-run variance (parameter "
+        "counts, adapter size) is compared exactly. Every comparison names its test, n in seeds and "
+        "test examples, the effect's 95% interval, and whether the two rows had the same configuration "
+        "apart from the method (method.* left out) and the same budget; it warns where they mix "
+        "harness versions. "
         f"p-values are {'Holm-corrected over all pairs of configurations, per metric' if a.correction == 'holm' else 'not corrected for multiple comparisons'}; "
         f"a difference is significant when that p-value is below alpha = {a.alpha}.",
         "The majority-class baseline is the test accuracy of always predicting the most common training "
-        "label, computed on each run's own split; a configuration is above it when a one-sided paired "
-        "t-test over its runs says so.",
+        "label, computed on each run's own split; a configuration is above it when a one-sided test "
+        "says so: exact McNemar against the majority-class predictions of the same examples with one "
+        "seed, the two-level bootstrap with several, a one-sided paired t-test over runs without "
+        "predictions.",
         "Failed runs are listed apart and never enter an aggregate.",
         "Under protocol=tuned each grid point first trains search trials (one per learning rate, "
         "on the search seed) and picks the rate with the best validation value (ties: the lower "
@@ -125,7 +146,9 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
                 if len(search) and selection.stage == "final" else "")
         raise ReportError(f"no runs in {store} match the selection ({selection.describe()}){hint}")
     claims = [c for text in options.claims for c in Claim.parse(text)]
-    a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence)
+    a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence,
+                predictions=load_predictions(store, finished))
+    finished = finished[~finished.run_id.isin(a.duplicates.run_id)] if len(a.duplicates) else finished
     curves = load_curves(store)
     curves = curves[curves.run_id.isin(finished.run_id)]
     claims = claims or default_claims(a)
@@ -135,6 +158,9 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
 
     setup = setup_rows(finished, failed) if len(finished) else [("Runs", f"0 finished, {len(failed)} failed")]
     setup.insert(1, ("Protocol stage", _stage_text(selection, finished, search)))
+    setup.insert(2, ("Duplicate rows", duplicates_text(a.duplicates)))
+    setup.insert(3, ("Per-example predictions", f"stored for {len(a.with_predictions)} of "
+                     f"{len(a.per_run)} finished runs (tests on test examples where both sides have them)"))
     found, table_items, figure_items = [], [], []
     compared = set(zip(finished.task, finished.model))
     for (task, model) in sorted(compared | {(l.task, l.model) for l in lines}):
@@ -146,14 +172,14 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
         s = _slug(task, model)
         main, diffs = tables.comparison_table(a, task, model), tables.reference_table(a, task, model)
         writers = {"md": lambda t: tables.to_markdown(t), "tex": tables.to_latex,
-                   "html": lambda t: tables.HTML_PAGE.format(title=t.title, body=tables.to_html(t))}
+                   "html": lambda t: tables.html_page(t.title, tables.to_html(t))}
         for fmt in options.formats:
             path = out_dir / "tables" / f"{s}.{fmt}"
             if fmt == "csv":
                 tables.stats_frame(a, task, model).to_csv(path, index=False)
             elif fmt == "html":
-                path.write_text(tables.HTML_PAGE.format(
-                    title=main.title, body=tables.to_html(main) + tables.to_html(diffs)))
+                path.write_text(tables.html_page(main.title, tables.to_html(main) + tables.to_html(diffs)),
+                                encoding="utf-8")
             else:
                 path.write_text(writers[fmt](main) + "\n" + writers[fmt](diffs))
             report.files.append(path)

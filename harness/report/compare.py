@@ -1,12 +1,21 @@
 """Every pairwise comparison in a selection, the reference comparisons and baseline checks.
 
-All pairs of configurations within one (task, model) are tested on every metric; the p-values of
-one metric form one family for the multiple-comparison correction (Holm by default), so a
-difference marked significant in a table, a finding and a claim all rest on the same number.
+All pairs of configurations (groups, :mod:`harness.report.aggregate`) within one (task, model) are
+tested on every metric; the p-values of one metric form one family for the multiple-comparison
+correction (Holm by default), so a difference marked significant in a table, a finding and a claim
+all rest on the same number. Accuracy and macro-F1 are tested on the runs' per-example test
+predictions where the store kept them (exact McNemar, paired bootstrap, two-level bootstrap), else
+at the seed level (paired or Welch t-test); :mod:`harness.report.stats` says which and why.
+
+Before anything is counted, one finished row per ``config_hash`` is kept (the latest): a
+configuration computed twice is one result, not two seeds (:func:`~harness.report.select.deduplicate`;
+``Analysis.duplicates`` holds the rows left out). Every comparison also records whether the two
+groups had the same configuration apart from the method (their keys without ``method.*``), the
+same budget (optimizer steps, examples and tokens seen), and whether they mix harness versions.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields as dataclass_fields
 from itertools import combinations
 
 import numpy as np
@@ -14,9 +23,15 @@ import pandas as pd
 
 from harness.report.aggregate import GROUP, METRICS, aggregate, metric_frame
 from harness.report.budget import BudgetCheck, check_budget
-from harness.report.stats import Comparison, above_majority, compare, holm
+# evidence, n_text, is_nan: how comparisons are worded, used from here by tables and findings
+from harness.report.evidence import evidence, is_nan, n_text, setting_text  # noqa: F401
+from harness.report.pairing import (baseline_check, budget_difference, compare_groups, config_difference,
+                                    group_key, pair_settings, pick_reference, plain)
+from harness.report.select import deduplicate, run_predictions
+from harness.report.stats import RESAMPLES, Comparison, Resampler, holm
 
 CORRECTIONS = ("holm", "none")
+_COMPARISON_FIELDS = [f.name for f in dataclass_fields(Comparison)]
 
 
 @dataclass
@@ -24,26 +39,36 @@ class Analysis:
     per_run: pd.DataFrame  # one row per finished run, metrics in report units
     agg: pd.DataFrame  # long: group, metric, n, mean, std, ci_low, ci_high
     pairs: pd.DataFrame  # long: task, model, metric, base, other, diff, test, p, p_adjusted, ...
-    baseline: pd.DataFrame  # task, model, label, margin, test, p, above
+    baseline: pd.DataFrame  # task, model, label, margin, test, p, above, ci_low, ci_high, n_seeds, ...
     reference: str
     alpha: float
     correction: str
     confidence: float
     references: dict = field(default_factory=dict)  # (task, model, label) -> reference label
+    duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)  # finished rows left out (same config_hash)
+    with_predictions: set = field(default_factory=set)  # run ids whose test predictions were used
 
     def comparison(self, task: str, model: str, metric: str, base: str, other: str) -> Comparison | None:
         """``other`` minus ``base``, whichever order the pair was tested in."""
         p = self.pairs
+        if p.empty:
+            return None
         hit = p[(p.task == task) & (p.model == model) & (p.metric == metric)]
         for a, b, sign in ((base, other, 1), (other, base, -1)):
             row = hit[(hit.base == a) & (hit.other == b)]
             if len(row):
                 r = row.iloc[0]
-                low, high = (r.ci_low, r.ci_high) if sign == 1 else (-r.ci_high, -r.ci_low)
-                # "+ 0.0" turns a flipped zero (-0.0) into 0.0, so it never prints as "-0.0000"
-                return Comparison(sign * r["diff"] + 0.0, r.test, r.p, low + 0.0, high + 0.0,
-                                  *((r.n_base, r.n_other) if sign == 1 else (r.n_other, r.n_base)),
-                                  p_adjusted=r.p_adjusted)
+                values = {k: r[k] for k in _COMPARISON_FIELDS if k in r.index}
+                if sign == -1:
+                    # "+ 0.0" turns a flipped zero (-0.0) into 0.0, so it never prints as "-0.0000"
+                    values.update(diff=-r["diff"] + 0.0, ci_low=-r.ci_high + 0.0, ci_high=-r.ci_low + 0.0,
+                                  n_base=r.n_other, n_other=r.n_base)
+                    # "x vs y" texts read base first
+                    ra, rb = self.runs(task, model, base), self.runs(task, model, other)
+                    if len(ra) and len(rb):
+                        values["config_diff"] = "; ".join(config_difference(group_key(ra), group_key(rb)))
+                        values["budget_diff"] = budget_difference(ra, rb)[1]
+                return Comparison(**plain(values))
         return None
 
     def versus_reference(self, task: str, model: str, label: str, metric: str) -> Comparison | None:
@@ -54,7 +79,7 @@ class Analysis:
 
     def labels(self, task: str, model: str) -> list[str]:
         runs = self.runs(task, model)
-        return list(dict.fromkeys(runs.sort_values(["method", "quant", "r"])["label"]))
+        return list(dict.fromkeys(runs.sort_values(["method", "quant", "r", "label"], kind="stable")["label"]))
 
     def runs(self, task: str, model: str, label: str | None = None) -> pd.DataFrame:
         """The per-run rows of one table (and one of its configurations)."""
@@ -76,6 +101,36 @@ class Analysis:
     def budget(self, task: str, model: str) -> BudgetCheck:
         """Whether the runs of one table had the same budget (see harness.report.budget)."""
         return check_budget(self.runs(task, model))
+
+    def duplicates_of(self, task: str, model: str) -> pd.DataFrame:
+        d = self.duplicates
+        return d if d.empty else d[(d.task == task) & (d.model == model)]
+
+    def split_methods(self, task: str, model: str) -> dict[tuple, list[str]]:
+        """{(method, quant, r): [labels]} where one table holds several configurations of one
+        method (other settings): shown apart, never averaged."""
+        runs = self.runs(task, model)
+        out = {}
+        for key, g in runs.groupby(["method", "quant", "r"], dropna=False, sort=True):
+            labels = list(dict.fromkeys(g.sort_values("label")["label"]))
+            if len(labels) > 1:
+                out[key] = labels
+        return out
+
+    def versions(self, task: str, model: str) -> list[str]:
+        """The harness versions of one table's runs (empty: none recorded)."""
+        runs = self.runs(task, model)
+        if "harness_version" not in runs.columns:
+            return []
+        return sorted({str(v) for v in runs["harness_version"] if v is not None and not pd.isna(v)})
+
+    def mixed_version_pairs(self, task: str, model: str) -> list[Comparison]:
+        """The comparisons of one table (first metric tested) whose runs mix harness versions."""
+        p = self.pairs
+        if p.empty or "versions" not in p.columns:
+            return []
+        hit = p[(p.task == task) & (p.model == model) & (p.versions.fillna("") != "")]
+        return list(hit.drop_duplicates(["base", "other"]).itertuples())
 
 
 @dataclass
@@ -109,56 +164,51 @@ def rate_text(lr: float) -> str:
     return f"{lr:.3g}"
 
 
-def _by_seed(runs: pd.DataFrame, metric: str) -> dict[int, float]:
-    values = runs[["seed", metric]].dropna()
-    if values["seed"].duplicated().any():  # the same seed twice: no pairing, keep every run
-        return {i: v for i, v in enumerate(values[metric])}
-    return dict(zip(values["seed"].astype(int), values[metric].astype(float)))
-
-
-def _pick_reference(groups: pd.DataFrame, reference: str, row: pd.Series) -> str | None:
-    refs = groups[groups.method == reference]
-    if refs.empty:
-        return None
-    same_r = (refs.r == row.r).fillna(False).astype(bool)
-    score = (same_r.astype(int) * 4 + (refs.quant == "none").astype(int) * 2
-             + refs.n / (refs.n.max() + 1))
-    return str(refs.loc[score.idxmax(), "label"])
-
-
 def analyze(finished: pd.DataFrame, reference: str = "lora", alpha: float = 0.05,
-            correction: str = "holm", confidence: float = 0.95) -> Analysis:
+            correction: str = "holm", confidence: float = 0.95, predictions: dict | None = None,
+            resamples: int = RESAMPLES) -> Analysis:
+    """Aggregate and test the finished runs. ``predictions``: the store's per-example test
+    predictions, ``{run_id: {"labels", "predictions", "majority"}}``
+    (``open_store(url, create=False).predictions()``); without them every test is seed-level."""
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
-    per_run = metric_frame(finished) if len(finished) else pd.DataFrame(columns=GROUP + ["label", "seed"])
+    finished, duplicates = deduplicate(finished)
+    per_run = metric_frame(finished) if len(finished) else pd.DataFrame(columns=GROUP + ["label", "seed", "run_id"])
     agg = aggregate(per_run, confidence) if len(per_run) else pd.DataFrame()
+    preds = run_predictions(finished, predictions)
+    resampler = Resampler(resamples)
+    resampler.prepare([q for p in preds.values()
+                       for q in ([p, p.against_majority()] if p.majority is not None
+                                 and np.shape(p.majority) == np.shape(p.labels) else [p])])
     pairs, baseline, references = [], [], {}
     for (task, model), runs in per_run.groupby(["task", "model"], sort=True):
         groups = runs.groupby("label", sort=True)
-        sizes = groups.size().rename("n").reset_index().merge(
-            runs.drop_duplicates("label")[["label", "method", "quant", "r"]], on="label")
+        first = runs.drop_duplicates("label")[["label", "method", "quant", "r", "group", "lr"]]
+        sizes = groups.size().rename("n").reset_index().merge(first, on="label")
         for _, row in sizes.iterrows():
-            references[(task, model, row.label)] = _pick_reference(sizes, reference, row)
+            references[(task, model, row.label)] = pick_reference(sizes, reference, row)
+        settings = {}
         for metric in [m.name for m in METRICS]:
             family = []
             for (la, a), (lb, b) in combinations(groups, 2):
-                c = compare(_by_seed(a, metric), _by_seed(b, metric), confidence) \
-                    if a[metric].notna().any() and b[metric].notna().any() else None
-                if c is not None:
-                    family.append({"task": task, "model": model, "metric": metric, "base": la,
-                                   "other": lb, **vars(c)})
+                if not (a[metric].notna().any() and b[metric].notna().any()):
+                    continue
+                if (la, lb) not in settings:
+                    settings[(la, lb)] = pair_settings(a, b)
+                c = compare_groups(a, b, metric, preds, resampler, confidence, settings[(la, lb)])
+                family.append({"task": task, "model": model, "metric": metric, "base": la,
+                               "other": lb, **vars(c)})
             adjusted = holm([f["p"] for f in family]) if correction == "holm" else [f["p"] for f in family]
             for f, p in zip(family, adjusted):
                 f["p_adjusted"] = p
-                f["significant"] = Comparison(**{k: f[k] for k in (
-                    "diff", "test", "p", "ci_low", "ci_high", "n_base", "n_other", "p_adjusted")}
-                ).significant(alpha)
+                f["significant"] = Comparison(**{k: f[k] for k in _COMPARISON_FIELDS}).significant(alpha)
             pairs += family
         for label, g in groups:
-            check = above_majority(g["accuracy"].to_numpy(), g["majority_accuracy"].to_numpy(), alpha)
+            check = baseline_check(g, preds, alpha, confidence, resampler)
             baseline.append({"task": task, "model": model, "label": label, **vars(check)})
     return Analysis(per_run, agg, pd.DataFrame(pairs), pd.DataFrame(baseline), reference, alpha,
-                    correction, confidence, references)
+                    correction, confidence, references, duplicates,
+                    {r for r in per_run.run_id if r in preds})
 
 
 def stat(analysis: Analysis, task: str, model: str, label: str, metric: str) -> dict | None:
@@ -168,7 +218,3 @@ def stat(analysis: Analysis, task: str, model: str, label: str, metric: str) -> 
         return None
     hit = a[(a.task == task) & (a.model == model) & (a.label == label) & (a.metric == metric)]
     return None if hit.empty else hit.iloc[0].to_dict()
-
-
-def is_nan(x) -> bool:
-    return x is None or (isinstance(x, float) and np.isnan(x))

@@ -1,10 +1,14 @@
 """Sentences a reader can act on, generated from the analysis (never written by hand).
 
-For each task: the learning rate of each configuration (and how a tuned protocol's search chose
-it), whether the compared runs had the same budget, which differences from the reference are
-significant, which configurations are not clearly above the majority class, which one to pick
-under each memory budget (the Pareto front), which "X beats Y" claims the data supports or
-contradicts, and where validation quality peaks.
+For each task: what the data rests on (duplicate rows left out, configurations of one method
+shown apart, harness versions mixed, which tests the predictions allowed), the learning rate of
+each configuration (and how a tuned protocol's search chose it), whether the compared runs had
+the same budget, which differences from the reference are significant, which configurations are
+not clearly above the majority class, which one to pick under each memory budget (the Pareto
+front), which "X beats Y" claims the data supports or contradicts, and where validation quality
+peaks. Every comparison printed names its test, n (seeds and test examples), the effect's 95%
+interval, and whether the two rows had the same configuration apart from the method and the
+same budget (:func:`harness.report.compare.evidence`).
 """
 from __future__ import annotations
 
@@ -13,7 +17,8 @@ from dataclasses import dataclass
 import pandas as pd
 
 from harness.report.aggregate import METRIC_BY_NAME, METRICS, format_value
-from harness.report.compare import Analysis, is_nan, stat
+from harness.report.compare import Analysis, evidence, is_nan, stat
+from harness.report.evidence import integrity_findings
 from harness.report.stats import EXACT
 from harness.report.plots import pareto_front
 from harness.report.tables import signed
@@ -41,10 +46,7 @@ class Claim:
 
 
 def _p(c) -> str:
-    if is_nan(c.p):
-        return c.test
-    adj = f", adjusted p={c.p_adjusted:.3g}" if not is_nan(c.p_adjusted) and c.p_adjusted != c.p else ""
-    return f"{c.test}, p={c.p:.3g}{adj}"
+    return evidence(c)
 
 
 def reference_findings(a: Analysis, task: str, model: str) -> list[str]:
@@ -56,22 +58,27 @@ def reference_findings(a: Analysis, task: str, model: str) -> list[str]:
                 continue
             ref = a.references[(task, model, label)]
             if is_nan(c.p) and c.test != EXACT:
-                out.append(f"{label} vs {ref} on {m.label.lower()}: {c.diff:+.4f}, not tested ({c.test}).")
+                out.append(f"{label} vs {ref} on {m.label.lower()}: {c.diff:+.4f}, not tested ({_p(c)}).")
                 continue
             verdict = "significant" if c.significant(a.alpha) else "NOT significant"
-            ci = "" if is_nan(c.ci_low) else f", 95% CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
-            out.append(f"{label} vs {ref} on {m.label.lower()}: {c.diff:+.4f}{ci} — {verdict} ({_p(c)}).")
+            ci = "" if is_nan(c.ci_low) else f", {a.confidence:.0%} CI [{c.ci_low:+.4f}, {c.ci_high:+.4f}]"
+            out.append(f"{label} vs {ref} on {m.label.lower()}: {c.diff:+.4f}{ci} — {verdict} "
+                       f"({evidence(c, a.confidence, interval=False)}).")
     return out
 
 
 def baseline_findings(a: Analysis, task: str, model: str) -> list[str]:
+    """One line per configuration: its accuracy margin over the majority class, with the test."""
     b = a.baseline[(a.baseline.task == task) & (a.baseline.model == model)]
-    weak = b[~b.above.astype(bool)]
-    if weak.empty:
-        return [f"Every configuration is significantly above the majority class (one-sided paired "
-                f"t-test, alpha={a.alpha})."]
-    return [f"{r.label} is NOT shown to beat the majority class: accuracy margin {r.margin:+.4f} "
-            f"({r.test}" + ("" if is_nan(r.p) else f", p={r.p:.3g}") + ")." for r in weak.itertuples()]
+    out = []
+    for r in b.itertuples():
+        verdict = ("is significantly above the majority class" if r.above else
+                   "is NOT shown to beat the majority class")
+        ci = "" if is_nan(r.ci_low) else f", {a.confidence:.0%} CI [{r.ci_low:+.4f}, {r.ci_high:+.4f}]"
+        out.append(f"{r.label} {verdict}: accuracy margin {r.margin:+.4f}{ci} "
+                   f"({evidence(r, a.confidence, interval=False)}; alpha={a.alpha}).")
+    weak = [s for s in out if "is NOT shown" in s]
+    return weak + [s for s in out if s not in weak]
 
 
 def budget_findings(a: Analysis, task: str, model: str, quality: str = "accuracy",
@@ -112,7 +119,7 @@ def claim_findings(a: Analysis, task: str, model: str, claims: list[Claim]) -> l
         claim = f"\"{cl.winner} beats {cl.loser} on {m.label if not m.quality else m.label.lower()}\""
         d = f"{cl.winner} − {cl.loser} = {signed(c.diff)}"
         if is_nan(c.p) and c.test != EXACT:
-            verdict = f"cannot be judged ({c.test})"
+            verdict = f"cannot be judged ({_p(c)})"
         elif c.test == EXACT and c.diff == 0:
             verdict = f"is NOT supported: no difference ({_p(c)})"
         elif not c.significant(a.alpha):
@@ -189,6 +196,7 @@ def equal_budget_findings(a: Analysis, task: str, model: str) -> list[str]:
 def findings(a: Analysis, curves: pd.DataFrame, task: str, model: str,
              claims: list[Claim], searches: list | None = None) -> dict[str, list[str]]:
     return {
+        "Data integrity": integrity_findings(a, task, model),
         "Learning rates": rate_findings(a, task, model, searches),
         "Equal budgets": equal_budget_findings(a, task, model),
         "Differences from the reference": reference_findings(a, task, model),

@@ -76,12 +76,20 @@ def _labels(search: pd.DataFrame, per_run: pd.DataFrame) -> pd.Series:
     own = group_labels(frame)
     if per_run is None or per_run.empty:
         return own
-    def keys(f: pd.DataFrame) -> list[tuple]:
-        return [tuple(k) for k in f[GROUP].astype(object).itertuples(index=False)]
+    def keys(f: pd.DataFrame, extra: list[str] = []) -> list[tuple]:
+        return [tuple(k) for k in f[GROUP + extra].astype(object).itertuples(index=False)]
 
-    known = dict(zip(keys(per_run), per_run["label"]))
-    return pd.Series([known.get(k, l) for k, l in zip(keys(frame), own)],
-                     index=search.index, dtype=object)
+    # one table row per configuration: a search belongs to the row of its final runs (same
+    # search_id); else to the only row of its method, quant and r, if there is one
+    by_search = ({k: l for k, l in zip(keys(per_run, ["search_id"]), per_run["label"]) if k[-1]}
+                 if "search_id" in per_run.columns and "search_id" in search.columns else {})
+    labels_of: dict[tuple, set] = {}
+    for k, l in zip(keys(per_run), per_run["label"]):
+        labels_of.setdefault(k, set()).add(l)
+    known = {k: next(iter(ls)) for k, ls in labels_of.items() if len(ls) == 1}
+    sids = search["search_id"] if "search_id" in search.columns else pd.Series(None, index=search.index)
+    return pd.Series([by_search.get(k + (sid,), known.get(k, l))
+                      for k, sid, l in zip(keys(frame), sids, own)], index=search.index, dtype=object)
 
 
 def searches(search: pd.DataFrame, runs: pd.DataFrame, per_run: pd.DataFrame | None = None) -> list[Search]:

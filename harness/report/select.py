@@ -6,12 +6,23 @@ and final runs (``stage=final``); a report covers the final runs and every ``pro
 (empty stage) unless ``Selection.stage`` says otherwise, so that search trials never enter an
 aggregate, a table or a test by default. :func:`search_runs` hands the search trials back apart
 for the learning-rate search figure.
+
+A configuration is one run: ``force=true`` or two sweeps over the same grid can store several
+finished rows with one ``config_hash``, and they are not independent seeds (the same config,
+seed included, computed again). :func:`deduplicate` keeps the latest of them (by ``created_at``)
+and hands the others back, so the report can say how many it left out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import json
+
+import numpy as np
 import pandas as pd
+
+from harness.report.examples import Predictions
+from harness.results import StoreError, open_store
 
 # Axes a selection can filter on, as they are named in the runs table.
 AXES = ("sweep", "task", "model", "method", "quant", "r", "seed")
@@ -106,3 +117,57 @@ def latest_sweep(runs: pd.DataFrame) -> str | None:
     """The sweep label of the most recent run that has one."""
     labelled = runs.dropna(subset=["sweep"])
     return None if labelled.empty else str(labelled.sort_values("created_at")["sweep"].iloc[-1])
+
+
+def deduplicate(finished: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(kept, left out): one finished row per ``config_hash``, the latest by ``created_at`` (a
+    tie: the row stored last). Rows without a hash are all kept. Order of ``kept`` as given."""
+    if finished.empty or "config_hash" not in finished.columns:
+        return finished, finished.iloc[:0]
+    order = finished.assign(_pos=range(len(finished))).sort_values(["created_at", "_pos"], kind="stable")
+    hashed = order["config_hash"].notna() & (order["config_hash"].astype(str) != "")
+    dropped = order[hashed & order.duplicated("config_hash", keep="last")]
+    keep = ~finished.index.isin(dropped.index)
+    return (finished[keep].reset_index(drop=True),
+            dropped.drop(columns="_pos").sort_values(["created_at"], kind="stable").reset_index(drop=True))
+
+
+def _n_classes(details_json) -> int | None:
+    try:
+        names = json.loads(details_json).get("label_names")
+    except (TypeError, ValueError, AttributeError):
+        return None
+    return len(names) if isinstance(names, list) and names else None
+
+
+def run_predictions(finished: pd.DataFrame, predictions: dict | None) -> dict[str, Predictions]:
+    """{run_id: Predictions} for the finished runs the store kept test predictions of. The label
+    count of a single-label task (for macro-F1) is its label names', or the largest class seen
+    in any of its runs, so every run of a task is scored over the same classes."""
+    if not predictions:
+        return {}
+    out, width = {}, {}
+    details = finished.get("details_json", pd.Series(None, index=finished.index))
+    for run_id, task, d in zip(finished.run_id, finished.task, details):
+        arrays = predictions.get(run_id) or {}
+        if "labels" not in arrays or "predictions" not in arrays:
+            continue
+        y, q = np.asarray(arrays["labels"]), np.asarray(arrays["predictions"])
+        if y.shape != q.shape or not len(y):
+            continue
+        out[run_id] = (task, y, q, arrays.get("majority"), _n_classes(d))
+        if y.ndim == 1:
+            width[task] = max(width.get(task, 0), _n_classes(d) or 0, int(y.max()) + 1, int(q.max()) + 1)
+    return {r: Predictions(y, q, None if m is None else np.asarray(m), width.get(t, k), r)
+            for r, (t, y, q, m, k) in out.items()}
+
+
+def load_predictions(store, finished: pd.DataFrame) -> dict:
+    """The finished runs' per-example test predictions, {} where the store keeps none."""
+    if finished.empty:
+        return {}
+    try:
+        reader = getattr(open_store(store, create=False), "predictions", None)
+        return reader(run_ids=list(finished.run_id), split="test") if reader else {}
+    except StoreError:
+        return {}

@@ -49,8 +49,21 @@ def setup_rows(finished: pd.DataFrame, failed: pd.DataFrame) -> list[tuple[str, 
         ("Package versions", _distinct(
             [", ".join(f"{k} {p.get('versions', {}).get(k)}" for k in VERSIONS
                        if p.get("versions", {}).get(k)) for p in prov], sep="; ")),
+        ("Harness version", _distinct(finished["harness_version"] if "harness_version" in finished
+                                      else [])
+         + (" (MIXED: comparisons across versions are flagged)"
+            if "harness_version" in finished and finished["harness_version"].dropna().nunique() > 1 else "")),
         ("Code commit", _distinct(
             f"{str(c)[:12]}{' (uncommitted changes)' if d else ''}"
             for c, d in zip(finished["git_commit"], finished["git_dirty"]) if c)),
     ]
     return rows
+
+
+def duplicates_text(d: pd.DataFrame) -> str:
+    """The setup's line on finished rows left out as duplicates (the same config_hash)."""
+    if d.empty:
+        return "none: every finished configuration (config_hash) is stored once"
+    return (f"{len(d)} duplicate finished row{'s' * (len(d) != 1)} left out (the same config_hash "
+            f"as a later row, e.g. force=true or two sweeps; the latest by created_at is kept): "
+            + ", ".join(f"{r.method} seed {r.seed} on {r.task} ({r.run_id})" for r in d.itertuples()))

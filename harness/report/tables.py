@@ -16,6 +16,8 @@ import pandas as pd
 
 from harness.report.aggregate import METRICS, Metric, format_value
 from harness.report.compare import Analysis, is_nan, stat
+from harness.report.evidence import (DIFFERENCES_NOTE, baseline_tests, difference_cells, integrity_notes,
+                                     tests_used)
 from harness.report.stats import EXACT
 
 
@@ -107,13 +109,14 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
         "Mean ± standard deviation over seeds; n = runs. ↑ higher is better, ↓ lower is better; "
         "bold: best in its column.",
         (f"{NOT_SIGNIFICANT}: not significantly different from the reference ({ref_name}); "
-         f"{UNTESTED}: not tested (a side has n=1). Test: paired t-test over seeds where both "
-         f"configurations ran the same seeds, else Welch t-test; {_correction(analysis)}; "
-         f"alpha = {analysis.alpha}.") if ref_name else
+         f"{UNTESTED}: not tested (a side has n=1 and no per-example predictions to test on). "
+         f"Tests: {tests_used(analysis, task, model)}; {_correction(analysis)}; "
+         f"alpha = {analysis.alpha}. Each test's n (seeds, test examples), 95% interval and "
+         f"settings check are in the differences table.") if ref_name else
         f"The reference method ({analysis.reference}) is not in this selection: no significance marks.",
-        "Above majority?: accuracy above the majority-class baseline of the same splits "
-        "(one-sided paired t-test over runs). Majority class row: accuracy of always predicting "
-        "the most common training label; it has no other metrics.",
+        f"Above majority?: accuracy above the majority-class baseline of the same splits "
+        f"({baseline_tests(analysis, task, model)}). Majority class row: accuracy of always "
+        f"predicting the most common training label; it has no other metrics.",
         "LR: the learning rate the row's runs trained at (under protocol=tuned, the rate its "
         "validation search chose; see the findings).",
     ]
@@ -122,6 +125,7 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
                      "those rows average over rates and are not one configuration's result "
                      "(report one stage, e.g. --stage final, or one rate).")
     notes.append(f"Budget: {analysis.budget(task, model).sentence}")
+    notes += integrity_notes(analysis, task, model)
     return Table(f"{task} — {model}", headers, rows, notes)
 
 
@@ -151,12 +155,14 @@ def reference_table(analysis: Analysis, task: str, model: str, quality_only: boo
             pa = "—" if is_nan(c.p_adjusted) else f"{c.p_adjusted:.3g}"
             ref = analysis.references[(task, model, label)]
             sig = "yes" if c.significant(analysis.alpha) else "no"
+            test, n, config, budget = difference_cells(c)
             rows.append([Cell(m.label), Cell(f"{label} − {ref}"), Cell(signed(c.diff)), Cell(ci),
-                         Cell(c.test), Cell(p), Cell(pa), Cell(sig)])
-    headers = ["Metric", "Difference", "Mean diff.", f"{int(analysis.confidence * 100)}% CI", "Test",
-               "p", "p adjusted", "Significant"]
+                         Cell(test), Cell(n), Cell(p), Cell(pa), Cell(sig), Cell(config), Cell(budget)])
+    headers = ["Metric", "Difference", "Effect", f"{int(analysis.confidence * 100)}% CI", "Test", "n",
+               "p", "p adjusted", "Significant", "Same config?", "Same budget?"]
     return Table(f"{task} — {model}: differences from the reference", headers, rows,
-                 [f"{_correction(analysis).capitalize()}; significant means p adjusted < {analysis.alpha}."])
+                 [f"{_correction(analysis).capitalize()}; significant means p adjusted < {analysis.alpha}. "
+                  + DIFFERENCES_NOTE])
 
 
 def stats_frame(analysis: Analysis, task: str, model: str) -> pd.DataFrame:
@@ -173,7 +179,10 @@ def stats_frame(analysis: Analysis, task: str, model: str) -> pd.DataFrame:
                      "reference": analysis.references.get((task, model, s.label)),
                      "diff_vs_reference": c.diff if c else None, "test": c.test if c else None,
                      "p": c.p if c else None, "p_adjusted": c.p_adjusted if c else None,
-                     "significant": c.significant(analysis.alpha) if c else None})
+                     "significant": c.significant(analysis.alpha) if c else None,
+                     **{f"{k}_vs_reference" if k in ("ci_low", "ci_high") else k: getattr(c, k) if c else None
+                        for k in ("ci_low", "ci_high", "n_seeds", "n_examples", "same_config",
+                                  "config_diff", "same_budget", "budget_diff", "versions", "note")}})
     return pd.DataFrame(rows)
 
 
@@ -212,11 +221,17 @@ def to_html(table: Table) -> str:
     def td(c: Cell) -> str:
         t = html.escape(c.text())
         return f"<td><strong>{t}</strong></td>" if c.best else f"<td>{t}</td>"
-    head = "".join(f"<th>{html.escape(h)}</th>" for h in table.headers)
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in table.headers)
     body = "\n".join("<tr>" + "".join(td(c) for c in row) + "</tr>" for row in table.rows)
-    notes = "".join(f"<p>{html.escape(n)}</p>" for n in table.notes)
-    return (f"<table class=\"harness-report\">\n<caption>{html.escape(table.title)}</caption>\n"
+    notes = "".join(f"<p>{html.escape(str(n))}</p>" for n in table.notes)
+    return (f"<table class=\"harness-report\">\n<caption>{html.escape(str(table.title))}</caption>\n"
             f"<thead><tr>{head}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>\n{notes}\n")
+
+
+def html_page(title: str, body: str) -> str:
+    """A whole HTML page around ``body`` (already escaped, :func:`to_html`); the title is escaped
+    here, as every text of the report's HTML is: a method or task name is data, never markup."""
+    return HTML_PAGE.format(title=html.escape(title), body=body)
 
 
 HTML_PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>{title}</title><style>

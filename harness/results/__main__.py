@@ -2,6 +2,12 @@
 
     python -m harness.results list   [--store URL] [--status finished|failed]
     python -m harness.results export --out FILE.csv|FILE.parquet [--curves] [--store URL]
+    python -m harness.results import FOLDER [FOLDER ...] [--store URL]
+
+``import`` records the runs that finished but could not be written to the store (a full disk, a
+read-only file, a lock held too long): each is kept in its run folder as ``unrecorded.json``, found
+here under the folders given, recorded, and renamed ``unrecorded.imported.json``. A run the store
+already has is not recorded twice.
 
 --store takes the store's URL: a path or sqlite:///path for an SQLite file.
 """
@@ -30,8 +36,13 @@ def main(argv: list[str] | None = None) -> int:
         if name == "export":
             p.add_argument("--out", required=True, help="output file ending in .csv or .parquet")
             p.add_argument("--curves", action="store_true", help="export the per-epoch curves instead")
+    p = sub.add_parser("import")
+    p.add_argument("folders", nargs="+", help="folders searched for unrecorded.json files")
+    p.add_argument("--store", default=DEFAULT_STORE, help=f"store URL or path (default {DEFAULT_STORE})")
     args = parser.parse_args(argv)
     try:
+        if args.command == "import":
+            return import_unrecorded(args.folders, args.store)
         if args.command == "list":
             df = load(args.store, status=args.status, decode=False)
             if df.empty:
@@ -53,6 +64,38 @@ def main(argv: list[str] | None = None) -> int:
     except StoreError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+
+
+def import_unrecorded(folders: list[str], url: str) -> int:
+    import json
+    from pathlib import Path
+
+    from harness.results import open_store
+
+    files = sorted({f for folder in folders for f in
+                    ([Path(folder)] if Path(folder).name == "unrecorded.json" else
+                     Path(folder).rglob("unrecorded.json"))})
+    if not files:
+        print(f"no unrecorded.json under {', '.join(folders)}")
+        return 0
+    store = open_store(url)
+    have = set(store.runs()["run_id"])
+    imported = 0
+    for f in files:
+        kept = json.loads(f.read_text())
+        if kept["row"]["run_id"] not in have:
+            store.record(kept["row"], kept["curves"], _arrays(kept.get("predictions") or {}))
+            imported += 1
+        f.replace(f.with_name("unrecorded.imported.json"))
+    print(f"imported {imported} run(s) into {url}"
+          + (f"; {len(files) - imported} were there already" if imported < len(files) else ""))
+    return 0
+
+
+def _arrays(predictions: dict) -> dict:
+    import numpy as np
+
+    return {split: {k: np.asarray(v) for k, v in arrays.items()} for split, arrays in predictions.items()}
 
 
 if __name__ == "__main__":

@@ -24,7 +24,9 @@ def rotten_tomatoes_path() -> Path:
     return path
 
 
-@TASK_LOADERS.register("rotten_tomatoes", data_path="optional")  # another copy of the CSV
+# data_files: what the run identity fingerprints when task.data_path is not set.
+@TASK_LOADERS.register("rotten_tomatoes", data_path="optional", data_files=rotten_tomatoes_path,
+                       reads="file")
 def load_rotten_tomatoes(cfg) -> pd.DataFrame:
     """Rotten Tomatoes critic snippets labelled fresh/rotten (the 'plot' rows are not reviews)."""
     path = Path(cfg.data_path) if cfg.data_path else rotten_tomatoes_path()

@@ -7,6 +7,12 @@ A loader declares what it needs where it is registered::
 ``data_path``: ``"required"`` (it cannot run without ``task.data_path``; ``example`` is the path
 the error messages suggest, ``<task>`` in it stands for the task's name), ``"optional"`` (it
 reads ``task.data_path`` when set), or left out (it never reads one). See :func:`data_path_hint`.
+
+``reads``: ``"file"`` when the loader reads ``task.data_path`` as one local file with pandas or
+the standard library (no model libraries, no network): the preflight then loads it with the
+loader and checks the task's data before anything trains (:mod:`harness.tasks.check`).
+``"folder"`` when it reads a local folder; ``check`` (a function of the task config) is then the
+preflight's cheap look at it. Left out: the preflight only checks that the path exists.
 """
 from __future__ import annotations
 
@@ -47,6 +53,13 @@ class TaskData:
     task_names: list[str] = field(default_factory=list)  # multi-task data only
     # The task type (harness.tasks.types.TaskType) that encoded the labels and scores them.
     type: Any = None
+    # Rows of the data left out, by reason ("no label", "no text"): see load_task.
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def dropped_rows(self) -> int:
+        """Rows of the data left out for a missing label or text (recorded as ``dropped_rows``)."""
+        return sum(self.dropped.values())
 
     @property
     def num_labels(self) -> int:

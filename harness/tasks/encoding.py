@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,14 +34,41 @@ class Encoded:
     cached: bool = False
 
 
+# A token is rarely longer than this many characters: a text is cut to CHARS_PER_TOKEN characters
+# per token of its budget (at the end it keeps) before it is tokenized, so that one huge line
+# costs the tokenizer no more than max_length tokens' worth of work and memory.
+CHARS_PER_TOKEN = 50
+_VISIBLE = re.compile(r"\S")
+
+
+def cap_chars(text: str, budget: int, strategy: str) -> tuple[str, bool]:
+    """``text`` cut to ``CHARS_PER_TOKEN * budget`` characters at the end(s) ``strategy`` keeps
+    (head_tail: that many from each end), and whether anything but whitespace was cut away."""
+    cap = CHARS_PER_TOKEN * max(budget, 1)
+    if len(text) <= (2 * cap if strategy == "head_tail" else cap):
+        return text, False
+    if strategy == "head":
+        return text[:cap], bool(_VISIBLE.search(text, cap))
+    if strategy == "tail":
+        return text[-cap:], bool(_VISIBLE.search(text, 0, len(text) - cap))
+    return text[:cap] + " " + text[-cap:], bool(_VISIBLE.search(text, cap, len(text) - cap))
+
+
 def cut_texts(texts: list[str], tokenizer, budget: int, strategy: str) -> tuple[list[str], int]:
-    """Shorten every text longer than ``budget`` tokens; return the texts and how many were cut."""
+    """Shorten every text longer than ``budget`` tokens; return the texts and how many were cut.
+
+    Texts far longer than the budget are first cut in characters (:func:`cap_chars`), so the
+    tokenizer never sees more than ``CHARS_PER_TOKEN`` characters per token of the budget; a text
+    cut there is counted as cut even if what is left fits."""
+    budget = max(budget, 1)
+    capped = [cap_chars(t, budget, strategy) for t in texts]
+    texts = [t for t, _ in capped]
     offsets = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
     out, n_cut = [], 0
-    budget = max(budget, 1)
-    for text, spans in zip(texts, offsets):
+    for text, spans, (_, shortened) in zip(texts, offsets, capped):
         if len(spans) <= budget:
             out.append(text)
+            n_cut += shortened
             continue
         n_cut += 1
         if strategy == "head":

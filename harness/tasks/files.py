@@ -7,6 +7,8 @@ the columns the task type needs (``task.<column>_column`` for each of ``TaskType
 """
 from __future__ import annotations
 
+import codecs
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -33,9 +35,53 @@ def data_file(cfg, example: str | None = None) -> Path:
         example = example or data_path_hint(cfg.loader, cfg.name) or "path/to/data"
         raise TaskDataError(f"task {cfg.name} needs a data file: set task.data_path={example}")
     path = Path(cfg.data_path).expanduser()
+    if path.is_dir():
+        raise TaskDataError(f"task {cfg.name}: task.data_path is a folder, not a data file: {path}")
     if not path.is_file():
         raise TaskDataError(f"task {cfg.name}: data file not found: {path.resolve()} (task.data_path)")
     return path
+
+
+TEXT_TYPES = (".csv", ".tsv", ".jsonl", ".json")  # read as UTF-8 text; .json is read as JSON Lines
+_CHUNK = 1 << 20
+
+
+def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
+    """Refuse a text data file that is empty (or blank), holds bytes that are not UTF-8 (naming
+    the byte offset of the first), or, with ``json_lines``, has a line that is not a JSON object
+    (naming the line). Reads the file in chunks, so a huge file costs no memory."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    offset, blank = 0, True
+    with open(path, "rb") as fh:
+        while True:
+            chunk = fh.read(_CHUNK)
+            pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
+            try:
+                text = decoder.decode(chunk, final=not chunk)
+            except UnicodeDecodeError as exc:
+                at = offset - pending + exc.start
+                raise TaskDataError(
+                    f"task {cfg.name}: {path} is not UTF-8: byte 0x{exc.object[exc.start]:02x} at "
+                    f"byte offset {at} cannot be decoded; save the file as UTF-8") from None
+            blank = blank and not text.strip()
+            offset += len(chunk)
+            if not chunk:
+                break
+    if blank:
+        raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
+    if json_lines:
+        with open(path, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not valid JSON: "
+                                        f"{exc.msg} at column {exc.colno}") from None
+                if not isinstance(row, dict):
+                    raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not a JSON object "
+                                        f"({{\"column\": value, ...}}), it is a {type(row).__name__}")
 
 
 def read_table(path: Path, cfg) -> pd.DataFrame:
@@ -44,10 +90,17 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
     if reader is None:
         raise TaskDataError(f"task {cfg.name}: cannot read {path.name}; "
                             f"allowed file types: {', '.join(READERS)}")
+    if suffix in TEXT_TYPES:
+        check_text_file(path, cfg, json_lines=suffix in (".jsonl", ".json"))
+    elif path.stat().st_size == 0:
+        raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
     try:
-        return reader(path)
+        frame = reader(path)
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
         raise TaskDataError(f"task {cfg.name}: cannot parse {path}: {str(exc).splitlines()[0]}") from None
+    if len(frame) == 0:
+        raise TaskDataError(f"task {cfg.name}: {path} has no rows (columns: {list(frame.columns)[:20]})")
+    return frame
 
 
 def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
@@ -70,9 +123,9 @@ def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
     return out
 
 
-@TASK_LOADERS.register("csv", data_path="required", example="path/to/data.csv")
-@TASK_LOADERS.register("jsonl", data_path="required", example="path/to/data.jsonl")
-@TASK_LOADERS.register("parquet", data_path="required", example="path/to/data.parquet")
+@TASK_LOADERS.register("csv", data_path="required", example="path/to/data.csv", reads="file")
+@TASK_LOADERS.register("jsonl", data_path="required", example="path/to/data.jsonl", reads="file")
+@TASK_LOADERS.register("parquet", data_path="required", example="path/to/data.parquet", reads="file")
 def load_file(cfg) -> pd.DataFrame:
     """A table file of the user's; its type comes from the extension (.csv .tsv .jsonl .parquet)."""
     path = data_file(cfg)

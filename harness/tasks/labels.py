@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Iterable
 
+import numpy as np
 import pandas as pd
 
 from harness.tasks.data import TaskDataError
@@ -21,6 +22,18 @@ def name_of(value) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
+
+
+def refuse_float_labels(values: Iterable, cfg) -> None:
+    """Labels are class names: integers or strings. A float that is not a whole number (``0.5``,
+    ``inf``) is a regression target or a corrupt cell, which no task type declares; whole floats
+    (``1.0``, from an integer column with missing values) are their integer."""
+    for value in values:
+        for v in value if isinstance(value, (list, tuple)) else [value]:
+            if isinstance(v, (float, np.floating)) and not float(v).is_integer():
+                raise TaskDataError(f"task {cfg.name}: label {float(v)!r} is not a whole number; "
+                                    f"labels must be integers or strings "
+                                    f"(task.label_column={getattr(cfg, 'label_column', 'label')})")
 
 
 def label_space(frame: pd.DataFrame, cfg, values: Iterable[list[str]]) -> tuple[list[str], dict[str, int]]:
@@ -42,3 +55,13 @@ def label_space(frame: pd.DataFrame, cfg, values: Iterable[list[str]]) -> tuple[
     if len(names) < 2:
         raise TaskDataError(f"task {cfg.name}: needs at least 2 labels, found {names}")
     return names, index
+
+
+def require_two_classes(labels, names: list[str], cfg) -> None:
+    """TaskDataError unless the data holds at least two classes (``task.labels`` may name more)."""
+    from harness.tasks.data import TaskDataError
+
+    found = sorted({name_of(v) for v in labels})
+    if len(found) < 2:
+        raise TaskDataError(f"task {cfg.name}: every row has the label {found[0]!r}; a classifier "
+                            f"needs at least 2 classes in the data (allowed: {names})")

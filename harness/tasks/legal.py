@@ -13,7 +13,7 @@ import re
 import pandas as pd
 
 from harness.tasks.data import TASK_LOADERS, TaskDataError
-from harness.tasks.files import data_file, read_table
+from harness.tasks.files import check_text_file, data_file, read_table
 
 _TAG = re.compile(r"<[^>]+>")
 
@@ -41,24 +41,28 @@ def _scotus(cfg, label_column: str) -> pd.DataFrame:
         facts = ("First party: " + party["first_party"] + ". Second party: "
                  + party["second_party"] + ".\n" + facts)
     out = pd.DataFrame({"text": facts, "label": df[label_column]})
-    out = out[out["text"].str.len() > 0]
+    kept = out["text"].str.len() > 0
+    out = out[kept]
+    out.attrs["dropped"] = {"no text": int((~kept).sum())}  # counted by load_task
     out.attrs["source"] = f"file:{path.resolve()}#{label_column}"
     return out
 
 
-@TASK_LOADERS.register("scotus_outcome", data_path="required", example="path/to/scotus_justice.csv")
+@TASK_LOADERS.register("scotus_outcome", data_path="required", example="path/to/scotus_justice.csv",
+                       reads="file")
 def load_scotus_outcome(cfg) -> pd.DataFrame:
     """Case outcome prediction: did the first party win (``first_party_winner``), from the facts."""
     return _scotus(cfg, "first_party_winner")
 
 
-@TASK_LOADERS.register("scotus_issue", data_path="required", example="path/to/scotus_justice.csv")
+@TASK_LOADERS.register("scotus_issue", data_path="required", example="path/to/scotus_justice.csv",
+                       reads="file")
 def load_scotus_issue(cfg) -> pd.DataFrame:
     """The case's issue area (14 classes), from the facts."""
     return _scotus(cfg, "issue_area")
 
 
-@TASK_LOADERS.register("legalbench_tsv", data_path="required", example="path/to/<task>.tsv")
+@TASK_LOADERS.register("legalbench_tsv", data_path="required", example="path/to/<task>.tsv", reads="file")
 def load_legalbench(cfg) -> pd.DataFrame:
     """A LegalBench classification TSV (``text`` and ``label`` columns, any order)."""
     path = data_file(cfg)
@@ -74,11 +78,12 @@ _LEAD = re.compile(r'^Given the following excerpt from a US court opinion:\s*"?'
 
 
 @TASK_LOADERS.register("casehold_prompts", data_path="required",
-                       example="path/to/casehold_prompts.jsonl")
+                       example="path/to/casehold_prompts.jsonl", reads="file")
 def load_casehold(cfg) -> pd.DataFrame:
     """CaseHOLD as multiple choice: the excerpt (without the prompt's option list), five
     holdings, and the index of the one that is ``answer``."""
     path = data_file(cfg)
+    check_text_file(path, cfg)
     rows = []
     with open(path, encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):

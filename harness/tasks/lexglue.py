@@ -31,9 +31,8 @@ SUBSETS = {
 }
 
 
-def _local(folder: Path, subset: str, name: str):
-    import datasets
-
+def _split_files(folder: Path, subset: str, name: str) -> dict[str, list[str]]:
+    """``<folder>/<subset>/<split>-*.parquet`` for each split that has files; none is an error."""
     split_files = {}
     for split in ("train", "validation", "test"):
         found = sorted(str(p) for p in (folder / subset).glob(f"{split}-*.parquet"))
@@ -42,7 +41,50 @@ def _local(folder: Path, subset: str, name: str):
     if not split_files:
         raise TaskDataError(f"task {name}: no {subset}/<split>-*.parquet files under {folder} "
                             f"(task.data_path; null loads {HUB_ID} from the hub)")
-    return datasets.load_dataset("parquet", data_files=split_files)
+    return split_files
+
+
+def _local(folder: Path, subset: str, name: str):
+    import datasets
+
+    return datasets.load_dataset("parquet", data_files=_split_files(folder, subset, name))
+
+
+def check_local(cfg) -> None:
+    """The preflight's look at a local LexGLUE folder, without loading it (Parquet footers only):
+    train and test files, none empty, each with the subset's fields."""
+    import pyarrow.parquet as pq
+
+    if cfg.subset not in SUBSETS:
+        raise TaskDataError(f"task {cfg.name}: unknown LexGLUE subset {cfg.subset!r}; "
+                            f"known: {', '.join(SUBSETS)} (task.subset)")
+    folder = Path(cfg.data_path).expanduser()
+    if not folder.is_dir():
+        raise TaskDataError(f"task {cfg.name}: task.data_path must be a folder "
+                            f"(<folder>/{cfg.subset}/<split>-*.parquet), got {folder}")
+    files = _split_files(folder, cfg.subset, cfg.name)
+    missing = [s for s in ("train", "test") if s not in files]
+    if missing:
+        raise TaskDataError(f"task {cfg.name}: no {cfg.subset}/{missing[0]}-*.parquet under {folder}")
+    sub = SUBSETS[cfg.subset]
+    fields = [sub.text, sub.label, *([sub.choices] if sub.choices else [])]
+    rows = {}
+    for split, paths in files.items():
+        rows[split] = 0
+        for path in paths:
+            try:
+                meta = pq.read_metadata(path)
+            except Exception as exc:  # noqa: BLE001 - pyarrow's message, on one line
+                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+                raise TaskDataError(f"task {cfg.name}: cannot read {path}: {why}") from None
+            names = meta.schema.to_arrow_schema().names
+            absent = [f for f in fields if f not in names]
+            if absent:
+                raise TaskDataError(f"task {cfg.name}: column(s) {absent} not in {path}; "
+                                    f"its columns: {names[:20]}")
+            rows[split] += meta.num_rows
+        if not rows[split]:
+            raise TaskDataError(f"task {cfg.name}: the {split} files of {folder / cfg.subset} have no rows")
 
 
 def _label_names(feature) -> list[str] | None:
@@ -81,7 +123,9 @@ def to_frame(dataset_dict, subset: str) -> pd.DataFrame:
     return out
 
 
-@TASK_LOADERS.register("lex_glue", data_path="optional")  # a folder; none: the hub
+# a folder; none: the hub
+@TASK_LOADERS.register("lex_glue", data_path="optional", data_source="hub:lex_glue", reads="folder",
+                       check=check_local)
 def load_lex_glue(cfg) -> pd.DataFrame:
     subset = cfg.subset
     if subset not in SUBSETS:

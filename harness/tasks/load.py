@@ -8,7 +8,9 @@ from harness.tasks.splits import split_frame
 from harness.tasks.types import task_type
 
 
-def load_task(cfg) -> TaskData:
+def load_rows(cfg) -> pd.DataFrame:
+    """The loader's rows that have both a text and a label; ``attrs["dropped"]`` counts the rows
+    left out, by reason ("no label", "no text"; a loader may add its own counts there)."""
     frame = TASK_LOADERS.get(cfg.loader)(cfg)
     kind = task_type(getattr(cfg, "task_type", "single_label"))
     needed = ["text", "label", *kind.columns]
@@ -16,12 +18,29 @@ def load_task(cfg) -> TaskData:
     if missing:
         raise TaskDataError(f"task {cfg.name}: loader gave no column(s) {missing}")
     attrs = dict(frame.attrs)
-    frame = frame.dropna(subset=["text", "label"]).reset_index(drop=True)
+    no_label, no_text = frame["label"].isna(), frame["text"].isna()
+    by_loader = dict(attrs.get("dropped") or {})
+    dropped = {"no label": by_loader.pop("no label", 0) + int(no_label.sum()),
+               "no text": by_loader.pop("no text", 0) + int((no_text & ~no_label).sum()), **by_loader}
+    n_rows = len(frame)
+    frame = frame[~(no_label | no_text)].reset_index(drop=True)
     frame.attrs.update(attrs)
+    frame.attrs["dropped"] = {k: v for k, v in dropped.items() if v}
     if len(frame) == 0:
-        raise TaskDataError(f"task {cfg.name}: no rows with both a text and a label")
+        raise TaskDataError(f"task {cfg.name}: no rows with both a text and a label ({n_rows} rows; "
+                            f"{dropped['no label']} without a label in task.label_column="
+                            f"{getattr(cfg, 'label_column', 'label')}, {dropped['no text']} without a text)")
+    return frame
+
+
+def load_task(cfg, rows: pd.DataFrame | None = None, short: list[str] | None = None) -> TaskData:
+    """The task's splits. ``rows``: :func:`load_rows`'s result, when already loaded (the preflight
+    loads a file once for every job that uses it). ``short``: receives a line for each configured
+    split size (``task.train_size`` ...) larger than its split (the whole split is taken)."""
+    frame = load_rows(cfg) if rows is None else rows
+    kind = task_type(getattr(cfg, "task_type", "single_label"))
     label_names, encode = kind.encode_labels(frame, cfg)
-    parts = split_frame(frame, cfg)
+    parts = split_frame(frame, cfg, short)
 
     # A multi-task loader adds a "task" column (see harness/tasks/multitask.py).
     task_names = list(dict.fromkeys(frame["task"])) if "task" in frame.columns else []
@@ -34,4 +53,4 @@ def load_task(cfg) -> TaskData:
     return TaskData(cfg.name, to_split(parts["train"]), to_split(parts["validation"]),
                     to_split(parts["test"]), label_names,
                     source=str(frame.attrs.get("source", cfg.loader)), task_names=task_names,
-                    type=kind)
+                    type=kind, dropped=dict(frame.attrs.get("dropped") or {}))

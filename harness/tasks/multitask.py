@@ -46,10 +46,12 @@ def task_names(task_cfg) -> list[str]:
 @TASK_LOADERS.register("multitask")
 def load_multitask(cfg) -> pd.DataFrame:
     """Each sub-task split on its own, labels prefixed by task name, a ``task`` column added."""
-    frames, sources = [], []
+    frames, sources, dropped = [], [], {}
     for name, sub in cfg.subtasks.items():
         data = load_task(sub)
         sources.append(f"{name}={data.source}")
+        for reason, n in data.dropped.items():
+            dropped[reason] = dropped.get(reason, 0) + n
         for split in ("train", "validation", "test"):
             part = getattr(data, split)
             frames.append(pd.DataFrame({
@@ -58,6 +60,7 @@ def load_multitask(cfg) -> pd.DataFrame:
                 "split": split, "task": name}))
     out = pd.concat(frames, ignore_index=True)
     out.attrs["source"] = "multitask(" + ", ".join(sources) + ")"
+    out.attrs["dropped"] = dropped  # the sub-tasks' rows left out, counted by load_task
     return out
 
 

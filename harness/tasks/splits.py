@@ -21,12 +21,13 @@ def _carve(df: pd.DataFrame, fraction: float, rng: np.random.Generator) -> tuple
     return df.iloc[order[:n]], df.iloc[order[n:]]
 
 
-def split_frame(frame: pd.DataFrame, cfg) -> dict[str, pd.DataFrame]:
+def split_frame(frame: pd.DataFrame, cfg, short: list[str] | None = None) -> dict[str, pd.DataFrame]:
     """The three splits, subsampled to the configured sizes; raises if one is empty.
 
     With a ``split`` column, its train/validation/test rows are used; a missing validation split
     is carved from train (``task.val_fraction``). Without one, test and validation are drawn
-    from all rows with ``task.split_seed``.
+    from all rows with ``task.split_seed``. A configured size larger than its split takes the
+    whole split; ``short``, when given, receives a line for each such split.
     """
     rng = np.random.default_rng(cfg.split_seed)
     if "split" in frame.columns:
@@ -46,9 +47,15 @@ def split_frame(frame: pd.DataFrame, cfg) -> dict[str, pd.DataFrame]:
                  "validation": frame.iloc[order[n_test:n_test + n_val]],
                  "train": frame.iloc[order[n_test + n_val:]]}
     sizes = {"train": cfg.train_size, "validation": cfg.val_size, "test": cfg.test_size}
-    parts = {k: _take(parts[k], sizes[k], rng) for k in SPLITS}
+    have = ", ".join(f"{s} {len(parts[s])}" for s in SPLITS)
     for split, part in parts.items():
         if len(part) == 0:
+            how = ("check the split column" if "split" in frame.columns else
+                   "add rows, or raise task.val_fraction / task.test_fraction")
             raise TaskDataError(f"task {cfg.name}: the {split} split is empty "
-                                f"({len(frame)} rows in all); check the data or the split column")
-    return parts
+                                f"({len(frame)} rows in all: {have}); {how}")
+    for split, key in zip(SPLITS, ("train_size", "val_size", "test_size")):
+        if short is not None and sizes[split] is not None and sizes[split] > len(parts[split]):
+            short.append(f"task.{key}={sizes[split]} but the {split} split has {len(parts[split])} "
+                         f"rows ({len(frame)} in all: {have}); all {len(parts[split])} are used")
+    return {k: _take(parts[k], sizes[k], rng) for k in SPLITS}

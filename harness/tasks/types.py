@@ -57,12 +57,12 @@ class TaskType:
         """(label names, a function from a label column to encoded labels: class indices).
 
         The names are ``task.labels`` when set (any other value in the data is an error), else the
-        loader's (``frame.attrs["label_names"]``, e.g. from the hub's features), else the sorted
-        values found in the data.
-        """
-        from harness.tasks.labels import label_space, name_of
+        loader's (``frame.attrs["label_names"]``, e.g. hub features), else the sorted values found."""
+        from harness.tasks.labels import label_space, name_of, refuse_float_labels, require_two_classes
 
+        refuse_float_labels(frame["label"], cfg)
         names, index = label_space(frame, cfg, frame["label"].map(lambda v: [name_of(v)]))
+        require_two_classes(frame["label"], names, cfg)
         return names, lambda column: [index[name_of(v)] for v in column]
 
     def encode(self, split: "Split", tokenizer, max_length: int, strategy: str) -> "Encoded":
@@ -143,8 +143,9 @@ class MultiLabel(TaskType):
 
     def encode_labels(self, frame, cfg):
         """Labels are a list of names per row (or ``a|b`` in a CSV cell) -> 0/1 vectors."""
-        from harness.tasks.labels import label_space, name_list
+        from harness.tasks.labels import label_space, name_list, refuse_float_labels
 
+        refuse_float_labels(frame["label"], cfg)
         names, index = label_space(frame, cfg, frame["label"].map(name_list))
 
         def encode(column: "pd.Series") -> list[list[int]]:
@@ -203,10 +204,14 @@ class MultipleChoice(TaskType):
     def encode_examples(self, split, tokenizer, max_length, strategy):
         """One (context, choice) pair per choice; the context is cut to leave room for its
         longest choice (at most half of ``max_length``), and counted when cut."""
-        from harness.tasks.encoding import Encoded, cut_texts
+        from harness.tasks.encoding import Encoded, cap_chars, cut_texts
 
-        choice_len = tokenizer([c for cs in split.choices for c in cs], add_special_tokens=False)["input_ids"]
-        n_choices = len(split.choices[0])
+        # A choice is kept whole unless it is absurdly long (cut in characters, then by the pair
+        # tokenization below): only the contexts' cuts are counted.
+        choices = [[cap_chars(c, max_length, "head")[0] for c in cs] for cs in split.choices]
+        choice_len = tokenizer([c for cs in choices for c in cs], add_special_tokens=False,
+                               truncation=True, max_length=max_length)["input_ids"]
+        n_choices = len(choices[0])
         longest = [max(len(ids) for ids in choice_len[i:i + n_choices])
                    for i in range(0, len(choice_len), n_choices)]
         special = tokenizer.num_special_tokens_to_add(pair=True)
@@ -217,7 +222,7 @@ class MultipleChoice(TaskType):
             texts += kept
             n_cut += cut
         firsts = [t for t in texts for _ in range(n_choices)]
-        seconds = [c for cs in split.choices for c in cs]
+        seconds = [c for cs in choices for c in cs]
         enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length)
         keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         examples = []

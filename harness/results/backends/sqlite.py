@@ -1,27 +1,47 @@
 """The SQLite results store: a file named by a path or a ``sqlite:///path`` URL (scheme ``sqlite``).
 
-WAL mode and one ``BEGIN IMMEDIATE`` transaction per record, so any number of processes may write
+WAL mode and one ``BEGIN IMMEDIATE`` transaction per write, so any number of processes may write
 to one file at once. The runs table has a column per field of :mod:`harness.fields`; a field
 declared after the file was created becomes a column on the next write (``ALTER TABLE ADD
 COLUMN``), and reading a file that lacks it gives an empty column.
+
+Reading never writes: a store opened with ``create=False`` (``list``, ``export``, ``load()``, the
+report, the summary) is opened read-only, is never converted to WAL or migrated, and can be read
+on read-only media. Migration happens on the first write. A file is adopted only if it is this
+harness's store (its ``application_id``, or a store from before the id with the harness's tables)
+or an SQLite file with no tables; anything else is refused without being changed. Paths are
+quoted in SQLite URIs, so ``#`` and ``?`` in a path name the file they name.
+
+Besides runs and curves the store holds claims (a run claims its configuration before it trains,
+with an owner and a lease that its runner renews; see :meth:`SQLiteStore.claim`) and each run's
+per-example predictions (compact arrays, keyed by run and split).
 
 This is the only module that knows a store is a file.
 """
 from __future__ import annotations
 
+import json
 import os
+import socket
 import sqlite3
+import time
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import quote
 
 from harness.fields import FIELDS, Field
-from harness.results.store import (SCHEMA_VERSION, STORE_BACKENDS, StoreError, check_row,
-                                   missing_store_message)
+from harness.results.store import (CURVE_COLUMNS, SCHEMA_VERSION, STORE_BACKENDS, StoreError,
+                                   check_row, missing_store_message)
 
 if TYPE_CHECKING:
     import pandas as pd
 
 PREFIX = "sqlite:///"
+# PRAGMA application_id of a harness store ("PEFT"): a file with another id is never adopted.
+APPLICATION_ID = 0x50454654
+# The columns a store from before the application id must have to be adopted as one.
+LEGACY_RUN_COLUMNS = {"run_id", "status"}
 SQL_TYPES = {"text": "TEXT", "integer": "INTEGER", "real": "REAL", "bool": "INTEGER"}
 
 
@@ -46,6 +66,30 @@ def store_file(url: str | os.PathLike) -> Path:
     return Path(text)
 
 
+def _uri(path: Path, **params) -> str:
+    """An SQLite URI for ``path``: quoted, so that ``#``, ``?`` and ``%`` stay part of the name."""
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    return f"file:{quote(str(path.absolute()))}" + (f"?{query}" if query else "")
+
+
+def read_only_connection(path: Path) -> sqlite3.Connection:
+    """A connection that cannot write ``path``. A WAL store on read-only media cannot be opened
+    with ``mode=ro`` (SQLite would create its shared-memory file); it is then read as immutable."""
+    conn = None
+    try:
+        conn = sqlite3.connect(_uri(path, mode="ro"), uri=True, timeout=120)
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        return conn
+    except sqlite3.OperationalError:
+        if conn is not None:
+            conn.close()
+        if os.access(path.absolute().parent, os.W_OK) and os.access(path, os.W_OK):
+            raise
+    conn = sqlite3.connect(_uri(path, mode="ro", immutable=1), uri=True)
+    conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    return conn
+
+
 def _inspect(path: Path) -> set[str]:
     """The tables of the results store at ``path``; StoreError unless it is one this harness can
     use. Reads only (the file is opened read-only), so a file that is not a store is never changed.
@@ -53,23 +97,55 @@ def _inspect(path: Path) -> set[str]:
     if path.is_dir():
         raise StoreError(f"{path} is a directory, not a results store; point store.url at a file")
     try:
-        with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as conn:
+        conn = read_only_connection(path)
+        try:
             tables = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='table'")}
+            app_id = conn.execute("PRAGMA application_id").fetchone()[0]
             version = (conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
                        if "meta" in tables else None)
+            run_columns = ({r[1] for r in conn.execute("PRAGMA table_info(runs)")}
+                           if "runs" in tables else set())
+        finally:
+            conn.close()
     except sqlite3.OperationalError as exc:  # permissions, locks: not a verdict on the file
         raise StoreError(f"cannot open the results store {path} ({exc}); check that the file "
                          f"and its folder can be read and written") from None
     except sqlite3.DatabaseError as exc:
         raise StoreError(f"{path} is not a results store ({exc}); "
                          f"point store.url at a new file") from None
-    if tables and version is None:
-        raise StoreError(f"{path} is an SQLite file but not a results store "
-                         f"(no schema version); point store.url at a new file")
+    foreign = (app_id not in (0, APPLICATION_ID)
+               or (app_id == 0 and tables and (version is None
+                                               or not LEGACY_RUN_COLUMNS <= run_columns)))
+    if foreign:
+        raise StoreError(f"{path} is an SQLite file but not a results store of this harness; "
+                         f"point store.url at a new file")
     if version is not None and int(version[0]) > SCHEMA_VERSION:
         raise StoreError(f"{path} has schema version {version[0]}, newer than this "
                          f"harness's {SCHEMA_VERSION}; upgrade the harness")
     return tables
+
+
+def _pack(array) -> tuple[str, str, bytes]:
+    import numpy as np
+
+    a = np.ascontiguousarray(array)
+    return a.dtype.str, json.dumps(list(a.shape)), zlib.compress(a.tobytes())
+
+
+def _unpack(dtype: str, shape: str, blob: bytes):
+    import numpy as np
+
+    return np.frombuffer(zlib.decompress(blob), dtype=np.dtype(dtype)).reshape(json.loads(shape))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def check_existing(path: Path) -> None:
@@ -87,11 +163,17 @@ def _add_missing_columns(conn: sqlite3.Connection, names) -> None:
 
 @STORE_BACKENDS.register("sqlite")
 class SQLiteStore:
-    """The store in the file at ``url``; with ``create``, made (and brought up to the declared
-    columns) if needed, else StoreError if there is no store there."""
+    """The store in the file at ``url``.
+
+    ``create=True`` (a command that trains): the store is made, or brought up to the declared
+    columns, when opened. ``create=False`` (a command that reads): the file is opened
+    read-only and must be a store with runs already; StoreError otherwise.
+    """
 
     def __init__(self, url: str | os.PathLike, create: bool = True) -> None:
         self.path = store_file(url)
+        self.read_only = not create
+        self._ready = False
         if self.path.exists():
             tables = _inspect(self.path)
             if not create and "runs" not in tables:
@@ -103,9 +185,8 @@ class SQLiteStore:
                 raise StoreError(f"cannot create the results store {self.path} ({exc})") from None
         else:
             raise StoreError(missing_store_message(str(self.path)))
-        if create:
-            with self._connect() as conn:
-                self._create(conn)
+        if create:  # a command that writes: the store is made or migrated now
+            self._write_connection().close()
 
     @classmethod
     def check(cls, url: str | os.PathLike) -> None:
@@ -130,15 +211,27 @@ class SQLiteStore:
             raise StoreError(f"cannot write {existing} (permission denied); "
                              f"the results store {path} would be created there")
 
-    def _connect(self) -> sqlite3.Connection:
-        conn = sqlite3.connect(self.path, timeout=120, isolation_level=None)
+    # -- connections ---------------------------------------------------------------------------
+
+    def _write_connection(self) -> sqlite3.Connection:
+        """A connection for a write; the first one creates or migrates the store."""
+        if self.read_only:
+            raise StoreError(f"the results store {self.path} was opened for reading only")
+        conn = sqlite3.connect(_uri(self.path, mode="rwc"), uri=True, timeout=120,
+                               isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 120000")
+        if not self._ready:
+            if self.path.exists() and self.path.stat().st_size:
+                _inspect(self.path)  # the file may have changed hands since it was opened
+            self._create(conn)
+            self._ready = True
         return conn
 
     def _create(self, conn: sqlite3.Connection) -> None:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("BEGIN IMMEDIATE")
         try:
+            conn.execute(f"PRAGMA application_id = {APPLICATION_ID}")
             conn.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
             conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
             cols = ", ".join(column_sql(f) for f in FIELDS.values())
@@ -150,15 +243,44 @@ class SQLiteStore:
                          "epoch INTEGER, variant TEXT, split TEXT, metric TEXT, value REAL)")
             conn.execute("CREATE INDEX IF NOT EXISTS curves_run ON curves(run_id)")
             conn.execute("CREATE INDEX IF NOT EXISTS runs_hash ON runs(config_hash, status)")
+            conn.execute("CREATE TABLE IF NOT EXISTS claims (config_hash TEXT PRIMARY KEY, "
+                         "run_id TEXT NOT NULL, owner TEXT NOT NULL, host TEXT, pid INTEGER, "
+                         "claimed_at REAL, expires_at REAL NOT NULL)")
+            conn.execute("CREATE TABLE IF NOT EXISTS predictions (run_id TEXT NOT NULL, "
+                         "split TEXT NOT NULL, what TEXT NOT NULL, dtype TEXT, shape TEXT, "
+                         "data BLOB, PRIMARY KEY (run_id, split, what))")
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
             raise
 
-    def record(self, row: dict, curves: list[dict]) -> None:
+    def _query(self, sql: str, params: tuple = ()) -> pd.DataFrame | None:
+        """The query's result; None when a store opened for writing has no file or table yet."""
+        import pandas as pd
+
+        if not self.path.exists() or not self.path.stat().st_size:
+            return None
+        conn = read_only_connection(self.path)
+        try:
+            return pd.read_sql_query(sql, conn, params=params)
+        except pd.errors.DatabaseError as exc:
+            if "no such table" in str(exc):
+                return None
+            raise
+        finally:
+            conn.close()
+
+    # -- writes --------------------------------------------------------------------------------
+
+    def record(self, row: dict, curves: list[dict], predictions: dict | None = None) -> None:
+        """Store a run whole (row, curves, predictions) in one transaction and release its claim.
+
+        ``predictions``: ``{split: {"labels": array, "predictions": array, ...}}``, any arrays of
+        one example per row, kept compactly (see :meth:`predictions`).
+        """
         check_row(row)
         names = list(row)
-        conn = self._connect()
+        conn = self._write_connection()
         try:
             conn.execute("BEGIN IMMEDIATE")
             _add_missing_columns(conn, names)  # a field declared since this store was opened
@@ -168,6 +290,12 @@ class SQLiteStore:
                 "INSERT INTO curves VALUES (?, ?, ?, ?, ?, ?)",
                 [(row["run_id"], c["epoch"], c.get("variant", ""), c["split"], c["metric"],
                   None if c["value"] is None else float(c["value"])) for c in curves])
+            conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
+                             [(row["run_id"], split, what, *_pack(array))
+                              for split, arrays in (predictions or {}).items()
+                              for what, array in arrays.items()])
+            conn.execute("DELETE FROM claims WHERE config_hash=? AND run_id=?",
+                         (row["config_hash"], row["run_id"]))
             conn.execute("COMMIT")
         except BaseException:
             conn.execute("ROLLBACK")
@@ -175,27 +303,98 @@ class SQLiteStore:
         finally:
             conn.close()
 
-    def _query(self, sql: str, params: tuple = ()) -> pd.DataFrame:
-        import pandas as pd
+    def claim(self, config_hash: str, run_id: str, owner: str, lease_s: float,
+              force: bool = False) -> tuple[str, dict | None]:
+        """Claim a configuration before training it, atomically with the "already finished?" check.
 
-        conn = self._connect()
+        Returns ``("claimed", None)``, ``("finished", None)`` (a finished row exists and not
+        ``force``) or ``("busy", holder)`` (another live run holds it). A claim whose lease has
+        expired, or whose owner process on this host is gone, is taken over.
+        """
+        conn = self._write_connection()
         try:
-            return pd.read_sql_query(sql, conn, params=params)
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                if not force and conn.execute("SELECT 1 FROM runs WHERE config_hash=? AND status='finished' "
+                                              "LIMIT 1", (config_hash,)).fetchone():
+                    conn.execute("COMMIT")
+                    return "finished", None
+                held = conn.execute("SELECT run_id, owner, host, pid, expires_at FROM claims "
+                                    "WHERE config_hash=?", (config_hash,)).fetchone()
+                now = time.time()
+                if held and held[0] != run_id:
+                    holder = dict(zip(("run_id", "owner", "host", "pid", "expires_at"), held))
+                    gone = holder["host"] == socket.gethostname() and not _pid_alive(holder["pid"])
+                    if holder["expires_at"] > now and not gone:
+                        conn.execute("COMMIT")
+                        return "busy", holder
+                conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (config_hash, run_id, owner, socket.gethostname(), os.getpid(), now,
+                              now + lease_s))
+                conn.execute("COMMIT")
+                return "claimed", None
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
         finally:
             conn.close()
+
+    def renew(self, config_hash: str, run_id: str, lease_s: float) -> bool:
+        """Extend this run's claim; False if it no longer holds it (it was taken over)."""
+        conn = self._write_connection()
+        try:
+            cur = conn.execute("UPDATE claims SET expires_at=? WHERE config_hash=? AND run_id=?",
+                               (time.time() + lease_s, config_hash, run_id))
+            return cur.rowcount == 1
+        finally:
+            conn.close()
+
+    def release(self, config_hash: str, run_id: str) -> None:
+        conn = self._write_connection()
+        try:
+            conn.execute("DELETE FROM claims WHERE config_hash=? AND run_id=?", (config_hash, run_id))
+        finally:
+            conn.close()
+
+    # -- reads ---------------------------------------------------------------------------------
 
     def runs(self) -> pd.DataFrame:
         """Every run, oldest first, with a column for every declared field (empty where this file
         predates the field)."""
+        import pandas as pd
+
         df = self._query("SELECT * FROM runs ORDER BY created_at")
+        df = pd.DataFrame() if df is None else df
         for name in FIELDS:
             if name not in df.columns:
                 df[name] = None
         return df
 
     def curves(self) -> pd.DataFrame:
-        return self._query("SELECT * FROM curves")
+        import pandas as pd
+
+        df = self._query("SELECT * FROM curves")
+        return pd.DataFrame(columns=list(CURVE_COLUMNS)) if df is None else df
+
+    def claims(self) -> pd.DataFrame:
+        import pandas as pd
+
+        df = self._query("SELECT * FROM claims")
+        return pd.DataFrame(columns=["config_hash", "run_id", "owner", "host", "pid", "claimed_at",
+                                     "expires_at"]) if df is None else df
+
+    def predictions(self, run_ids=None, split: str = "test") -> dict[str, dict]:
+        """``{run_id: {what: array}}`` for ``split`` (all runs, or those in ``run_ids``)."""
+        df = self._query("SELECT * FROM predictions WHERE split=?", (split,))
+        out: dict[str, dict] = {}
+        if df is None:
+            return out
+        wanted = None if run_ids is None else set(run_ids)
+        for r in df.itertuples(index=False):
+            if wanted is None or r.run_id in wanted:
+                out.setdefault(r.run_id, {})[r.what] = _unpack(r.dtype, r.shape, r.data)
+        return out
 
     def finished_hashes(self) -> set[str]:
         df = self._query("SELECT DISTINCT config_hash FROM runs WHERE status='finished'")
-        return set(df["config_hash"])
+        return set() if df is None else set(df["config_hash"])

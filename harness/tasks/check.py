@@ -1,0 +1,102 @@
+"""What the preflight asks of a task's local data before anything trains.
+
+Every task of a run (each sub-task of a multi-task run) whose loader reads a local file
+(registered with ``reads="file"``, :mod:`harness.tasks.data`) is loaded with its loader, as a run
+loads it, and checked: ``task.data_path`` is a file, not a folder; the file is not empty and is
+UTF-8 (else the byte offset of the first bad byte is named); each line of a JSON Lines file is a
+JSON object (else the line is named); the configured columns are there (else the missing ones and
+those present are named); labels are integers or strings, with at least two classes in the data;
+no split is empty. A loader that reads a folder (``reads="folder"``) gets its registered
+``check``. Rows left out for a missing label or text, and a configured split size
+(``task.train_size`` ...) larger than its split (which takes the whole split, as the shipped
+SCOTUS and overruling configs do with the shared files), are notes, not errors.
+
+Standard library and pandas only: no torch, transformers or peft. Each data file is read once
+for all the jobs of a command that use it (:class:`DataCheck`).
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import fields
+from pathlib import Path
+
+from harness.tasks.data import TASK_LOADERS, TaskDataError
+from harness.tasks.files import TEXT_TYPES, check_text_file
+from harness.tasks.load import load_rows, load_task
+
+# Settings that only pick rows from the loaded data: jobs that differ in these share one read.
+_PICK_ONLY = {"train_size", "val_size", "test_size", "split_seed", "val_fraction", "test_fraction",
+              "labels", "max_length", "truncation", "cache_tokens"}
+
+
+def tasks_of(cfg) -> list:
+    """The plain task configs of a run: the sub-tasks of a multi-task config, else itself."""
+    subtasks = getattr(cfg, "subtasks", None) or {}
+    return [t for sub in subtasks.values() for t in tasks_of(sub)] if subtasks else [cfg]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+class DataCheck:
+    """Checks the data of each distinct task config once; reads each data file once."""
+
+    def __init__(self) -> None:
+        self._rows: dict[str, object] = {}
+        self._notes: dict[str, list[str]] = {}
+        self.notes: list[str] = []  # rows left out, short splits: shown once all jobs passed
+
+    def __call__(self, task_cfg) -> None:
+        """Check the local data of a run's task; raise :class:`TaskDataError` (one line)."""
+        for cfg in tasks_of(task_cfg):
+            for note in self._check(cfg):
+                if note not in self.notes:
+                    self.notes.append(note)
+
+    def _check(self, cfg) -> list[str]:
+        info = TASK_LOADERS.info(cfg.loader) if cfg.loader in TASK_LOADERS else {}
+        reads = info.get("reads")
+        if reads not in ("file", "folder") or not cfg.data_path:
+            return []
+        key = repr(cfg)
+        if key in self._notes:
+            return self._notes[key]
+        path = Path(cfg.data_path).expanduser()
+        if not path.exists():
+            raise TaskDataError(f"task.data_path: no such {reads}: {path} (task {cfg.name})")
+        if reads == "folder":
+            if not path.is_dir():
+                raise TaskDataError(f"task.data_path: {path} is a file, but task {cfg.name} reads a folder")
+            if info.get("check"):
+                info["check"](cfg)
+            self._notes[key] = []
+            return []
+        if path.is_dir():
+            raise TaskDataError(f"task.data_path: {path} is a folder, but task {cfg.name} reads a "
+                                f"data file ({', '.join((*TEXT_TYPES, '.parquet'))})")
+        if not os.access(path, os.R_OK):
+            raise TaskDataError(f"task.data_path: cannot read {path} (permission denied)")
+        stat = path.stat()
+        rows_key = repr(({f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in _PICK_ONLY},
+                         str(path.resolve()), stat.st_size, stat.st_mtime_ns))
+        try:
+            if rows_key not in self._rows:
+                if path.suffix.lower() in TEXT_TYPES:
+                    check_text_file(path, cfg)
+                self._rows[rows_key] = load_rows(cfg)
+            rows = self._rows[rows_key]
+            short: list[str] = []
+            data = load_task(cfg, rows=rows, short=short)
+        except TaskDataError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a loader's or parser's own error, on one line
+            raise TaskDataError(f"task {cfg.name}: cannot load {path}: {_first_line(exc)}") from None
+        notes = [f"task {cfg.name}: {line}" for line in short]
+        if data.dropped_rows:
+            reasons = ", ".join(f"{n} {reason}" for reason, n in data.dropped.items())
+            notes.append(f"task {cfg.name}: {data.dropped_rows} of {len(rows) + data.dropped_rows} "
+                         f"rows of {path} left out ({reasons})")
+        self._notes[key] = notes
+        return notes
