@@ -126,7 +126,9 @@ def test_each_configuration_shows_the_rate_its_runs_trained_at(tuned_store, tmp_
     assert "| Method | n | LR | Accuracy ↑ |" in md and "MIXED" not in md
     rates = report.findings[KEY]["Learning rates"]
     assert rates[0] == ("dora: lr 0.001 (all 3 runs); searched 3 rates (0.001, 0.002, 0.004) on "
-                        "validation accuracy, seed 0; chose 0.001 (validation accuracy 0.7600).")
+                        "validation accuracy, seed 0; chose 0.001 (validation accuracy 0.7600), the "
+                        "lowest rate searched: a better one may lie below the grid (widen "
+                        "protocol.lr_factors or set protocol.lr_grid).")
     assert rates[1].startswith("lora: lr 0.002 (all 3 runs); searched 3 rates") and "chose 0.002" in rates[1]
     assert rates[2] == "vera: lr 0.01 (all 1 run)."
     csv = (tmp_path / "out" / "tables" / "synthetic__tiny_bert.csv").read_text()
@@ -200,6 +202,8 @@ def test_the_chosen_rate_without_final_runs_follows_the_protocol(tmp_path):
         "(lr 0.008); chose 0.002 (validation accuracy 0.7500); no final runs yet")
     assert found["dora"].chosen == 1e-3  # a tie: the lower rate
     assert "no final runs yet" in found["dora"].sentence()
+    assert "the lowest rate searched" in found["dora"].sentence()
+    assert "rate searched" not in found["lora"].sentence()  # 0.002: inside the grid
 
 
 # --- 4. equal budgets -----------------------------------------------------------------------

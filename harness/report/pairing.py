@@ -18,8 +18,9 @@ from harness.report.stats import (EXAMPLE_METRICS, Comparison, Predictions, Resa
                                   compare, compare_examples, majority_check)
 
 # Left out when two groups' configurations are compared "apart from the method": the method's
-# own settings (its name, rank, learning rate, ...) and the axes the table is already split by.
-METHOD_KEYS = ("method", "_axes.method", "_axes.r", "_axes.task", "_axes.model")
+# own settings (its name, rank, learning rate, ...), the axes the table is already split by, and
+# under protocol=tuned the search each method's rate came from (one per method by design).
+METHOD_KEYS = ("method", "_axes.method", "_axes.r", "_axes.task", "_axes.model", "protocol.search_id")
 
 
 _INTS = ("n_base", "n_other", "n_seeds", "n_examples")

@@ -51,7 +51,17 @@ class Search:
         value = self.chosen_value
         got = f" (validation {self.metric} {value:.4f})" if value is not None else ""
         how = "" if self.chosen_by == "final runs" else "; no final runs yet"
-        return text + f"; chose {rate_text(self.chosen)}{got}{how}"
+        return text + f"; chose {rate_text(self.chosen)}{got}{self.edge()}{how}"
+
+    def edge(self) -> str:
+        """Where the chosen rate is the grid's lowest or highest: the best may lie outside it."""
+        rates = list(self.points.lr)
+        if len(rates) < 2 or self.chosen not in (min(rates), max(rates)):
+            return ""
+        side = "lowest" if self.chosen == min(rates) else "highest"
+        beyond = "below" if side == "lowest" else "above"
+        return (f", the {side} rate searched: a better one may lie {beyond} the grid "
+                f"(widen protocol.lr_factors or set protocol.lr_grid)")
 
 
 def _choose(points: pd.DataFrame, metric: str) -> float | None:
