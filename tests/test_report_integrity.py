@@ -30,6 +30,7 @@ from harness.report.stats import (BOOTSTRAP, MAJORITY_MCNEMAR, MAJORITY_TWO_LEVE
 from harness.report.tables import comparison_table, reference_table
 from harness.results import load
 from harness.results.store import open_store
+from tests.test_report_stats import holm_by_hand
 
 KEY = ("synthetic", "tiny_bert")
 MD = ReportConfig(pdf=False, formats=["md"])
@@ -59,13 +60,6 @@ def binom_upper(k: int, m: int) -> float:
     return sum(math.comb(m, j) for j in range(k, m + 1)) / 2**m
 
 
-def holm_by_hand(p: dict) -> dict:
-    order = sorted(p, key=p.get)
-    out, running = {}, 0.0
-    for k, key in enumerate(order):
-        running = max(running, min(1.0, (len(order) - k) * p[key]))
-        out[key] = running
-    return out
 
 
 # --- 1. duplicates become fake replicates -----------------------------------------------------

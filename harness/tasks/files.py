@@ -70,18 +70,23 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
     if blank:
         raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
     if json_lines:
-        with open(path, encoding="utf-8") as fh:
-            for n, line in enumerate(fh, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not valid JSON: "
-                                        f"{exc.msg} at column {exc.colno}") from None
-                if not isinstance(row, dict):
-                    raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not a JSON object "
-                                        f"({{\"column\": value, ...}}), it is a {type(row).__name__}")
+        for n, line in numbered_lines(path):
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not valid JSON: "
+                                    f"{exc.msg} at column {exc.colno}") from None
+            if not isinstance(row, dict):
+                raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not a JSON object "
+                                    f"({{\"column\": value, ...}}), it is a {type(row).__name__}")
+
+
+def numbered_lines(path: Path):
+    """(line number, line) of every non-blank line of a UTF-8 text file."""
+    with open(path, encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                yield n, line
 
 
 def read_table(path: Path, cfg) -> pd.DataFrame:

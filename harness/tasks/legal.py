@@ -13,7 +13,7 @@ import re
 import pandas as pd
 
 from harness.tasks.data import TASK_LOADERS, TaskDataError
-from harness.tasks.files import check_text_file, data_file, read_table
+from harness.tasks.files import check_text_file, data_file, numbered_lines, read_table
 
 _TAG = re.compile(r"<[^>]+>")
 
@@ -85,20 +85,17 @@ def load_casehold(cfg) -> pd.DataFrame:
     path = data_file(cfg)
     check_text_file(path, cfg)
     rows = []
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                prompt, choices, answer = row["input_text"], list(row["choices"]), row["answer"]
-            except (ValueError, KeyError, TypeError) as exc:
-                raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not a CaseHOLD prompt "
-                                    f"with input_text, choices and answer ({exc})") from None
-            if answer not in choices:
-                raise TaskDataError(f"task {cfg.name}: line {n} of {path}: the answer is not one of its choices")
-            context = _LEAD.sub("", prompt.split(_GAP)[0]).rstrip().rstrip('"')
-            rows.append((context, choices, choices.index(answer)))
+    for n, line in numbered_lines(path):
+        try:
+            row = json.loads(line)
+            prompt, choices, answer = row["input_text"], list(row["choices"]), row["answer"]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not a CaseHOLD prompt "
+                                f"with input_text, choices and answer ({exc})") from None
+        if answer not in choices:
+            raise TaskDataError(f"task {cfg.name}: line {n} of {path}: the answer is not one of its choices")
+        context = _LEAD.sub("", prompt.split(_GAP)[0]).rstrip().rstrip('"')
+        rows.append((context, choices, choices.index(answer)))
     out = pd.DataFrame(rows, columns=["text", "choices", "label"])
     out.attrs["source"] = f"file:{path.resolve()}"
     return out
