@@ -57,14 +57,15 @@ def run_worker(command: list[str], container: dict, row: dict, work_dir: Path,
         payload = json.loads(out.read_text())
         if payload.get("error"):
             raise WorkerError(payload["error"])
-        return payload["fields"], payload["curves"], _arrays(payload.get("predictions") or {})
+        return payload["fields"], payload["curves"], arrays(payload.get("predictions") or {})
     if proc.returncode < 0:
         raise WorkerError(f"worker process killed by signal {-proc.returncode}"
                           + (" (out of memory?)" if proc.returncode == -9 else ""))
     raise WorkerError(f"worker process exited with code {proc.returncode} and no result")
 
 
-def _arrays(predictions: dict) -> dict:
+def arrays(predictions: dict) -> dict:
+    """Predictions read back from JSON (the inverse of :func:`lists`)."""
     import numpy as np
 
     return {split: {k: np.asarray(v) for k, v in arrays.items()} for split, arrays in predictions.items()}

@@ -153,8 +153,7 @@ def check_group_choices(job: list[str]) -> None:
 def check_files(cfg, data=None) -> None:
     """Data and model files that a job names must exist and be readable; the store must be one
     this harness can write (its backend checks, creating and changing nothing); the task's local
-    data must make the task (``data``: a :class:`harness.tasks.check.DataCheck`, which reads each
-    file once for all jobs; parsed, columns, labels, split sizes)."""
+    data must make the task (``data``: a :class:`harness.tasks.check.DataCheck`, one read a file)."""
     import os
 
     from harness.sources import resolve_source
@@ -236,7 +235,8 @@ def preflight(argv: list[str]) -> Plan | None:
             for job in plan.jobs:
                 try:
                     store, container = _check_job(job, args.config_name or "config", data)
-                    plan.stores.append(store), plan.configs.append(container)
+                    plan.stores.append(store)
+                    plan.configs.append(container)
                     plan.hashes.append(config_hash(container))
                 except (PreflightError, ConfigError) as exc:
                     if not plan.multirun:

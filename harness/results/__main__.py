@@ -70,6 +70,7 @@ def import_unrecorded(folders: list[str], url: str) -> int:
     import json
     from pathlib import Path
 
+    from harness.isolation import arrays
     from harness.results import open_store
 
     files = sorted({f for folder in folders for f in
@@ -84,18 +85,12 @@ def import_unrecorded(folders: list[str], url: str) -> int:
     for f in files:
         kept = json.loads(f.read_text())
         if kept["row"]["run_id"] not in have:
-            store.record(kept["row"], kept["curves"], _arrays(kept.get("predictions") or {}))
+            store.record(kept["row"], kept["curves"], arrays(kept.get("predictions") or {}))
             imported += 1
         f.replace(f.with_name("unrecorded.imported.json"))
     print(f"imported {imported} run(s) into {url}"
           + (f"; {len(files) - imported} were there already" if imported < len(files) else ""))
     return 0
-
-
-def _arrays(predictions: dict) -> dict:
-    import numpy as np
-
-    return {split: {k: np.asarray(v) for k, v in arrays.items()} for split, arrays in predictions.items()}
 
 
 if __name__ == "__main__":
