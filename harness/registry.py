@@ -35,6 +35,11 @@ class Registry(Generic[T]):
 
         return add
 
+    def unregister(self, name: str) -> None:
+        """Remove ``name`` (a declared entry replaced by the real one)."""
+        self._items.pop(name, None)
+        self._info.pop(name, None)
+
     def check(self, name: str, key: str | None = None) -> None:
         """Raise :class:`ConfigError` (one line, close match) unless ``name`` is registered."""
         if name not in self._items:

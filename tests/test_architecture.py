@@ -61,7 +61,8 @@ def import_graph() -> nx.DiGraph:
         graph.add_node(module_name(path))
         for target in imports_of(path, modules):
             graph.add_edge(module_name(path), target)
-        if path.name == "__init__.py" and "import_submodules(__name__, __path__)" in path.read_text():
+        if path.name == "__init__.py" and any(f"{call}(__name__, __path__)" in path.read_text()
+                                              for call in ("import_submodules", "declare_submodules")):
             # a package that imports every module in its folder depends on each of them
             for sibling in path.parent.glob("*.py"):
                 if not sibling.name.startswith("_"):

@@ -16,16 +16,25 @@ Config-only variants (``dora``, ``qlora``, ``qdora``) have no code: their YAML n
 registered method that builds them (``method.builder``; see :func:`builder_name`).
 
 The registry lives in :mod:`harness.methods.spec` (method modules import it from there); this
-package re-exports it and imports every module in its folder, which registers the methods: a new
-method is one module here (or a plug-in outside, docs/extending.md) and one YAML file.
+package re-exports it and registers every module in its folder: a new method is one module here
+(or a plug-in outside, docs/extending.md) and one YAML file. The modules are registered from their
+``@register_method`` lines and imported when a run builds the method (:func:`declare_submodules`),
+so checking a command line imports neither torch nor peft.
 """
 from __future__ import annotations
 
-from harness.methods.base import Adapted, MethodContext, TrainingStart
-from harness.methods.spec import METHODS, MethodSpec, builder_name, register_method
-from harness.registry import import_submodules
+from harness.methods.spec import METHODS, MethodSpec, builder_name, declare_submodules, register_method
 
-import_submodules(__name__, __path__)
+declare_submodules(__name__, __path__)
+
+
+def __getattr__(name: str):
+    # The classes a method builds on live with torch in harness.methods.base, loaded on first use.
+    if name in ("Adapted", "MethodContext", "TrainingStart"):
+        from harness.methods import base
+
+        return getattr(base, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 __all__ = ["METHODS", "Adapted", "MethodContext", "MethodSpec", "TrainingStart", "builder_name",
            "register_method"]
