@@ -1,2 +1,2 @@
 """PEFT benchmark harness: controlled comparisons of LoRA and its family."""
-__version__ = "0.2.0"
+__version__ = "0.3.0"

@@ -59,6 +59,14 @@ def _job(cfg: DictConfig) -> float:
     return math.nan if best is None else best
 
 
+def _runs_workers_here(argv: list[str], plan) -> bool:
+    """Whether this process starts the runs' workers: some job is isolated and the launcher is
+    Hydra's basic one (another launcher runs the jobs in processes of its own)."""
+    if any(a.lstrip("+").startswith("hydra/launcher=") and a.split("=", 1)[1] != "basic" for a in argv):
+        return False
+    return any((c.get("trainer") or {}).get("isolate", True) for c in plan.configs)
+
+
 def main() -> None:
     from harness.summary import PLAN_ENV, command_outcome, write_plan
 
@@ -74,6 +82,10 @@ def main() -> None:
     except BAD_INPUT as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
+    if plan is not None and _runs_workers_here(argv, plan):
+        from harness.isolation import warm_up
+
+        warm_up()  # the fork server imports torch while Hydra composes the jobs
     with tempfile.TemporaryDirectory(prefix="harness-plan-") as folder:
         try:
             if plan is not None:

@@ -178,7 +178,12 @@ class TrainerConfig:
     max_steps: Optional[int] = None
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
-    autocast: Autocast = Autocast.off
+    # bf16 autocast for forward passes (training, evaluation, latency): auto = where the device
+    # has native bf16 (CPU: AVX512-BF16/AMX; CUDA: Ampere or newer). Each run records its precision.
+    autocast: Autocast = Autocast.auto
+    # Training batches of similar lengths (transformers' LengthGroupedSampler, as its Trainer's
+    # group_by_length), evaluation batches sorted by length: less padding, same examples.
+    group_by_length: bool = True
     select: Select = Select.final
     select_metric: str = "accuracy"
     device: DeviceKind = DeviceKind.auto
@@ -250,6 +255,39 @@ class TrackerConfig:
     plots_dir: Optional[str] = None
 
 
+# The device kinds a run records (its device_kind column: what trainer.device resolved to).
+COST_DEVICE_KINDS = tuple(k.value for k in DeviceKind if k != DeviceKind.auto)
+
+
+@dataclass
+class CostConfig:
+    """Money for a run in the report's cost view: wall_s / 3600 * per_device_hour[device_kind]."""
+
+    # Price of one hour of each device kind, keyed like the runs' device_kind (cpu, cuda); null:
+    # no price, so runs on that kind get no money figure (never a guessed one). Every kind is a
+    # key already, so ``report.cost.per_device_hour.cpu=0.05`` overrides it on the command line.
+    per_device_hour: dict[str, Optional[float]] = field(
+        default_factory=lambda: {k: None for k in COST_DEVICE_KINDS})
+    currency: str = "USD"
+
+    def __post_init__(self) -> None:
+        _check(isinstance(self.per_device_hour, dict),
+               f"report.cost.per_device_hour must map a device kind to a price, e.g. {{cpu: 0.05}}; "
+               f"got {self.per_device_hour!r}")
+        for kind, price in self.per_device_hour.items():
+            _check(kind in COST_DEVICE_KINDS, f"report.cost.per_device_hour: unknown device kind "
+                                              f"{kind!r}; known: {', '.join(COST_DEVICE_KINDS)}")
+            _check(price is None or (isinstance(price, (int, float)) and not isinstance(price, bool)
+                                     and math.isfinite(price) and price >= 0),
+                   f"report.cost.per_device_hour.{kind} must be a finite price >= 0 or null, got {price!r}")
+        _check(isinstance(self.currency, str) and self.currency.strip() != "",
+               f"report.cost.currency must be a non-empty text such as USD, got {self.currency!r}")
+
+    def prices(self) -> dict[str, float]:
+        """{device kind: price per hour} of the kinds that have a price."""
+        return {k: float(v) for k, v in self.per_device_hour.items() if v is not None}
+
+
 @dataclass
 class ReportConfig:
     """What ``python -m harness.report`` and the end of a multirun write (see docs/report.md)."""
@@ -264,8 +302,17 @@ class ReportConfig:
     # "X>Y" or "X>Y:metric" claims to check; by default "each method beats the reference".
     claims: list[str] = field(default_factory=list)
     out_dir: Optional[str] = None  # default: <sweep dir>/report
+    # Turns time into money in the cost view (empty: no money shown); see CostConfig.
+    cost: CostConfig = field(default_factory=CostConfig)
 
     def __post_init__(self) -> None:
+        if isinstance(self.cost, dict):  # a plain container (the end-of-sweep hook, a stored config)
+            unknown = sorted(set(self.cost) - {"per_device_hour", "currency"})
+            _check(not unknown, f"report.cost: unknown key(s) {', '.join(map(str, unknown))}; "
+                                "allowed: per_device_hour, currency")
+            self.cost = CostConfig(**self.cost)
+        _check(isinstance(self.cost, CostConfig),
+               f"report.cost must be a mapping with per_device_hour and currency, got {self.cost!r}")
         _check(0 < self.alpha < 1, f"report.alpha must be in (0, 1), got {self.alpha!r}")
         _check(0 < self.confidence < 1, f"report.confidence must be in (0, 1), got {self.confidence!r}")
         _check(self.correction in ("holm", "none"),

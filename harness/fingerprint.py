@@ -141,8 +141,30 @@ def device_kind(setting: str) -> str:
     return "cuda" if _nvidia_gpu_present() else "cpu"
 
 
+def cpu_has_bf16() -> bool:
+    """Whether this CPU has native bf16 (AVX512-BF16 or AMX), read from /proc/cpuinfo: the
+    instructions behind torch's ``_is_avx512_bf16_supported`` / ``_is_amx_tile_supported``."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    flags = next((line.split(":", 1)[1].split() for line in text.splitlines()
+                  if line.startswith("flags")), [])
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast_kind(setting: str, device: str) -> str:
+    """What ``trainer.autocast`` resolves to on ``device`` (a device kind): ``bf16`` or ``off``;
+    ``auto`` on CUDA stays ``auto`` here (the GPU's support is read when the run starts, and the
+    run records it in its ``precision`` field)."""
+    if setting != "auto":
+        return setting
+    return ("bf16" if cpu_has_bf16() else "off") if device == "cpu" else "auto"
+
+
 def run_identity(container: dict) -> dict:
     """What, besides its config, decides a run's numbers (part of its hash, and recorded)."""
+    container = json.loads(json.dumps(container))  # enum members as their values, as a job file has them
     out = {"harness_version": HARNESS_VERSION}
     if isinstance(container.get("task"), dict):
         out["data_fingerprint"] = data_fingerprint(container["task"])
@@ -151,4 +173,6 @@ def run_identity(container: dict) -> dict:
     trainer = container.get("trainer")
     if isinstance(trainer, dict) and "device" in trainer:
         out["device_kind"] = device_kind(str(trainer["device"]))
+        if "autocast" in trainer:
+            out["autocast"] = autocast_kind(str(trainer["autocast"]), out["device_kind"])
     return out

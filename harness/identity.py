@@ -60,7 +60,8 @@ def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> di
         "stage": cfg.protocol.stage,
         "search_id": cfg.protocol.search_id,
         "config_hash": config_hash(container),
-        **run_identity(container),
+        # The resolved autocast is in the hash; the run records the precision it used (precision).
+        **{k: v for k, v in run_identity(container).items() if k != "autocast"},
         "config_json": json.dumps(container, sort_keys=True),
         "schema_version": schema_version,
     }

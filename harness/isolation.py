@@ -1,7 +1,9 @@
 """A run in a process of its own: start it, stop it at its time limit, and never leave it behind.
 
-:func:`run_worker` starts ``python -m harness.worker`` for one run in a new process group and
-waits for it; past ``trainer.timeout_s``, or if the waiting process is interrupted, the group is
+:func:`run_worker` starts one run's worker in a new process group and waits for it: a process
+forked from a fork server that imported torch, transformers, peft and the methods once
+(:data:`PRELOAD`; Python's ``multiprocessing`` forkserver), or ``python -m harness.worker``
+where there is no fork (or when a command is given); past ``trainer.timeout_s``, or if the waiting process is interrupted, the group is
 killed. :func:`watch_sweep` ends a launcher's worker process (joblib, ...) and the run it trains
 when the command's own process is gone: a SIGKILL of the command leaves no handler that could stop
 the launcher's pool, and its queued jobs would otherwise go on training.
@@ -12,6 +14,7 @@ import json
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 from pathlib import Path
@@ -24,7 +27,7 @@ class WorkerError(RuntimeError):
     pass
 
 
-def _kill_group(proc: subprocess.Popen) -> None:
+def _kill_group(proc) -> None:
     try:
         os.killpg(proc.pid, signal.SIGKILL)
     except (ProcessLookupError, PermissionError):
@@ -32,16 +35,81 @@ def _kill_group(proc: subprocess.Popen) -> None:
     proc.wait()
 
 
-def run_worker(command: list[str], container: dict, row: dict, work_dir: Path,
+# Imported once by the fork server; each run's worker process is forked from it.
+PRELOAD = ["harness.warm"]
+
+
+def forkserver_available() -> bool:
+    """Whether workers can be forked from a fork server here: the platform forks, and this process
+    uses one of Python's own start methods (a joblib/loky worker process does not: a process
+    forked from there could not rebuild loky's context, so it starts fresh workers instead)."""
+    import multiprocessing
+
+    return ("forkserver" in multiprocessing.get_all_start_methods()
+            and multiprocessing.get_start_method(allow_none=True) in (None, "fork", "spawn", "forkserver"))
+
+
+def _forkserver():
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(PRELOAD)
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now, so that it imports torch and the rest while this process
+    composes the sweep (it is otherwise started by the first run)."""
+    if forkserver_available():
+        from multiprocessing import forkserver
+
+        _forkserver()
+        forkserver.ensure_running()
+
+
+class _Forked:
+    """A worker forked from the fork server, with the part of ``subprocess.Popen`` used here."""
+
+    def __init__(self, process) -> None:
+        self.process, self.pid = process, process.pid
+
+    def wait(self, timeout: float | None = None) -> int:
+        self.process.join(timeout)
+        if self.process.exitcode is None:
+            raise subprocess.TimeoutExpired("worker", timeout)
+        return self.process.exitcode
+
+    @property
+    def returncode(self) -> int | None:
+        return self.process.exitcode
+
+
+def _start(command: list[str] | None, job: Path, out: Path):
+    """``command`` None: fork a worker from the fork server (torch and the methods already
+    imported); else start ``command JOB RESULT`` as a fresh process. Either way in a new
+    session (its own process group), with this process's environment and folder as they are now."""
+    if command is None and forkserver_available():
+        from harness.worker import forked_main
+
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        process = _forkserver().Process(target=forked_main, name=f"harness.worker {job.parent}",
+                                        args=(str(job), str(out), env, os.getcwd(), os.getpid()))
+        process.start()
+        return _Forked(process)
+    command = command or [sys.executable, "-m", "harness.worker"]
+    return subprocess.Popen([*command, str(job), str(out)], start_new_session=True,
+                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+
+
+def run_worker(command: list[str] | None, container: dict, row: dict, work_dir: Path,
                timeout_s: float | None = None) -> tuple[dict, list[dict], dict]:
-    """Run :func:`execute` in a fresh Python process; raise if it fails, dies or runs past
-    ``timeout_s`` (then it is killed, with any process it started)."""
+    """Run :func:`execute` in a process of its own (forked from the fork server when ``command``
+    is None, else ``command``); raise if it fails, dies or runs past ``timeout_s`` (then it is
+    killed, with any process it started)."""
     job, out = work_dir / "job.json", work_dir / "result.json"
     job.write_text(json.dumps({"config": container, "row": row}))
     out.unlink(missing_ok=True)
-    # Its own process group: a timeout kills the worker and whatever it started.
-    proc = subprocess.Popen([*command, str(job), str(out)], start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    proc = _start(command, job, out)
     _CHILDREN.add(proc)
     try:
         proc.wait(timeout=timeout_s)
@@ -57,6 +125,8 @@ def run_worker(command: list[str], container: dict, row: dict, work_dir: Path,
         payload = json.loads(out.read_text())
         if payload.get("error"):
             raise WorkerError(payload["error"])
+        from harness.execution import arrays
+
         return payload["fields"], payload["curves"], arrays(payload.get("predictions") or {})
     if proc.returncode < 0:
         raise WorkerError(f"worker process killed by signal {-proc.returncode}"
@@ -64,21 +134,8 @@ def run_worker(command: list[str], container: dict, row: dict, work_dir: Path,
     raise WorkerError(f"worker process exited with code {proc.returncode} and no result")
 
 
-def arrays(predictions: dict) -> dict:
-    """Predictions read back from JSON (the inverse of :func:`lists`)."""
-    import numpy as np
-
-    return {split: {k: np.asarray(v) for k, v in arrays.items()} for split, arrays in predictions.items()}
-
-
-def lists(predictions: dict) -> dict:
-    """Predictions as JSON can hold them."""
-    return {split: {k: v.tolist() if hasattr(v, "tolist") else list(v) for k, v in arrays.items()}
-            for split, arrays in predictions.items()}
-
-
 # Worker processes running now, killed if the sweep that started this process dies.
-_CHILDREN: set[subprocess.Popen] = set()
+_CHILDREN: set = set()
 _watching = False
 
 

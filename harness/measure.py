@@ -1,6 +1,7 @@
 """Peak memory of one run, inference latency, and the device a run uses."""
 from __future__ import annotations
 
+import contextlib
 import resource
 import sys
 import threading
@@ -23,12 +24,39 @@ def cpu_supports_bf16() -> bool:
     return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
 
 
-class PeakMemory:
-    """Peak memory from ``start()`` to ``stop()``.
+def _reset_peak_rss() -> bool:
+    """Reset the kernel's peak-RSS mark of this process to its current RSS (Linux >= 4.0:
+    ``/proc/self/clear_refs``); False where that is not possible."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
 
-    On CUDA, the caching allocator's peaks (allocated and reserved), reset at start. On CPU, the
-    resident set: the kernel's high-water mark when this process runs one job alone (``isolated``),
-    else a sampler that starts at zero with the run, so earlier runs in the process do not count.
+
+def _peak_rss_since_reset() -> int:
+    """The kernel's peak RSS of this process since the last reset (VmHWM), or 0 if unreadable."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0
+
+
+class PeakMemory:
+    """Peak memory from ``start()`` to ``stop()``, and peak and seconds per phase
+    (``with memory.phase("train")``).
+
+    On CUDA, the caching allocator's peaks (allocated and reserved), reset at start and at each
+    phase. On CPU, the resident set: the kernel's high-water mark (reset at each phase where Linux
+    allows it, else the process's true peak when it runs one job alone, ``isolated``) together
+    with a sampler every ``interval_s`` that starts at zero with the run, so earlier runs in the
+    process do not count. A phase entered twice (training, then evaluation, each epoch) keeps its
+    highest peak.
     """
 
     def __init__(self, device: torch.device, isolated: bool, interval_s: float = 0.01) -> None:
@@ -38,10 +66,17 @@ class PeakMemory:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.baseline_rss = 0
+        self.phases: dict[str, dict[str, int]] = {}  # name -> {"rss": ..., "cuda": ...}
+        self._current: str | None = None
+        self._resets = False  # the kernel's mark was reset: ru_maxrss no longer covers the run
 
     def _sample(self) -> None:
         while not self._stop.is_set():
-            self._peak_rss = max(self._peak_rss, self._proc.memory_info().rss)
+            rss = self._proc.memory_info().rss
+            self._peak_rss = max(self._peak_rss, rss)
+            if self._current is not None:
+                bucket = self.phases[self._current]
+                bucket["rss"] = max(bucket["rss"], rss)
             self._stop.wait(self.interval_s)
 
     def start(self) -> "PeakMemory":
@@ -53,23 +88,66 @@ class PeakMemory:
         self._thread.start()
         return self
 
+    def _cuda_peaks(self) -> tuple[int, int]:
+        torch.cuda.synchronize(self.device)
+        return (int(torch.cuda.max_memory_allocated(self.device)),
+                int(torch.cuda.max_memory_reserved(self.device)))
+
+    @contextlib.contextmanager
+    def phase(self, name: str):
+        """Measure the peak of what runs inside under ``name`` (its own peak, not the run's)."""
+        bucket = self.phases.setdefault(name, {"rss": 0, "cuda": 0, "cuda_reserved": 0, "s": 0.0})
+        outer, self._current = self._current, name
+        started = time.perf_counter()
+        if self.device.type == "cuda":
+            self._fold_cuda_into(outer)
+            torch.cuda.reset_peak_memory_stats(self.device)
+        reset = self.device.type != "cuda" and _reset_peak_rss()
+        self._resets = self._resets or reset
+        try:
+            yield
+        finally:
+            bucket["s"] += time.perf_counter() - started
+            if reset:
+                bucket["rss"] = max(bucket["rss"], _peak_rss_since_reset())
+            if self.device.type == "cuda":
+                self._fold_cuda_into(name)
+                torch.cuda.reset_peak_memory_stats(self.device)
+            self._current = outer
+
+    def _fold_cuda_into(self, name: str | None) -> None:
+        allocated, reserved = self._cuda_peaks()
+        self._run_cuda = max(getattr(self, "_run_cuda", 0), allocated)
+        self._run_cuda_reserved = max(getattr(self, "_run_cuda_reserved", 0), reserved)
+        if name is not None:
+            bucket = self.phases[name]
+            bucket["cuda"] = max(bucket["cuda"], allocated)
+            bucket["cuda_reserved"] = max(bucket["cuda_reserved"], reserved)
+
     def stop(self) -> dict:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        rss = self._peak_rss
+        rss = max([self._peak_rss, *(b["rss"] for b in self.phases.values())])
+        if self._resets:  # the kernel's mark since the last phase began (the phases hold the rest)
+            rss = max(rss, _peak_rss_since_reset())
         if self.isolated:
-            # ru_maxrss is in KiB on Linux and bytes on macOS; it is the process's true peak.
+            # ru_maxrss (KiB on Linux, bytes on macOS): this process's peak (since the last reset).
             scale = 1 if sys.platform == "darwin" else 1024
             rss = max(rss, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * scale)
         out = {"peak_cpu_rss_bytes": int(rss), "baseline_cpu_rss_bytes": int(self.baseline_rss)}
         if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-            out["peak_cuda_allocated_bytes"] = int(torch.cuda.max_memory_allocated(self.device))
-            out["peak_cuda_reserved_bytes"] = int(torch.cuda.max_memory_reserved(self.device))
+            self._fold_cuda_into(None)
+            out["peak_cuda_allocated_bytes"] = int(self._run_cuda)
+            out["peak_cuda_reserved_bytes"] = int(self._run_cuda_reserved)
             out.update(peak_memory_bytes=out["peak_cuda_allocated_bytes"], memory_kind="cuda_allocated")
         else:
             out.update(peak_memory_bytes=int(rss), memory_kind="cpu_rss")
+        key = "cuda" if self.device.type == "cuda" else "rss"
+        for name in ("train", "eval"):
+            out[f"peak_memory_{name}_bytes"] = self.phases[name][key] if name in self.phases else None
+        for name in ("setup", "eval"):  # seconds; the training phase's are train_s
+            out[f"{name}_s"] = self.phases[name]["s"] if name in self.phases else None
         return out
 
 
@@ -79,17 +157,22 @@ def _sync(device: torch.device) -> None:
 
 
 @torch.no_grad()
-def latency_ms(model: torch.nn.Module, batch: dict, device: torch.device, repeats: int) -> float:
-    """Median wall milliseconds of one forward pass on ``batch``, after one warm-up pass."""
+def latency_ms(model: torch.nn.Module, batch: dict, device: torch.device, repeats: int,
+               bf16: bool = False) -> float:
+    """Median wall milliseconds of one forward pass on ``batch`` (under bf16 autocast when the
+    run trained and evaluated under it), after one warm-up pass."""
     model.eval()
     batch = {k: v.to(device) for k, v in batch.items()}
-    model(**batch)
+    precision = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16
+                 else contextlib.nullcontext())
     times = []
-    for _ in range(repeats):
-        _sync(device)
-        t0 = time.perf_counter()
+    with precision:
         model(**batch)
-        _sync(device)
-        times.append((time.perf_counter() - t0) * 1000.0)
+        for _ in range(repeats):
+            _sync(device)
+            t0 = time.perf_counter()
+            model(**batch)
+            _sync(device)
+            times.append((time.perf_counter() - t0) * 1000.0)
     times.sort()
     return float(times[len(times) // 2])

@@ -17,6 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from harness.config import RunConfig
+from harness.energy import EnergyMeter
 from harness.measure import PeakMemory, cpu_supports_bf16, latency_ms, pick_device
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models import LoadedModel, cache_dir, load_model
@@ -83,8 +84,10 @@ def seed_everything(seed: int) -> None:
 
 def wants_bf16(cfg: RunConfig, device: torch.device) -> bool:
     mode = cfg.trainer.autocast.value
-    if mode == "auto":
-        return torch.cuda.is_bf16_supported() if device.type == "cuda" else cpu_supports_bf16()
+    if mode == "auto":  # native bf16 only: emulated bf16 on an older GPU is slower than fp32
+        if device.type == "cuda":
+            return torch.cuda.is_bf16_supported(including_emulation=False)
+        return cpu_supports_bf16()
     return mode == "bf16"
 
 
@@ -118,7 +121,8 @@ def setup(cfg: RunConfig, device: torch.device) -> Setup:
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
                                    cfg.task.truncation.value, folder, kind) for name in SPLITS}
     batches = {name: loader(enc.examples, tok, cfg.trainer.batch_size if name == "train"
-                            else cfg.trainer.eval_batch_size, name == "train", cfg.seed, collate)
+                            else cfg.trainer.eval_batch_size, name == "train", cfg.seed, collate,
+                            cfg.trainer.group_by_length)
                for name, enc in encoded.items()}
     s = Setup(device, wants_bf16(cfg, device), data, kind, loaded, adapted, encoded, batches)
     steps = total_steps(len(batches["train"]), cfg.trainer)
@@ -127,9 +131,9 @@ def setup(cfg: RunConfig, device: torch.device) -> Setup:
     return s
 
 
-def fit(s: Setup, cfg: RunConfig, tracker) -> TrainResult:
+def fit(s: Setup, cfg: RunConfig, tracker, memory: PeakMemory | None = None) -> TrainResult:
     return train(s.adapted, s.batches["train"], s.batches["validation"], cfg, s.device,
-                 s.data.num_labels, s.use_bf16, tracker, task_type=s.kind)
+                 s.data.num_labels, s.use_bf16, tracker, task_type=s.kind, memory=memory)
 
 
 def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
@@ -156,7 +160,7 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
         enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, cfg.task.truncation.value, kind)
         tested.curves += rows(f"task:{task}", score(loader(
             enc.examples, s.loaded.tokenizer, cfg.trainer.eval_batch_size, False, cfg.seed,
-            kind.collator(s.loaded.tokenizer)), labels))
+            kind.collator(s.loaded.tokenizer), cfg.trainer.group_by_length), labels))
     for variant, context in s.adapted.eval_variants():
         with context:
             tested.curves += rows(variant, score(s.batches["test"]))
@@ -169,9 +173,11 @@ def measure(s: Setup, cfg: RunConfig, work_dir: Path) -> Measured:
     batch = next(iter(loader(s.encoded["test"].examples, s.loaded.tokenizer, t.latency_batch_size,
                              False, cfg.seed, s.kind.collator(s.loaded.tokenizer))))
     batch = s.kind.model_inputs(batch)
-    unmerged = latency_ms(s.adapted.model, batch, s.device, t.latency_batches)
+    with s.adapted.inference():
+        unmerged = latency_ms(s.adapted.model, batch, s.device, t.latency_batches, s.use_bf16)
     adapter_bytes = s.adapted.save(work_dir / "adapter")
-    merged = latency_ms(s.adapted.model, batch, s.device, t.latency_batches) if s.adapted.merge() else None
+    merged = (latency_ms(s.adapted.model, batch, s.device, t.latency_batches, s.use_bf16)
+              if s.adapted.merge() else None)
     return Measured(int(adapter_bytes), unmerged, merged)
 
 
@@ -183,11 +189,13 @@ def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested
                "label_names": s.data.label_names, "steps": trained.steps,
                "task_type": s.kind.name, "majority": majority,
                "tokens_from_cache": all(e.cached for e in s.encoded.values()),
-               "bf16_autocast": s.use_bf16, **s.adapted.details()}
+               "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,
+               **s.adapted.details()}
     return {
         **{k: float(v) for k, v in tested.metrics.items()},
         "best_epoch": int(trained.best_epoch),
         "select_metric": cfg.trainer.select_metric,
+        "precision": "bf16_autocast" if s.use_bf16 else "fp32",
         "select_value": trained.selected_value,
         "majority_accuracy": majority["accuracy"],
         "majority_f1_macro": majority["f1_macro"],
@@ -218,11 +226,17 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
         torch.set_num_threads(cfg.trainer.num_threads)
     device = pick_device(cfg.trainer.device.value)
     memory = PeakMemory(device, isolated).start()
-    s = setup(cfg, device)
-    trained = fit(s, cfg, tracker)
-    tested = test(s, cfg, trained)
-    measured = measure(s, cfg, work_dir)
+    energy = EnergyMeter(device.type, device.index or 0)
+    energy.start()
+    with memory.phase("setup"):
+        s = setup(cfg, device)
+    trained = fit(s, cfg, tracker, memory)
+    with memory.phase("eval"):
+        with s.adapted.inference():
+            tested = test(s, cfg, trained)
+        measured = measure(s, cfg, work_dir)
     fields = record_fields(s, cfg, trained, tested, measured, memory.stop())
+    fields.update(energy.stop())
     for name in MEASUREMENTS:
         fields.update(MEASUREMENTS.get(name)(s, trained))
     fields["wall_s"] = time.perf_counter() - t0

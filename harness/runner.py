@@ -21,35 +21,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import identity
 from harness.config import RunConfig
-from harness.isolation import WorkerError, lists, run_worker, watch_sweep
+from harness.execution import execute, lists, one_line_error
+from harness.isolation import WorkerError, run_worker, watch_sweep
 from harness.results.store import SCHEMA_VERSION, open_store
 from harness.validation import validate
-
-
-def one_line_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
-
-
-def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
-            row: dict | None = None) -> tuple[dict, list[dict], dict]:
-    """Train and measure one run; return its fields, curves and predictions (no store access).
-
-    With the run's identity ``row``, the configured tracker follows the run from here (the
-    process that trains), and is told how it ended, failure included.
-    """
-    from harness.pipeline import execute as run_pipeline
-    from harness.tracking import Tracker, make_tracker
-
-    tracker = make_tracker(cfg.tracker) if row else Tracker()
-    if row:
-        tracker.on_run_start(row, json.loads(row["config_json"]))
-    try:
-        result = run_pipeline(cfg, isolated, work_dir, tracker)
-    except BaseException as exc:
-        tracker.on_run_end({}, error=one_line_error(exc))
-        raise
-    tracker.on_run_end(result.fields, adapter_dir=work_dir / "adapter")
-    return result.fields, result.curves, result.predictions
 
 
 def _job_dir() -> Path:
@@ -61,8 +36,9 @@ def _job_dir() -> Path:
         return Path(tempfile.mkdtemp(prefix="harness-run-"))
 
 
-# How a worker process is started (tests swap in one that crashes).
-WORKER_COMMAND = [sys.executable, "-m", "harness.worker"]
+# How a worker process is started: None forks it from the fork server (harness.isolation);
+# a command (``[python, -m, harness.worker]``) starts a fresh interpreter. Tests swap in one that crashes.
+WORKER_COMMAND: list[str] | None = None
 # A run's claim on its configuration lasts this long unless renewed; its runner renews it every
 # LEASE_S / 4 while the run trains, so a claim outlives its owner by at most LEASE_S.
 LEASE_S = 300.0

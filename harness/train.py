@@ -38,12 +38,36 @@ class TrainResult:
 
 
 def loader(examples: list[dict], tokenizer, batch_size: int, shuffle: bool, seed: int,
-           collate=None) -> DataLoader:
-    # Pads each batch only to its own longest sequence.
+           collate=None, group_by_length: bool = False) -> DataLoader:
+    """Batches padded to their own longest sequence. ``group_by_length``: training batches
+    (``shuffle``) of similar lengths, from transformers' ``LengthGroupedSampler`` (random
+    mega-batches of up to 50 batches, each sorted by length, the longest batch first, as its
+    Trainer's ``group_by_length``); evaluation batches in order of length, longest first
+    (:func:`evaluate` returns predictions in the examples' own order)."""
     collate = collate or DataCollatorWithPadding(tokenizer, padding="longest")
     generator = torch.Generator().manual_seed(seed)
-    return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
-                      generator=generator)
+    if not group_by_length:
+        return DataLoader(examples, batch_size=batch_size, shuffle=shuffle, collate_fn=collate,
+                          generator=generator)
+    lengths = [len(e["input_ids"]) for e in examples]
+    if shuffle:
+        from transformers.trainer_pt_utils import LengthGroupedSampler
+
+        sampler = LengthGroupedSampler(batch_size, lengths=lengths, generator=generator)
+    else:
+        sampler = sorted(range(len(examples)), key=lambda i: -lengths[i])
+    return DataLoader(examples, batch_size=batch_size, sampler=sampler, collate_fn=collate)
+
+
+def _in_example_order(values: list, batches: DataLoader) -> list:
+    """Per-example values of an evaluation pass, back in the examples' own order."""
+    order = batches.sampler
+    if not isinstance(order, list):  # sequential
+        return values
+    out = [None] * len(values)
+    for position, value in zip(order, values):
+        out[position] = value
+    return out
 
 
 def autocast_context(device: torch.device, enabled: bool):
@@ -72,7 +96,7 @@ def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool
     metrics = kind.metrics(preds, refs, num_labels, labels)
     metrics["eval_loss"] = loss_sum / max(n, 1)
     if keep is not None:
-        keep.update(predictions=preds, labels=refs)
+        keep.update(predictions=_in_example_order(preds, batches), labels=_in_example_order(refs, batches))
     return metrics
 
 
@@ -92,11 +116,14 @@ def total_steps(steps_per_epoch: int, t) -> int:
 
 def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, device,
           num_labels: int, use_bf16: bool, tracker=None,
-          task_type: TaskType | None = None) -> TrainResult:
-    """``tracker``: a :class:`harness.tracking.Tracker` told of every step and epoch (optional)."""
+          task_type: TaskType | None = None, memory=None) -> TrainResult:
+    """``tracker``: a :class:`harness.tracking.Tracker` told of every step and epoch (optional);
+    ``memory``: a :class:`harness.measure.PeakMemory` whose ``train`` and ``eval`` phases
+    this loop marks (optional)."""
     from harness.tracking import Tracker
 
     tracker = tracker or Tracker()
+    phase = memory.phase if memory is not None else (lambda name: contextlib.nullcontext())
     kind = task_type or SingleLabel()
     t = cfg.trainer
     model = adapted.model
@@ -113,36 +140,38 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
         model.train()
         loss_sum, seen = 0.0, 0
         start = time.perf_counter()
-        for batch in train_batches:
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with autocast_context(device, use_bf16):
-                loss = training_loss(adapted, kind, batch)
-            if not torch.isfinite(loss):
-                raise NonFiniteLossError(f"training loss became {float(loss)} at step {step + 1}")
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
-            lr = optimizer.param_groups[0]["lr"]  # the rate this step used, for the tracker
-            optimizer.step()
-            scheduler.step()
-            step += 1
-            adapted.after_optimizer_step(step, total)
-            optimizer.zero_grad(set_to_none=True)
-            loss_value = float(loss.detach())
-            tracker.log_step(step, loss_value, lr)
-            n = len(batch["labels"])
-            loss_sum += loss_value * n
-            seen += n
-            result.samples += n
-            result.tokens += int(batch["attention_mask"].sum())
-            bar.update(1)
-            bar.set_postfix(epoch=f"{epoch}/{t.epochs}", loss=f"{loss_sum / seen:.4f}")
-            if step >= total:
-                break
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        with phase("train"):
+            for batch in train_batches:
+                batch = {k: v.to(device) for k, v in batch.items()}
+                with autocast_context(device, use_bf16):
+                    loss = training_loss(adapted, kind, batch)
+                if not torch.isfinite(loss):
+                    raise NonFiniteLossError(f"training loss became {float(loss)} at step {step + 1}")
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                lr = optimizer.param_groups[0]["lr"]  # the rate this step used, for the tracker
+                optimizer.step()
+                scheduler.step()
+                step += 1
+                adapted.after_optimizer_step(step, total)
+                optimizer.zero_grad(set_to_none=True)
+                loss_value = float(loss.detach())
+                tracker.log_step(step, loss_value, lr)
+                n = len(batch["labels"])
+                loss_sum += loss_value * n
+                seen += n
+                result.samples += n
+                result.tokens += int(batch["attention_mask"].sum())
+                bar.update(1)
+                bar.set_postfix(epoch=f"{epoch}/{t.epochs}", loss=f"{loss_sum / seen:.4f}")
+                if step >= total:
+                    break
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
         result.train_s += time.perf_counter() - start
         result.steps = step
-        metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind)
+        with phase("eval"), adapted.inference():
+            metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind)
         if not math.isfinite(metrics["eval_loss"]):
             raise NonFiniteLossError(f"validation loss became {metrics['eval_loss']} after epoch {epoch}")
         result.curves.append({"epoch": epoch, "split": "train", "metric": "loss", "value": loss_sum / max(seen, 1)})

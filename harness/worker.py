@@ -15,28 +15,51 @@ import traceback
 from pathlib import Path
 
 
-def _exit_with_parent(poll_s: float = 1.0) -> None:
-    parent = os.getppid()
+def _exit_with_parent(parent: int | None = None, poll_s: float = 1.0) -> None:
+    """End this process when the one that started the run (``parent``; default: this process's
+    parent) is gone."""
+    start_parent = os.getppid()
+
+    def gone() -> bool:
+        if parent is None:
+            return os.getppid() != start_parent
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass
+        return False
 
     def watch() -> None:
         while True:
             time.sleep(poll_s)
-            if os.getppid() != parent:
+            if gone():
                 os._exit(1)
 
     threading.Thread(target=watch, daemon=True).start()
 
 
-def main(job_path: str, result_path: str) -> int:
+def forked_main(job_path: str, result_path: str, env: dict, cwd: str, parent: int) -> None:
+    """A worker forked from the fork server (harness.isolation): a session of its own, the
+    environment and folder of the process that started the run, then :func:`main`."""
+    os.setsid()
+    (Path(job_path).parent / "worker.pid").write_text(f"{os.getpid()}\n")
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    sys.exit(main(job_path, result_path, parent))
+
+
+def main(job_path: str, result_path: str, parent: int | None = None) -> int:
     from harness.quiet import quiet_libraries
 
     quiet_libraries()
     from harness.identity import config_hash
-    from harness.isolation import lists
-    from harness.runner import execute, one_line_error
+    from harness.execution import execute, lists, one_line_error
     from harness.validation import from_container
 
-    _exit_with_parent()
+    _exit_with_parent(parent)
     job = json.loads(Path(job_path).read_text())
     try:
         # The job file must be the run its parent started: same config (by hash) and run id.

@@ -57,6 +57,7 @@ def test_the_registry_reproduces_what_was_hard_coded():
         ("trainable_pct", "Trainable %", "trainable_pct", 1.0, 3, False),
         ("adapter_mib", "Adapter MiB", "adapter_bytes", 2**20, 3, False),
         ("peak_memory_mib", "Peak memory MiB", "peak_memory_bytes", 2**20, 4, False),
+        ("energy_j", "Energy J", "energy_j", 1.0, 4, False),
         ("train_samples_per_s", "Train samples/s", "train_samples_per_s", 1.0, 3, False),
         ("infer_latency_ms", "Latency unmerged ms", "infer_latency_ms", 1.0, 3, False),
         ("infer_latency_merged_ms", "Latency merged ms", "infer_latency_merged_ms", 1.0, 3, False),

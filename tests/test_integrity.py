@@ -242,9 +242,19 @@ def test_non_finite_weights_after_the_last_step_fail_the_run(store_path, tmp_pat
     assert load(store_path, decode=False)["status"].tolist() == ["failed"]
 
 
+def _alive(pid: int) -> bool:
+    try:
+        return "\tZ" not in Path(f"/proc/{pid}/status").read_text().split("State:")[1][:4]
+    except (OSError, IndexError):
+        return False
+
+
 def _workers_of(folder: Path) -> list[int]:
+    """Live worker processes of the runs under ``folder``: forked ones (their worker.pid) and
+    started ones (their command line)."""
     out = subprocess.run(["pgrep", "-f", f"harness.worker {folder}"], capture_output=True, text=True)
-    return [int(p) for p in out.stdout.split()]
+    forked = [int(f.read_text()) for f in folder.rglob("worker.pid") if f.read_text().strip()]
+    return [p for p in [int(p) for p in out.stdout.split()] + forked if _alive(p)]
 
 
 def test_a_killed_joblib_sweep_leaves_no_training_behind(tmp_path):

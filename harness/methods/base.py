@@ -116,6 +116,11 @@ class Adapted:
             for name, value in state.items():
                 params[name].copy_(value)
 
+    def inference(self) -> contextlib.AbstractContextManager:
+        """The setting every evaluation and latency pass runs under (peft's DoRA weight-norm
+        cache for DoRA); nothing by default."""
+        return contextlib.nullcontext()
+
     def eval_variants(self) -> Iterator[tuple[str, contextlib.AbstractContextManager]]:
         """Extra settings to evaluate the trained model under (e.g. ranks); none by default."""
         return iter(())

@@ -31,6 +31,15 @@ def prepare_base(model, ctx: MethodContext):
 
 
 class PeftAdapted(Adapted):
+    def inference(self):
+        """DoRA: peft's cache of the weight norm and of B·A while the model is in eval mode
+        (cleared when it trains again), so an evaluation pass does not recompute them per batch."""
+        if getattr(self.method, "use_dora", False):
+            from peft.helpers import DoraCaching
+
+            return DoraCaching()
+        return super().inference()
+
     def merge(self) -> bool:
         self.model = self.model.merge_and_unload()
         return True

@@ -5,10 +5,13 @@
                              [--seed S,...] [--since DATE] [--until DATE]
                              [--stage final|search|all] [--reference lora]
                              [--format md,csv,tex,html] [--claim 'dora>lora'] [--no-pdf]
+                             [--price cpu=0.05 --price cuda=2.5] [--currency USD]
 
 Comma-separated values select any of them. --stage: final (default) reports the final runs of
 protocol=tuned and every protocol=fixed run, never the learning-rate search trials; search only
-those; all every run. See docs/report.md.
+those; all every run. --price: the price of one hour of a device kind (repeatable), so that the
+cost view gives each run's money (wall time x price; none for a kind without a price). See
+docs/report.md.
 """
 from __future__ import annotations
 
@@ -45,14 +48,31 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--claim", action="append", default=[],
                    help="a claim to check, 'dora>lora' or 'dora>lora:accuracy' (repeatable)")
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF")
+    p.add_argument("--price", action="append", default=[], metavar="KIND=PRICE",
+                   help="price of one hour of a device kind (cpu, cuda), e.g. cpu=0.05 (repeatable): "
+                        "money per run in the cost view")
+    p.add_argument("--currency", default="USD", help="currency of --price (default USD)")
     return p
+
+
+def _prices(items: list[str]) -> dict[str, float]:
+    """{kind: price} from --price KIND=PRICE (the kinds and prices are checked by CostConfig)."""
+    prices = {}
+    for item in items:
+        kind, _, price = item.partition("=")
+        try:
+            prices[kind.strip()] = float(price)
+        except ValueError:
+            raise ConfigError(f"--price must be KIND=PRICE, e.g. cpu=0.05; got {item!r}") from None
+    return prices
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         options = ReportConfig(reference=args.reference, alpha=args.alpha, correction=args.correction,
-                               formats=_split(args.format), pdf=not args.no_pdf, claims=args.claim)
+                               formats=_split(args.format), pdf=not args.no_pdf, claims=args.claim,
+                               cost={"per_device_hour": _prices(args.price), "currency": args.currency})
         values = {axis: _split(getattr(args, axis)) for axis in AXES}
         if values["sweep"] == ["latest"]:
             values["sweep"] = [latest_sweep(load(args.store, decode=False)) or "latest"]

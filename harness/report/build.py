@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from harness.config import ReportConfig
-from harness.report import plots, tables
+from harness.report import cost, plots, tables
 from harness.report.compare import Analysis, analyze
 from harness.report.stats import RESAMPLES
 from harness.report.findings import Claim, default_claims, findings
@@ -70,6 +70,11 @@ def _figures(a: Analysis, curves: pd.DataFrame, task: str, model: str, fig_dir: 
          "The same method settings on a full-precision and a 4-bit base, side by side."),
     ]
     return [(p, c) for p, c in made if p is not None] + _search_figure(lines or [], task, model, fig_dir)
+
+
+COST_CAPTION = ("Accuracy against training time (and against energy where the runs measured it): "
+                "mean per configuration, error bars the 95% intervals over seeds; dashed: the Pareto front "
+                "(none on energies of different kinds: a CPU package and a GPU are not one scale).")
 
 
 def _methods_text(a: Analysis) -> list[str]:
@@ -171,20 +176,26 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
             continue
         s = _slug(task, model)
         main, diffs = tables.comparison_table(a, task, model), tables.reference_table(a, task, model)
+        spend = cost.cost_table(a, finished, task, model, options.cost)
         writers = {"md": lambda t: tables.to_markdown(t), "tex": tables.to_latex,
                    "html": lambda t: tables.html_page(t.title, tables.to_html(t))}
         for fmt in options.formats:
             path = out_dir / "tables" / f"{s}.{fmt}"
             if fmt == "csv":
                 tables.stats_frame(a, task, model).to_csv(path, index=False)
+                cost.cost_frame(a, finished, task, model, options.cost).to_csv(
+                    path.with_name(f"{s}_cost.csv"), index=False)
+                report.files.append(path.with_name(f"{s}_cost.csv"))
             elif fmt == "html":
-                path.write_text(tables.html_page(main.title, tables.to_html(main) + tables.to_html(diffs)),
+                path.write_text(tables.html_page(main.title, "".join(map(tables.to_html, (main, diffs, spend)))),
                                 encoding="utf-8")
             else:
-                path.write_text(writers[fmt](main) + "\n" + writers[fmt](diffs))
+                path.write_text("\n".join(writers[fmt](t) for t in (main, diffs, spend)))
             report.files.append(path)
-        table_items += [("table", main)] + ([("table", diffs)] if diffs.rows else [])
+        table_items += [("table", main)] + ([("table", diffs)] if diffs.rows else []) + [("table", spend)]
         figs = _figures(a, curves, task, model, out_dir / "figures", lines)
+        spent = cost.cost_figure(a, finished, task, model, out_dir / "figures" / f"{s}_cost_quality.png")
+        figs += [(spent, COST_CAPTION)] if spent else []
         report.files += [p for p, _ in figs]
         figure_items += [("h2", f"{task} — {model}"), ("figures", figs)]
         f = findings(a, curves, task, model, claims, lines)

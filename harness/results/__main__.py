@@ -70,7 +70,7 @@ def import_unrecorded(folders: list[str], url: str) -> int:
     import json
     from pathlib import Path
 
-    from harness.isolation import arrays
+    from harness.execution import arrays
     from harness.results import open_store
 
     files = sorted({f for folder in folders for f in

@@ -1,0 +1,51 @@
+"""One run in this process: train and measure it with its tracker, and the payload a worker
+hands back (its error as one line, its predictions as JSON can hold them).
+
+Used by :mod:`harness.runner` (a run in the command's own process) and :mod:`harness.worker` (a run
+in a worker process); it imports neither.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from harness.config import RunConfig
+
+
+def one_line_error(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
+
+
+def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
+            row: dict | None = None) -> tuple[dict, list[dict], dict]:
+    """Train and measure one run; return its fields, curves and predictions (no store access).
+
+    With the run's identity ``row``, the configured tracker follows the run from here (the
+    process that trains), and is told how it ended, failure included.
+    """
+    from harness.pipeline import execute as run_pipeline
+    from harness.tracking import Tracker, make_tracker
+
+    tracker = make_tracker(cfg.tracker) if row else Tracker()
+    if row:
+        tracker.on_run_start(row, json.loads(row["config_json"]))
+    try:
+        result = run_pipeline(cfg, isolated, work_dir, tracker)
+    except BaseException as exc:
+        tracker.on_run_end({}, error=one_line_error(exc))
+        raise
+    tracker.on_run_end(result.fields, adapter_dir=work_dir / "adapter")
+    return result.fields, result.curves, result.predictions
+
+
+def arrays(predictions: dict) -> dict:
+    """Predictions read back from JSON (the inverse of :func:`lists`)."""
+    import numpy as np
+
+    return {split: {k: np.asarray(v) for k, v in arrays.items()} for split, arrays in predictions.items()}
+
+
+def lists(predictions: dict) -> dict:
+    """Predictions as JSON can hold them."""
+    return {split: {k: v.tolist() if hasattr(v, "tolist") else list(v) for k, v in arrays.items()}
+            for split, arrays in predictions.items()}
