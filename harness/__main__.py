@@ -64,7 +64,13 @@ def _runs_workers_here(argv: list[str], plan) -> bool:
     Hydra's basic one (another launcher runs the jobs in processes of its own)."""
     if any(a.lstrip("+").startswith("hydra/launcher=") and a.split("=", 1)[1] != "basic" for a in argv):
         return False
-    return any((c.get("trainer") or {}).get("isolate", True) for c in plan.configs)
+    from harness.fingerprint import device_kind
+
+    # CUDA runs start fresh interpreters (harness.isolation): no fork server for them.
+    return any((c.get("trainer") or {}).get("isolate", True)
+               and device_kind(str(getattr(setting := (c.get("trainer") or {}).get("device", "auto"),
+                                           "value", setting))) != "cuda"
+               for c in plan.configs)
 
 
 def main() -> None:

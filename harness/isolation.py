@@ -3,7 +3,7 @@
 :func:`run_worker` starts one run's worker in a new process group and waits for it: a process
 forked from a fork server that imported torch, transformers, peft and the methods once
 (:data:`PRELOAD`; Python's ``multiprocessing`` forkserver), or ``python -m harness.worker``
-where there is no fork (or when a command is given); past ``trainer.timeout_s``, or if the waiting process is interrupted, the group is
+for a CUDA run, where there is no fork, or when a command is given; past ``trainer.timeout_s``, or if the waiting process is interrupted, the group is
 killed. :func:`watch_sweep` ends a launcher's worker process (joblib, ...) and the run it trains
 when the command's own process is gone: a SIGKILL of the command leaves no handler that could stop
 the launcher's pool, and its queued jobs would otherwise go on training.
@@ -84,11 +84,14 @@ class _Forked:
         return self.process.exitcode
 
 
-def _start(command: list[str] | None, job: Path, out: Path):
+def _start(command: list[str] | None, job: Path, out: Path, device_kind: str | None = None):
     """``command`` None: fork a worker from the fork server (torch and the methods already
     imported); else start ``command JOB RESULT`` as a fresh process. Either way in a new
-    session (its own process group), with this process's environment and folder as they are now."""
-    if command is None and forkserver_available():
+    session (its own process group), with this process's environment and folder as they are now.
+
+    A CUDA run always gets a fresh process: CUDA cannot be used in a process forked after the
+    driver was initialised, and libraries the fork server imports (bitsandbytes) initialise it."""
+    if command is None and forkserver_available() and device_kind != "cuda":
         from harness.worker import forked_main
 
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -109,7 +112,7 @@ def run_worker(command: list[str] | None, container: dict, row: dict, work_dir: 
     job, out = work_dir / "job.json", work_dir / "result.json"
     job.write_text(json.dumps({"config": container, "row": row}))
     out.unlink(missing_ok=True)
-    proc = _start(command, job, out)
+    proc = _start(command, job, out, row.get("device_kind"))
     _CHILDREN.add(proc)
     try:
         proc.wait(timeout=timeout_s)

@@ -161,3 +161,18 @@ def test_an_isolated_run_is_forked_from_the_fork_server_and_records_its_own_phas
     assert not _alive(pid)  # the worker ended with its run
     assert row["peak_memory_train_bytes"] > 0 and row["peak_memory_eval_bytes"] > 0
     assert row["peak_memory_bytes"] >= max(row["peak_memory_train_bytes"], row["peak_memory_eval_bytes"])
+
+
+def test_a_cuda_run_gets_a_fresh_interpreter_not_a_fork(tmp_path):
+    """CUDA cannot be used in a process forked after the driver was initialised: no fork for it."""
+    import json
+    import subprocess
+
+    from harness.isolation import _Forked, _start
+
+    job, out = tmp_path / "job.json", tmp_path / "result.json"
+    job.write_text(json.dumps({"config": {}, "row": {}}))
+    proc = _start(None, job, out, "cuda")
+    assert isinstance(proc, subprocess.Popen) and not isinstance(proc, _Forked)
+    assert proc.wait(timeout=120) == 1
+    assert json.loads(out.read_text())["error"]  # the worker ran, and refused the empty job
