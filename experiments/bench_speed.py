@@ -62,7 +62,7 @@ def plain(name: str, cfg) -> dict:
                               get_linear_schedule_with_warmup)
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from harness.measure import cpu_supports_bf16
+    from harness.fingerprint import cpu_has_bf16
     from harness.sources import resolve_source
     from harness.tasks import load_task
     from harness.tasks.encoding import encode_split
@@ -82,7 +82,7 @@ def plain(name: str, cfg) -> dict:
         target_modules=list(cfg.model.target_modules), modules_to_save=list(cfg.model.head_modules),
         task_type="SEQ_CLS"))
     grouped = name.endswith("grouped")
-    bf16 = grouped and cpu_supports_bf16()
+    bf16 = grouped and cpu_has_bf16()
     collate = DataCollatorWithPadding(tok, padding="longest")
     g = torch.Generator().manual_seed(cfg.seed)
     bs = cfg.trainer.batch_size

@@ -68,8 +68,7 @@ def _runs_workers_here(argv: list[str], plan) -> bool:
 
     # CUDA runs start fresh interpreters (harness.isolation): no fork server for them.
     return any((c.get("trainer") or {}).get("isolate", True)
-               and device_kind(str(getattr(setting := (c.get("trainer") or {}).get("device", "auto"),
-                                           "value", setting))) != "cuda"
+               and device_kind((c.get("trainer") or {}).get("device", "auto")) != "cuda"
                for c in plan.configs)
 
 

@@ -133,9 +133,10 @@ def _nvidia_gpu_present() -> bool:
     return gpus.is_dir() and any(gpus.iterdir())
 
 
-def device_kind(setting: str) -> str:
+def device_kind(setting) -> str:
     """The kind of device ``trainer.device`` resolves to here (``auto``: cuda where an NVIDIA GPU
-    is present, else cpu), found without importing torch."""
+    is present, else cpu), found without importing torch. ``setting``: text or the enum member."""
+    setting = str(getattr(setting, "value", setting))
     if setting in ("cpu", "cuda"):
         return setting
     return "cuda" if _nvidia_gpu_present() else "cpu"

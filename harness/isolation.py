@@ -2,9 +2,9 @@
 
 :func:`run_worker` starts one run's worker in a new process group and waits for it: a process
 forked from a fork server that imported torch, transformers, peft and the methods once
-(:data:`PRELOAD`; Python's ``multiprocessing`` forkserver), or ``python -m harness.worker``
-for a CUDA run, where there is no fork, or when a command is given; past ``trainer.timeout_s``, or if the waiting process is interrupted, the group is
-killed. :func:`watch_sweep` ends a launcher's worker process (joblib, ...) and the run it trains
+(:data:`PRELOAD`; Python's ``multiprocessing`` forkserver), or ``python -m harness.worker`` for
+a CUDA run, where there is no fork, or when a command is given. Past ``trainer.timeout_s``, or if
+the waiting process is interrupted, the group is killed. :func:`watch_sweep` ends a launcher's worker process (joblib, ...) and the run it trains
 when the command's own process is gone: a SIGKILL of the command leaves no handler that could stop
 the launcher's pool, and its queued jobs would otherwise go on training.
 """
@@ -91,17 +91,16 @@ def _start(command: list[str] | None, job: Path, out: Path, device_kind: str | N
 
     A CUDA run always gets a fresh process: CUDA cannot be used in a process forked after the
     driver was initialised, and libraries the fork server imports (bitsandbytes) initialise it."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if command is None and forkserver_available() and device_kind != "cuda":
         from harness.worker import forked_main
 
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         process = _forkserver().Process(target=forked_main, name=f"harness.worker {job.parent}",
                                         args=(str(job), str(out), env, os.getcwd(), os.getpid()))
         process.start()
         return _Forked(process)
     command = command or [sys.executable, "-m", "harness.worker"]
-    return subprocess.Popen([*command, str(job), str(out)], start_new_session=True,
-                            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    return subprocess.Popen([*command, str(job), str(out)], start_new_session=True, env=env)
 
 
 def run_worker(command: list[str] | None, container: dict, row: dict, work_dir: Path,

@@ -19,11 +19,6 @@ def pick_device(kind: str) -> torch.device:
     return torch.device("cpu")
 
 
-def cpu_supports_bf16() -> bool:
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(getattr(torch.cpu, name, lambda: False)() for name in checks)
-
-
 def _reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark of this process to its current RSS (Linux >= 4.0:
     ``/proc/self/clear_refs``); False where that is not possible."""
@@ -69,6 +64,7 @@ class PeakMemory:
         self.phases: dict[str, dict[str, int]] = {}  # name -> {"rss": ..., "cuda": ...}
         self._current: str | None = None
         self._resets = False  # the kernel's mark was reset: ru_maxrss no longer covers the run
+        self._run_cuda = self._run_cuda_reserved = 0  # CUDA peaks of the whole run, over phases
 
     def _sample(self) -> None:
         while not self._stop.is_set():
@@ -117,8 +113,8 @@ class PeakMemory:
 
     def _fold_cuda_into(self, name: str | None) -> None:
         allocated, reserved = self._cuda_peaks()
-        self._run_cuda = max(getattr(self, "_run_cuda", 0), allocated)
-        self._run_cuda_reserved = max(getattr(self, "_run_cuda_reserved", 0), reserved)
+        self._run_cuda = max(self._run_cuda, allocated)
+        self._run_cuda_reserved = max(self._run_cuda_reserved, reserved)
         if name is not None:
             bucket = self.phases[name]
             bucket["cuda"] = max(bucket["cuda"], allocated)
@@ -163,10 +159,10 @@ def latency_ms(model: torch.nn.Module, batch: dict, device: torch.device, repeat
     run trained and evaluated under it), after one warm-up pass."""
     model.eval()
     batch = {k: v.to(device) for k, v in batch.items()}
-    precision = (torch.autocast(device_type=device.type, dtype=torch.bfloat16) if bf16
-                 else contextlib.nullcontext())
+    from harness.train import autocast_context
+
     times = []
-    with precision:
+    with autocast_context(device, bf16):
         model(**batch)
         for _ in range(repeats):
             _sync(device)

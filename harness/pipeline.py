@@ -18,7 +18,8 @@ from torch.utils.data import DataLoader
 
 from harness.config import RunConfig
 from harness.energy import EnergyMeter
-from harness.measure import PeakMemory, cpu_supports_bf16, latency_ms, pick_device
+from harness.fingerprint import cpu_has_bf16
+from harness.measure import PeakMemory, latency_ms, pick_device
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models import LoadedModel, cache_dir, load_model
 from harness.registry import Registry
@@ -87,7 +88,7 @@ def wants_bf16(cfg: RunConfig, device: torch.device) -> bool:
     if mode == "auto":  # native bf16 only: emulated bf16 on an older GPU is slower than fp32
         if device.type == "cuda":
             return torch.cuda.is_bf16_supported(including_emulation=False)
-        return cpu_supports_bf16()
+        return cpu_has_bf16()  # what the run's identity resolves auto to (harness.fingerprint)
     return mode == "bf16"
 
 
