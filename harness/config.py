@@ -48,6 +48,13 @@ class Dtype(str, enum.Enum):
     float16 = "float16"
 
 
+class Optimizer(str, enum.Enum):
+    adamw = "adamw"  # torch.optim.AdamW
+    adamw_8bit = "adamw_8bit"  # bitsandbytes' 8-bit AdamW (block-wise quantized state)
+    paged_adamw_32bit = "paged_adamw_32bit"  # bitsandbytes, state in paged (unified) memory: CUDA
+    paged_adamw_8bit = "paged_adamw_8bit"  # both: QLoRA's pairing with a 4-bit base
+
+
 class Autocast(str, enum.Enum):
     auto = "auto"  # bf16 where the device supports it
     bf16 = "bf16"
@@ -121,6 +128,12 @@ class ModelConfig:
     # Modules trained in full next to the adapters (the new classification head).
     head_modules: list[str] = field(default_factory=list)
     trust_remote_code: bool = False
+    # A decoder that loads as a causal language model (AutoModelForCausalLM): needed by the
+    # prompt task types (generation, choice); classification tasks put a head on any model.
+    causal_lm: bool = False
+    # The base weights' dtype (bfloat16/float16 halve a GPU's memory for them; float16 needs CUDA).
+    # A 4-bit base keeps its own storage; this is then the dtype of what is not quantized.
+    dtype: Dtype = Dtype.float32
 
 
 class Truncation(str, enum.Enum):
@@ -157,9 +170,27 @@ class TaskConfig:
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0
+    # --- prompt tasks (task_type generation or choice; docs/language_models.md) ---
+    # The prompt made of the text column: "{text}" stands for it (null: the text as it is).
+    prompt_template: Optional[str] = None
+    # Wrap the prompt in the tokenizer's chat template (as a user turn) when it has one.
+    chat_template: bool = True
+    system_prompt: Optional[str] = None  # the chat's system turn (null: the template's default)
+    # Answer text per label name (choice: the candidates; generation: the completion), e.g.
+    # {"True": "yes", "False": "no"}; a label not in it answers with its own name.
+    label_words: dict[str, str] = field(default_factory=dict)
+    # Put before every answer: " " after a plain prompt ending in "Answer:", as the tokenizer
+    # expects (dropped inside a chat template, where the answer opens the assistant's turn).
+    answer_prefix: str = ""
+    # Generation: tokens generated at most (null: the longest training completion, plus its end).
+    max_new_tokens: Optional[int] = None
 
     def __post_init__(self) -> None:
         _positive_int("task.max_length", self.max_length)
+        if self.max_new_tokens is not None:
+            _positive_int("task.max_new_tokens", self.max_new_tokens)
+        _check(self.prompt_template is None or "{text}" in self.prompt_template,
+               f"task.prompt_template must contain {{text}} (where the text goes), got {self.prompt_template!r}")
         for key in ("train_size", "val_size", "test_size"):
             value = getattr(self, key)
             if value is not None:
@@ -194,6 +225,12 @@ class TrainerConfig:
     # cannot take the sweep down.
     isolate: bool = True
     gradient_checkpointing: bool = False
+    # The optimizer every method's parameter groups go to (LoRA-FA brings its own: adamw only).
+    optimizer: Optimizer = Optimizer.adamw
+    # Causal LMs: generation speed (gen_tokens_per_s, gen_ttft_ms) is timed on this many test
+    # prompts, each generating this many tokens, latency_batches times after a warm-up.
+    generation_tokens: int = 16
+    generation_batch_size: int = 8
     progress: bool = True
     num_threads: Optional[int] = None
     # Wall-clock limit of one run in seconds (null: none). A run past it is killed (its worker
@@ -206,7 +243,8 @@ class TrainerConfig:
         _check(self.timeout_s is None or self.isolate,
                "trainer.timeout_s needs trainer.isolate=true (a run in the command's own process "
                "cannot be stopped)")
-        for key in ("epochs", "batch_size", "eval_batch_size", "latency_batch_size"):
+        for key in ("epochs", "batch_size", "eval_batch_size", "latency_batch_size", "generation_tokens",
+                    "generation_batch_size"):
             _positive_int(f"trainer.{key}", getattr(self, key))
         if self.max_steps is not None:
             _positive_int("trainer.max_steps", self.max_steps)

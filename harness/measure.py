@@ -158,8 +158,9 @@ def latency_ms(model: torch.nn.Module, batch: dict, device: torch.device, repeat
     """Median wall milliseconds of one forward pass on ``batch`` (under bf16 autocast when the
     run trained and evaluated under it), after one warm-up pass."""
     model.eval()
-    batch = {k: v.to(device) for k, v in batch.items()}
-    from harness.train import autocast_context
+    from harness.train import autocast_context, to_device
+
+    batch = to_device(batch, device)
 
     times = []
     with autocast_context(device, bf16):

@@ -1,4 +1,5 @@
-"""Load a base model and its tokenizer for sequence classification, optionally in 4-bit.
+"""Load a base model and its tokenizer, optionally in 4-bit: with a sequence-classification head,
+or as a causal language model (prompt tasks).
 
 Every model goes through ``from_pretrained`` from a folder, tiny random test models included
 (they are built once and saved as safetensors), so tests exercise the same loading and
@@ -15,7 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer, BitsAndBytesConfig
+from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
+                          BitsAndBytesConfig)
 
 from harness.sources import resolve_source
 
@@ -42,7 +44,6 @@ def gguf_to_safetensors(gguf_path: str) -> str:
     to a plain folder once makes every later load (4-bit included) a normal safetensors load.
     """
     from safetensors.torch import save_file
-    from transformers import AutoModelForCausalLM
 
     path = Path(gguf_path)
     digest = hashlib.sha256()
@@ -61,8 +62,10 @@ def gguf_to_safetensors(gguf_path: str) -> str:
         del model.config.quantization_config
     model.config.save_pretrained(tmp)
     tokenizer.save_pretrained(tmp)
-    # The body only: the tied lm_head is not needed for classification, the embeddings are.
+    # The body, and the output layer unless it is tied to the embeddings (then it is rebuilt).
     body = {f"model.{k}": v.contiguous() for k, v in model.model.state_dict().items()}
+    if not getattr(model.config, "tie_word_embeddings", False):
+        body["lm_head.weight"] = model.lm_head.weight.detach().contiguous()
     save_file(body, str(tmp / "model.safetensors"), metadata={"format": "pt"})
     try:
         os.replace(tmp, folder)
@@ -98,8 +101,12 @@ def _tiny_tokenizer():
 
     tok.post_processor = TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B [SEP]",
                                             special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    from tokenizers import decoders
+
+    tok.decoder = decoders.WordPiece()  # "##x" pieces join when decoded (generated answers)
     return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]")
+                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
+                                   eos_token="[SEP]")
 
 
 def build_tiny(spec: dict) -> str:
@@ -107,7 +114,7 @@ def build_tiny(spec: dict) -> str:
     from transformers import AutoConfig
 
     spec = dict(spec)
-    key = hashlib.sha256(json.dumps(spec, sort_keys=True).encode()).hexdigest()[:16]
+    key = hashlib.sha256((json.dumps(spec, sort_keys=True) + "|v2").encode()).hexdigest()[:16]
     folder = cache_dir() / "tiny" / key
     if (folder / "config.json").is_file():
         return str(folder)
@@ -139,19 +146,21 @@ def bnb_config(quant_cfg, skip_modules: list[str]) -> BitsAndBytesConfig | None:
 
 
 def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
-               problem_type: str | None = None) -> LoadedModel:
+               problem_type: str | None = None, causal_lm: bool = False) -> LoadedModel:
     """``num_labels`` outputs on a sequence-classification head; ``problem_type`` as transformers
-    names it (multi-label heads need ``multi_label_classification``)."""
+    names it (multi-label heads need ``multi_label_classification``). ``causal_lm``: the model
+    with its own output layer instead (``AutoModelForCausalLM``), which stays out of 4-bit."""
     path = build_tiny(model_cfg.tiny) if model_cfg.tiny else resolve_source(model_cfg.source)
     if path.endswith(".gguf"):
         path = gguf_to_safetensors(path)
-    kwargs: dict = {"num_labels": num_labels, "trust_remote_code": model_cfg.trust_remote_code,
-                    "use_safetensors": True,
-                    # A saved head with another number of labels is replaced by a new one.
-                    "ignore_mismatched_sizes": True}
-    if problem_type:
+    kwargs: dict = {"trust_remote_code": model_cfg.trust_remote_code, "use_safetensors": True,
+                    "dtype": _DTYPES[model_cfg.dtype.value]}
+    if not causal_lm:  # a saved head with another number of labels is replaced by a new one
+        kwargs.update(num_labels=num_labels, ignore_mismatched_sizes=True)
+    if problem_type and not causal_lm:
         kwargs["problem_type"] = problem_type
-    quant = bnb_config(quant_cfg, model_cfg.quant_skip_modules)
+    skip = list(model_cfg.quant_skip_modules) + (["lm_head"] if causal_lm else [])
+    quant = bnb_config(quant_cfg, skip)
     if quant is not None:
         kwargs["quantization_config"] = quant
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
@@ -159,7 +168,8 @@ def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
     revision = {"revision": model_cfg.revision} if getattr(model_cfg, "revision", None) else {}
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code,
                                               **revision)
-    model = AutoModelForSequenceClassification.from_pretrained(path, **kwargs, **revision)
+    auto = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
+    model = auto.from_pretrained(path, **kwargs, **revision)
     if tokenizer.pad_token is None:  # decoder tokenizers often have none
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None:

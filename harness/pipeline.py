@@ -19,7 +19,7 @@ from torch.utils.data import DataLoader
 from harness.config import RunConfig
 from harness.energy import EnergyMeter
 from harness.fingerprint import cpu_has_bf16
-from harness.measure import PeakMemory, latency_ms, pick_device
+from harness.measure import PeakMemory, pick_device
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models import LoadedModel, cache_dir, load_model
 from harness.registry import Registry
@@ -27,6 +27,7 @@ from harness.tasks import TaskData, load_task
 from harness.tasks.encoding import Encoded, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.types import TaskType
+from harness.timing import Measured, measure
 from harness.train import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
 
 SPLITS = ("train", "validation", "test")
@@ -62,13 +63,6 @@ class Tested:
 
 
 @dataclass
-class Measured:
-    adapter_bytes: int
-    latency_ms: float
-    latency_merged_ms: float | None
-
-
-@dataclass
 class RunResult:
     """What the store records for a finished run: its fields and its curves."""
 
@@ -96,10 +90,11 @@ def method_context(cfg: RunConfig, kind: TaskType, device: torch.device) -> Meth
     """What a method may know of its run besides its own config."""
     return MethodContext(
         target_modules=list(cfg.method.target_modules or cfg.model.target_modules),
-        head_modules=list(cfg.model.head_modules), four_bit=bool(cfg.quant.load_in_4bit),
+        # A prompt task trains no new head: the language model's own output layer scores answers.
+        head_modules=[] if kind.causal_lm else list(cfg.model.head_modules), four_bit=bool(cfg.quant.load_in_4bit),
         task_type=kind, task_names=task_names(cfg.task), device=device, seed=int(cfg.seed),
         gradient_checkpointing=cfg.trainer.gradient_checkpointing,
-        max_grad_norm=cfg.trainer.max_grad_norm)
+        max_grad_norm=cfg.trainer.max_grad_norm, optimizer=cfg.trainer.optimizer.value)
 
 
 def build_method(cfg: RunConfig, model: torch.nn.Module, ctx: MethodContext) -> Adapted:
@@ -113,7 +108,10 @@ def setup(cfg: RunConfig, device: torch.device) -> Setup:
     kind = data.type
     seed_everything(cfg.seed)
     loaded = load_model(cfg.model, cfg.quant, kind.head_size(data.num_labels), device,
-                        problem_type=kind.problem_type)
+                        problem_type=kind.problem_type, causal_lm=kind.causal_lm)
+    if cfg.trainer.gradient_checkpointing:  # recompute activations in the backward pass
+        loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        loaded.model.config.use_cache = False
     seed_everything(cfg.seed)  # adapters start from the seed whatever the loader consumed
     adapted = build_method(cfg, loaded.model, method_context(cfg, kind, device))
 
@@ -121,6 +119,7 @@ def setup(cfg: RunConfig, device: torch.device) -> Setup:
     folder = cache_dir() / "tokens" if cfg.task.cache_tokens else None
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
                                    cfg.task.truncation.value, folder, kind) for name in SPLITS}
+    kind.prepare(tok, encoded["train"].examples)
     batches = {name: loader(enc.examples, tok, cfg.trainer.batch_size if name == "train"
                             else cfg.trainer.eval_batch_size, name == "train", cfg.seed, collate,
                             cfg.trainer.group_by_length)
@@ -154,9 +153,11 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
     if not math.isfinite(tested.metrics["eval_loss"]):
         raise NonFiniteLossError(f"test loss is {tested.metrics['eval_loss']}")
     guess = kind.majority_prediction(s.data.train.labels)
-    tested.predictions["test"] = {"labels": np.asarray(kept["labels"]),
-                                  "predictions": np.asarray(kept["predictions"]),
-                                  "majority": np.asarray([guess] * len(kept["labels"]))}
+    kept = {k: kind.prediction_ids(v) for k, v in
+            (("labels", kept["labels"]), ("predictions", kept["predictions"]),
+             ("majority", [guess] * len(kept["labels"])))}
+    if None not in kept.values():  # open-ended generations have no per-example classes to keep
+        tested.predictions["test"] = {k: np.asarray(v) for k, v in kept.items()}
     for task, split, labels in per_task_splits(s.data, s.data.test):  # multi-task data only
         enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, cfg.task.truncation.value, kind)
         tested.curves += rows(f"task:{task}", score(loader(
@@ -166,20 +167,6 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
         with context:
             tested.curves += rows(variant, score(s.batches["test"]))
     return tested
-
-
-def measure(s: Setup, cfg: RunConfig, work_dir: Path) -> Measured:
-    """Inference latency (adapters unmerged, then merged where the method can) and adapter size."""
-    t = cfg.trainer
-    batch = next(iter(loader(s.encoded["test"].examples, s.loaded.tokenizer, t.latency_batch_size,
-                             False, cfg.seed, s.kind.collator(s.loaded.tokenizer))))
-    batch = s.kind.model_inputs(batch)
-    with s.adapted.inference():
-        unmerged = latency_ms(s.adapted.model, batch, s.device, t.latency_batches, s.use_bf16)
-    adapter_bytes = s.adapted.save(work_dir / "adapter")
-    merged = (latency_ms(s.adapted.model, batch, s.device, t.latency_batches, s.use_bf16)
-              if s.adapted.merge() else None)
-    return Measured(int(adapter_bytes), unmerged, merged)
 
 
 def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested,
@@ -199,7 +186,7 @@ def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested
         "precision": "bf16_autocast" if s.use_bf16 else "fp32",
         "select_value": trained.selected_value,
         "majority_accuracy": majority["accuracy"],
-        "majority_f1_macro": majority["f1_macro"],
+        "majority_f1_macro": majority.get("f1_macro"),
         **{f"n_truncated_{name}": enc.n_truncated for name, enc in s.encoded.items()},
         "trainable_params": int(s.trainable),
         "total_params": int(s.total),
@@ -210,6 +197,7 @@ def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested
         "train_tokens_per_s": trained.tokens / trained.train_s,
         "infer_latency_ms": measured.latency_ms,
         "infer_latency_merged_ms": measured.latency_merged_ms,
+        **measured.generation,
         "train_s": trained.train_s,
         "optimizer_steps": int(trained.steps),
         "train_examples_seen": int(trained.samples),

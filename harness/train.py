@@ -70,6 +70,11 @@ def _in_example_order(values: list, batches: DataLoader) -> list:
     return out
 
 
+def to_device(batch: dict, device) -> dict:
+    """The batch's tensors on ``device``; plain values (a prompt task's answers) as they are."""
+    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
+
+
 def autocast_context(device: torch.device, enabled: bool):
     if not enabled:
         return contextlib.nullcontext()
@@ -86,15 +91,16 @@ def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool
     model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
     for batch in batches:
-        batch = {k: v.to(device) for k, v in batch.items()}
+        batch = to_device(batch, device)
         with autocast_context(device, use_bf16):
-            logits = kind.logits(model, batch)
-        loss_sum += float(kind.loss(logits, batch["labels"])) * len(batch["labels"])
-        n += len(batch["labels"])
-        preds += kind.predict(logits)
-        refs += batch["labels"].tolist()
+            batch_loss, weight, batch_preds, batch_refs = kind.score_batch(model, batch)
+        loss_sum += batch_loss
+        n += weight  # examples; answer tokens for prompt tasks
+        preds += batch_preds
+        refs += batch_refs
     metrics = kind.metrics(preds, refs, num_labels, labels)
     metrics["eval_loss"] = loss_sum / max(n, 1)
+    metrics.update(kind.loss_metrics(metrics["eval_loss"]))
     if keep is not None:
         keep.update(predictions=_in_example_order(preds, batches), labels=_in_example_order(refs, batches))
     return metrics
@@ -103,7 +109,7 @@ def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool
 def training_loss(adapted, kind: TaskType, batch: dict) -> torch.Tensor:
     """The loss the optimizer minimises: the task type's loss on the batch, plus the method's own
     term (``Adapted.extra_loss``, e.g. AdaLoRA's orthogonality penalty) when it has one."""
-    loss = kind.loss(kind.logits(adapted.model, batch), batch["labels"])
+    loss = kind.batch_loss(adapted.model, batch)
     extra = adapted.extra_loss()
     return loss if extra is None else loss + extra
 
@@ -142,7 +148,7 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
         start = time.perf_counter()
         with phase("train"):
             for batch in train_batches:
-                batch = {k: v.to(device) for k, v in batch.items()}
+                batch = to_device(batch, device)
                 with autocast_context(device, use_bf16):
                     loss = training_loss(adapted, kind, batch)
                 if not torch.isfinite(loss):

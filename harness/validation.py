@@ -57,9 +57,33 @@ def check_run(run: RunConfig) -> RunConfig:
     _check(spec.task_types is None or kind in spec.task_types,
            f"method={method.name} does not support task type {kind} (task={run.task.name}); "
            f"supported: {', '.join(spec.task_types or ())}")
+    check_language_model(run, spec)
     if hasattr(method, "check_run"):  # a method schema's checks that need the rest of the run
         method.check_run(run)
     return run
+
+
+def check_language_model(run: RunConfig, spec) -> None:
+    """Prompt tasks need a causal LM; paged optimizers and float16 weights need CUDA; a method
+    that brings its own optimizer takes no other."""
+    from harness.fingerprint import device_kind
+    from harness.tasks.types import TASK_TYPES
+
+    model, trainer = run.model, run.trainer
+    for task in [run.task, *getattr(run.task, "subtasks", {}).values()]:
+        _check(not TASK_TYPES.get(task.task_type).causal_lm or model.causal_lm,
+               f"task.task_type={task.task_type} needs a causal language model (model.causal_lm=true, "
+               f"e.g. model=smollm2, tiny_llama, llama, qwen, gemma, mistral); model={model.name} is not one")
+    optimizer = trainer.optimizer.value
+    cuda = device_kind(trainer.device) == "cuda"
+    _check(cuda or not optimizer.startswith("paged_"),
+           f"trainer.optimizer={optimizer} pages optimizer state through CUDA unified memory and "
+           f"needs a GPU; on CPU use adamw or adamw_8bit")
+    _check(cuda or model.dtype.value != "float16",
+           "model.dtype=float16 needs a GPU; on CPU use float32 or bfloat16")
+    _check(optimizer == "adamw" or not spec.own_optimizer,
+           f"method={run.method.name} brings its own optimizer; trainer.optimizer must be adamw "
+           f"(got {optimizer})")
 
 
 def validate(cfg: DictConfig) -> RunConfig:

@@ -34,6 +34,18 @@ def tiny_config(store: Path, *overrides: str):
     return compose_config([*TINY, f"store.url={store}", *overrides])
 
 
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` are skipped where torch sees no CUDA device."""
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _cache(tmp_path_factory):
     os.environ["PEFT_HARNESS_CACHE"] = str(tmp_path_factory.mktemp("harness-cache"))

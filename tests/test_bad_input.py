@@ -313,7 +313,8 @@ def tokenizer():
 def test_a_huge_line_is_cut_in_characters_before_tokenizing_and_counted(tokenizer):
     from harness.tasks import Split
     from harness.tasks.encoding import CHARS_PER_TOKEN, cut_texts, encode_split
-    from harness.tasks.types import MultipleChoice, SingleLabel
+    from harness.tasks.multiple_choice import MultipleChoice
+    from harness.tasks.types import SingleLabel
 
     huge = "ab cd " * 500_000 + "END"  # 3 MB on one line
     spy = SpyTokenizer(tokenizer)

@@ -18,6 +18,8 @@ def test_every_option_composes_and_validates(group, option):
     overrides = [f"{group}={option}"]
     if group == "quant" and option != "none":
         overrides.append("method=lora")
+    if group == "task" and option.endswith("_prompt") or option == "rotten_tomatoes_choice":
+        overrides.append("model=tiny_llama")  # prompt tasks need a causal LM
     cfg = validate(compose_config(overrides))
     assert group == "trainer" or getattr(cfg, group).name == option
 

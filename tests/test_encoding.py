@@ -6,7 +6,8 @@ import pytest
 from harness.models import build_tiny
 from harness.tasks import Split
 from harness.tasks.encoding import cut_texts, encode_cached, encode_split
-from harness.tasks.types import MultiLabel, MultipleChoice, SingleLabel
+from harness.tasks.multiple_choice import MultipleChoice
+from harness.tasks.types import MultiLabel, SingleLabel
 from tests.conftest import compose_config, validate
 
 

@@ -47,20 +47,26 @@ def energy():
 
 def test_the_registry_reproduces_what_was_hard_coded():
     assert fields.terminal_columns() == TERMINAL_TABLE
-    assert fields.selectable_metrics() == ["accuracy", "f1_macro", "f1_micro", "eval_loss"]
+    assert fields.selectable_metrics() == ["accuracy", "f1_macro", "f1_micro", "eval_loss",
+                                           "exact_match", "normalized_match", "perplexity"]
     directions = fields.metric_directions()
     assert {k: directions[k] for k in OLD_HIGHER_IS_BETTER} == OLD_HIGHER_IS_BETTER
     assert [(m.name, m.label, m.source, m.scale, m.digits, m.quality) for m in METRICS] == [
         ("accuracy", "Accuracy", "accuracy", 1.0, 4, True),
         ("f1_macro", "Macro-F1", "f1_macro", 1.0, 4, True),
+        ("normalized_match", "Normalized match", "normalized_match", 1.0, 4, False),
+        ("perplexity", "Perplexity", "perplexity", 1.0, 4, False),
         ("trainable_params", "Trainable params", "trainable_params", 1.0, 3, False),
         ("trainable_pct", "Trainable %", "trainable_pct", 1.0, 3, False),
         ("adapter_mib", "Adapter MiB", "adapter_bytes", 2**20, 3, False),
         ("peak_memory_mib", "Peak memory MiB", "peak_memory_bytes", 2**20, 4, False),
         ("energy_j", "Energy J", "energy_j", 1.0, 4, False),
         ("train_samples_per_s", "Train samples/s", "train_samples_per_s", 1.0, 3, False),
+        ("train_tokens_per_s", "Train tokens/s", "train_tokens_per_s", 1.0, 3, False),
         ("infer_latency_ms", "Latency unmerged ms", "infer_latency_ms", 1.0, 3, False),
         ("infer_latency_merged_ms", "Latency merged ms", "infer_latency_merged_ms", 1.0, 3, False),
+        ("gen_tokens_per_s", "Gen tokens/s", "gen_tokens_per_s", 1.0, 3, False),
+        ("gen_ttft_ms", "TTFT ms", "gen_ttft_ms", 1.0, 3, False),
         ("wall_s", "Wall time s", "wall_s", 1.0, 3, False),
     ]
     assert [m.name for m in AGGREGATED] == [m.name for m in METRICS] + ["majority_accuracy"]

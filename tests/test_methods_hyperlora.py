@@ -15,7 +15,7 @@ from harness.methods.hyperlora import GeneratedLoRALinear
 from harness.models import load_model
 from harness.tasks import load_task
 from harness.tasks.multitask import per_task_splits, task_names
-from harness.tasks.types import MultipleChoice
+from harness.tasks.multiple_choice import MultipleChoice
 from harness.train import loader, training_loss
 from tests.conftest import tiny_config
 from tests.method_helpers import build_config, build_from, encode_examples, method_context

@@ -15,7 +15,8 @@ from harness.methods.lora_drop import LoRAFactors, select_layers, stratified_sam
 from harness.methods.lowrank import layer_and_kind
 from harness.models import load_model
 from harness.tasks import load_task
-from harness.tasks.types import MultiLabel, MultipleChoice
+from harness.tasks.multiple_choice import MultipleChoice
+from harness.tasks.types import MultiLabel
 from harness.train import loader, training_loss
 from tests.conftest import tiny_config
 from tests.method_helpers import build_config, build_from, encode_examples, method_context

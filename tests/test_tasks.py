@@ -51,7 +51,7 @@ def write_casehold(path, n=30):
 def test_registry_lists_every_task_and_type():
     assert {"rotten_tomatoes", "synthetic", "scotus_outcome", "scotus_issue", "legalbench_tsv",
             "casehold_prompts", "lex_glue", "csv", "jsonl", "parquet"} <= set(TASK_LOADERS.names())
-    assert TASK_TYPES.names() == ["multi_label", "multiple_choice", "single_label"]
+    assert TASK_TYPES.names() == ["choice", "generation", "multi_label", "multiple_choice", "single_label"]
 
 
 def test_csv_single_label_runs_end_to_end_with_the_files_own_splits(run_tiny, tmp_path):
@@ -87,7 +87,7 @@ def test_multiple_choice_scores_every_choice_with_one_logit(tmp_path):
 
     from harness.models import load_model
     from harness.tasks.encoding import ChoiceCollator, encode_split
-    from harness.tasks.types import MultipleChoice
+    from harness.tasks.multiple_choice import MultipleChoice
 
     cfg = validate(compose_config(["model=tiny_llama", "task=casehold",
                                    f"task.data_path={write_casehold(tmp_path / 'c.jsonl')}"]))

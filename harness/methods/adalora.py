@@ -151,5 +151,5 @@ def build(model, m: AdaLoraMethodConfig, ctx: MethodContext) -> Adapted:
         # The real schedule is set by before_training, once the step count is known.
         total_step=1, tinit=0, tfinal=0,
         target_modules=list(ctx.target_modules), modules_to_save=list(ctx.head_modules),
-        task_type="SEQ_CLS")
+        task_type=ctx.task_type.peft_task_type)
     return AdaLoraAdapted(get_peft_model(prepare_base(model, ctx), config), m, ctx)

@@ -29,6 +29,7 @@ class MethodContext:
     seed: int
     gradient_checkpointing: bool = False
     max_grad_norm: float = 1.0
+    optimizer: str = "adamw"      # trainer.optimizer: see optimizer_class
 
 
 @dataclass
@@ -87,8 +88,12 @@ class Adapted:
         m = self.method
         return [{"params": self.trainable_parameters(), "lr": m.lr, "weight_decay": m.weight_decay}]
 
+    def optimizer_class(self) -> type[torch.optim.Optimizer]:
+        """The run's optimizer (``trainer.optimizer``), for the method's parameter groups."""
+        return optimizer_class(self.ctx.optimizer)
+
     def make_optimizer(self) -> torch.optim.Optimizer:
-        return torch.optim.AdamW(self.param_groups())
+        return self.optimizer_class()(self.param_groups())
 
     def before_training(self, start: TrainingStart) -> None:
         """Called once after the method is built, before its parameters are counted and the
@@ -151,6 +156,20 @@ class Adapted:
     def merge(self) -> bool:
         """Fold the adapters into the base weights for inference; False if not applicable."""
         return False
+
+
+def optimizer_class(name: str) -> type[torch.optim.Optimizer]:
+    """torch's AdamW, or bitsandbytes' 8-bit and paged AdamW (QLoRA pairs paged optimizers with a
+    4-bit base: optimizer state pages out to CPU memory when the GPU runs short)."""
+    if name == "adamw":
+        return torch.optim.AdamW
+    import bitsandbytes as bnb
+
+    classes = {"adamw_8bit": bnb.optim.AdamW8bit, "paged_adamw_32bit": bnb.optim.PagedAdamW32bit,
+               "paged_adamw_8bit": bnb.optim.PagedAdamW8bit}
+    if name not in classes:
+        raise ValueError(f"unknown optimizer {name!r}; allowed: adamw, {', '.join(classes)}")
+    return classes[name]
 
 
 def folder_size(folder: os.PathLike) -> int:

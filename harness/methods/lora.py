@@ -16,7 +16,7 @@ def lora_config(m, ctx: MethodContext, **overrides) -> LoraConfig:
     """peft's LoraConfig for method config ``m``, on the context's target and head modules."""
     kwargs = dict(r=m.r, lora_alpha=m.alpha, lora_dropout=m.dropout, use_dora=m.use_dora,
                   target_modules=list(ctx.target_modules), modules_to_save=list(ctx.head_modules),
-                  task_type="SEQ_CLS")
+                  task_type=ctx.task_type.peft_task_type)
     kwargs.update(overrides)
     return LoraConfig(**kwargs)
 

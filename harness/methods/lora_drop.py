@@ -95,11 +95,11 @@ def label_key(label):
 
 def stratified_sample(examples: list[dict], fraction: float, seed: int) -> list[dict]:
     """A fraction of each label's examples (at least one), drawn with ``seed``; on multi-label
-    data each distinct label set is one stratum."""
+    data each distinct label set is one stratum; on prompt tasks, each distinct answer."""
     rng = np.random.default_rng(seed)
     strata: dict = {}
     for i, e in enumerate(examples):
-        strata.setdefault(label_key(e["labels"]), []).append(i)
+        strata.setdefault(label_key(e["labels"] if "labels" in e else e["answer"]), []).append(i)
     try:
         order = sorted(strata)
     except TypeError:  # labels of mixed kinds: any fixed order will do
@@ -124,14 +124,14 @@ class LoRADrop(Adapted):
 
     def _probe(self, batches: DataLoader, device) -> int:
         """Train the adapters and the head on ``batches`` with the trainer's loss; the steps."""
-        from harness.train import training_loss
+        from harness.train import to_device, training_loss
 
-        optimizer = torch.optim.AdamW(self.param_groups())
+        optimizer = self.make_optimizer()
         self.model.train()
         steps = 0
         for _ in range(self.method.probe_epochs):
             for batch in batches:
-                batch = {k: v.to(device) for k, v in batch.items()}
+                batch = to_device(batch, device)
                 loss = training_loss(self, self.ctx.task_type, batch)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.trainable_parameters(), self.ctx.max_grad_norm)
@@ -144,6 +144,8 @@ class LoRADrop(Adapted):
     def importance(self, batches: DataLoader, device) -> dict[str, float]:
         """sum over the batches' real tokens of ||dW x||^2, per adapted layer (the batches as the
         task type gives them to the model: multiple-choice pairs are one sequence each)."""
+        from harness.train import to_device
+
         kind = self.ctx.task_type
         scores = {name: 0.0 for name in self.layers}
         mask: list[torch.Tensor] = []
@@ -160,7 +162,7 @@ class LoRADrop(Adapted):
         self.model.eval()
         try:
             for batch in batches:
-                inputs = kind.model_inputs({k: v.to(device) for k, v in batch.items()})
+                inputs = kind.model_inputs(to_device(batch, device))
                 mask[:] = [inputs["attention_mask"].float()] if "attention_mask" in inputs else []
                 self.model(**inputs)
         finally:

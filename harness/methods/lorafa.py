@@ -62,7 +62,7 @@ class LoraFaAdapted(PeftAdapted):
         return {"lorafa_projection_dtype": str(self.projection_dtype).removeprefix("torch.")}
 
 
-@register_method("lorafa", four_bit=True)
+@register_method("lorafa", four_bit=True, own_optimizer=True)
 def build(model, method, ctx: MethodContext) -> Adapted:
     model = get_peft_model(prepare_base(model, ctx), lora_config(method, ctx))
     for name, param in model.named_parameters():

@@ -41,10 +41,10 @@ class LoraPlusAdapted(PeftAdapted):
     def make_optimizer(self) -> torch.optim.Optimizer:
         m = self.method
         if m.ratio_on_1d:
-            return create_loraplus_optimizer(self.model, torch.optim.AdamW, lr=m.lr,
+            return create_loraplus_optimizer(self.model, self.optimizer_class(), lr=m.lr,
                                              loraplus_lr_ratio=m.lr_ratio,
                                              loraplus_weight_decay=m.weight_decay)
-        return torch.optim.AdamW(self.param_groups())
+        return self.optimizer_class()(self.param_groups())
 
     def param_groups(self) -> list[dict]:
         """B matrices at lr * lr_ratio; A matrices and the head at lr."""

@@ -37,6 +37,7 @@ class MethodSpec:
     build: Builder
     four_bit: bool  # it can train on a base loaded in 4-bit (bitsandbytes)
     task_types: Optional[tuple[str, ...]] = None  # the task types it supports; None: every one
+    own_optimizer: bool = False  # it makes its own optimizer (trainer.optimizer must be adamw)
 
     def supports_task_type(self, name: str) -> bool:
         return self.task_types is None or name in self.task_types
@@ -70,28 +71,30 @@ def _check_support(name: str, four_bit, task_types) -> tuple[str, ...] | None:
     return task_types
 
 
-def register_method(name: str, *, four_bit: bool,
-                    task_types: tuple[str, ...] | None = None) -> Callable[[Builder], Builder]:
+def register_method(name: str, *, four_bit: bool, task_types: tuple[str, ...] | None = None,
+                    own_optimizer: bool = False) -> Callable[[Builder], Builder]:
     """Register ``build(model, method, ctx) -> Adapted`` under ``name`` with what it supports:
-    ``four_bit`` (it can train a 4-bit base) and ``task_types`` (names in
-    ``harness.tasks.types.TASK_TYPES``; None: every task type). Returns ``build`` unchanged."""
+    ``four_bit`` (it can train a 4-bit base), ``task_types`` (names in
+    ``harness.tasks.types.TASK_TYPES``; None: every task type) and ``own_optimizer`` (its
+    optimizer is its own, so ``trainer.optimizer`` cannot choose one). Returns ``build`` unchanged."""
     task_types = _check_support(name, four_bit, task_types)
 
     def add(build: Builder) -> Builder:
         if name in METHODS and isinstance(METHODS.get(name).build, _Deferred):
             declared = METHODS.get(name)
-            if (declared.four_bit, declared.task_types) != (four_bit, task_types):
+            if (declared.four_bit, declared.task_types, declared.own_optimizer) != (
+                    four_bit, task_types, own_optimizer):
                 raise ValueError(f"method '{name}' registers other support than its source declares")
             METHODS.unregister(name)
         METHODS.register(name, four_bit=four_bit, task_types=task_types)(
-            MethodSpec(build, four_bit, task_types))
+            MethodSpec(build, four_bit, task_types, own_optimizer))
         return build
 
     return add
 
 
-def _declared(tree: ast.Module) -> list[tuple[str, bool, tuple[str, ...] | None]] | None:
-    """The (name, four_bit, task_types) of each ``@register_method`` in a module's source; None
+def _declared(tree: ast.Module) -> list[tuple[str, bool, tuple[str, ...] | None, bool]] | None:
+    """The (name, four_bit, task_types, own_optimizer) of each ``@register_method`` in a module's source; None
     when one has arguments that are not literals (the module must then be imported)."""
     found = []
     for node in ast.walk(tree):
@@ -105,9 +108,10 @@ def _declared(tree: ast.Module) -> list[tuple[str, bool, tuple[str, ...] | None]
                 kwargs = {k.arg: ast.literal_eval(k.value) for k in dec.keywords}
             except (ValueError, IndexError, AttributeError):
                 return None
-            if not isinstance(name, str) or set(kwargs) - {"four_bit", "task_types"}:
+            if not isinstance(name, str) or set(kwargs) - {"four_bit", "task_types", "own_optimizer"}:
                 return None
-            found.append((name, kwargs.get("four_bit"), kwargs.get("task_types")))
+            found.append((name, kwargs.get("four_bit"), kwargs.get("task_types"),
+                          bool(kwargs.get("own_optimizer", False))))
     return found
 
 
@@ -168,11 +172,11 @@ def declare_submodules(package: str, path) -> list[str]:
         for name, schema in schemas.items():
             if name not in METHOD_SCHEMAS:
                 register_method_schema(name, schema)
-        for name, four_bit, task_types in declared:
+        for name, four_bit, task_types, own in declared:
             if name not in METHODS:
                 task_types = _check_support(name, four_bit, task_types)
                 METHODS.register(name, four_bit=four_bit, task_types=task_types, module=module)(
-                    MethodSpec(_Deferred(name, module), four_bit, task_types))
+                    MethodSpec(_Deferred(name, module), four_bit, task_types, own))
     return imported
 
 

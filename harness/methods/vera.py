@@ -36,5 +36,5 @@ def build(model, m: VeraMethodConfig, ctx: MethodContext) -> Adapted:
     config = VeraConfig(
         r=m.r, vera_dropout=m.dropout, d_initial=m.d_initial, projection_prng_key=int(ctx.seed),
         save_projection=m.save_projection, target_modules=list(ctx.target_modules),
-        modules_to_save=list(ctx.head_modules), task_type="SEQ_CLS")
+        modules_to_save=list(ctx.head_modules), task_type=ctx.task_type.peft_task_type)
     return PeftAdapted(get_peft_model(prepare_base(model, ctx), config), m, ctx)

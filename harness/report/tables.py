@@ -74,10 +74,17 @@ def _cell(s: dict | None, m: Metric) -> Cell:
     return Cell(format_value(s["mean"], m.digits), spread)
 
 
+def shown_metrics(analysis: Analysis, task: str, model: str) -> list[Metric]:
+    """The report metrics some run of this task and model has (accuracy always, first)."""
+    return [m for m in METRICS if m.name == "accuracy" or any(not is_nan(
+        (stat(analysis, task, model, l, m.name) or {}).get("mean", float("nan"))) for l in analysis.labels(task, model))]
+
+
 def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
     labels = analysis.labels(task, model)
-    headers = ["Method", "n", "LR"] + [f"{m.label} {m.arrow}" for m in METRICS] + ["Above majority?"]
-    best = {m.name: _best_labels(analysis, task, model, labels, m) for m in METRICS}
+    metrics = shown_metrics(analysis, task, model)
+    headers = ["Method", "n", "LR"] + [f"{m.label} {m.arrow}" for m in metrics] + ["Above majority?"]
+    best = {m.name: _best_labels(analysis, task, model, labels, m) for m in metrics}
     base = analysis.baseline
     rows, mixed = [], []
     for label in labels:
@@ -88,7 +95,7 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
         if rates.mixed:
             mixed.append(label)
         row = [Cell(name), Cell(str(n)), _rate_cell(rates)]
-        for m in METRICS:
+        for m in metrics:
             cell = _cell(stat(analysis, task, model, label, m.name), m)
             cell.mark = _mark(analysis, task, model, label, m.name) if cell.mean != "—" else ""
             cell.best = label in best[m.name]
@@ -103,7 +110,7 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
     spread = f"± {format_value(float(np.std(majority, ddof=1)), 4)}" if len(majority) > 1 else ""
     rows.append([Cell("majority class"), Cell(str(len(majority))), Cell(""),
                  Cell(format_value(float(np.mean(majority)), 4), spread)]
-                + [Cell("—") for _ in METRICS[1:]] + [Cell("")])
+                + [Cell("—") for _ in metrics[1:]] + [Cell("")])
     ref_name = next((r for (t, mo, _), r in analysis.references.items() if (t, mo) == (task, model) and r), None)
     notes = [
         "Mean ± standard deviation over seeds; n = runs. ↑ higher is better, ↓ lower is better; "

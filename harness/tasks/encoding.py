@@ -112,6 +112,7 @@ def cache_key(split: Split, tokenizer, max_length: int, strategy: str,
     data = json.dumps([split.texts, split.labels, split.choices, split.task_ids], ensure_ascii=False)
     h = hashlib.sha256(data.encode())
     h.update(f"|{tokenizer_fingerprint(tokenizer)}|{max_length}|{strategy}|{kind.name}|v2".encode())
+    h.update(kind.settings().encode())  # a prompt task's templates and answer words
     return h.hexdigest()[:24]
 
 

@@ -111,8 +111,12 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
 def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
     text_cols = list(cfg.text_columns or [cfg.text_column])
     wanted = {"text": text_cols, "label": [cfg.label_column]}
-    for column in task_type(cfg.task_type).columns:  # e.g. choices, from task.choices_column
+    kind = task_type(cfg.task_type)
+    for column in kind.columns:  # e.g. choices, from task.choices_column
         wanted[column] = [getattr(cfg, f"{column}_column")]
+    for column in kind.optional_columns:  # read when the file has it
+        if getattr(cfg, f"{column}_column") in df.columns:
+            wanted[column] = [getattr(cfg, f"{column}_column")]
     if cfg.split_column:
         wanted["split"] = [cfg.split_column]
     missing = [c for cols in wanted.values() for c in cols if c not in df.columns]

@@ -38,7 +38,7 @@ def load_task(cfg, rows: pd.DataFrame | None = None, short: list[str] | None = N
     loads a file once for every job that uses it). ``short``: receives a line for each configured
     split size (``task.train_size`` ...) larger than its split (the whole split is taken)."""
     frame = load_rows(cfg) if rows is None else rows
-    kind = task_type(getattr(cfg, "task_type", "single_label"))
+    kind = task_type(getattr(cfg, "task_type", "single_label")).for_task(cfg)
     label_names, encode = kind.encode_labels(frame, cfg)
     parts = split_frame(frame, cfg, short)
 
@@ -47,7 +47,8 @@ def load_task(cfg, rows: pd.DataFrame | None = None, short: list[str] | None = N
 
     def to_split(part: pd.DataFrame) -> Split:
         task_ids = [task_names.index(t) for t in part["task"]] if task_names else None
-        extra = {c: [list(map(str, v)) for v in part[c]] for c in kind.columns}
+        extra = {c: [list(map(str, v)) for v in part[c]]
+                 for c in (*kind.columns, *kind.optional_columns) if c in part.columns}
         return Split([str(t) for t in part["text"]], encode(part["label"]), task_ids, **extra)
 
     return TaskData(cfg.name, to_split(parts["train"]), to_split(parts["validation"]),

@@ -11,8 +11,8 @@ The loaders, the encoding and the training loop call these and never ask which t
   ``accuracy`` is exact-match (subset) accuracy. F1 is micro/macro over the labels plus one extra
   "no label" column that is on when a text has no label, as LexGLUE reports ECtHR and UNFAIR-ToS.
 - ``multiple_choice``: a context and n candidate answers (CaseHOLD). Every (context, choice) pair
-  gets one logit from a 1-output sequence-classification head; softmax over the choices. The same
-  head works for encoders and decoders, so no family needs a special multiple-choice class.
+  gets one logit from a 1-output sequence-classification head; softmax over the choices.
+- ``generation`` and ``choice`` (:mod:`harness.tasks.prompts`): prompts to a causal language model.
 
 Importing this module is cheap (no torch, transformers or metric libraries): the config checks
 and the preflight look types up here; the heavy imports happen inside the methods that need them.
@@ -47,9 +47,24 @@ class TaskType:
     # per row, is read from ``task.<column>_column`` by the file loaders, and is kept on
     # :class:`harness.tasks.Split` under the same name.
     columns: tuple[str, ...] = ()
+    optional_columns: tuple[str, ...] = ()  # the same, read when the data has them
     # Whether the model sees each example as several sequences in a row (one per choice; see
     # model_inputs), e.g. for per-example conditioning (HyperLoRA's task ids).
     sequences_per_example: bool = False
+    causal_lm = False  # scored by a causal LM's own output layer (no classification head)
+    peft_task_type = "SEQ_CLS"  # peft's task type for adapters on this type's model
+
+    def for_task(self, cfg) -> "TaskType":
+        """This type with the task config's settings it needs (prompt templates); itself here."""
+        return self
+
+    def settings(self) -> str:
+        """The settings that change how a split is encoded (part of the token cache's key)."""
+        return ""
+
+    def prepare(self, tokenizer, train_examples: list[dict]) -> None:
+        """Called once with the tokenizer and the encoded training split, before anything is
+        evaluated (a prompt task sizes its generation budget from the training answers)."""
 
     # --- data: labels, tokens, batches ---
 
@@ -109,6 +124,27 @@ class TaskType:
         import torch.nn.functional as F
 
         return F.cross_entropy(logits, labels)
+
+    def batch_loss(self, model, batch: dict) -> "torch.Tensor":
+        """The training loss of a batch (the trainer and probes minimise it)."""
+        return self.loss(self.logits(model, batch), batch["labels"])
+
+    def score_batch(self, model, batch: dict) -> tuple[float, float, list, list]:
+        """(loss summed over the batch, its weight, predictions, references) of an eval batch;
+        the weight is the batch's examples here (tokens for prompt tasks)."""
+        logits = self.logits(model, batch)
+        n = len(batch["labels"])
+        return (float(self.loss(logits, batch["labels"])) * n, n, self.predict(logits),
+                batch["labels"].tolist())
+
+    def loss_metrics(self, mean_loss: float) -> dict[str, float]:
+        """Metrics derived from the mean eval loss (perplexity for prompt tasks); none here."""
+        return {}
+
+    def prediction_ids(self, values: list) -> list | None:
+        """Per-example predictions or references as the store keeps them (class ids, 0/1 rows);
+        None when they have no such form (open-ended generations)."""
+        return values
 
     def predict(self, logits: "torch.Tensor") -> list:
         return logits.argmax(-1).tolist()
@@ -176,74 +212,3 @@ class MultiLabel(TaskType):
         """The most frequent label set (possibly empty) of the training split."""
         sets, counts = np.unique(np.asarray(train_labels, dtype=int), axis=0, return_counts=True)
         return [int(v) for v in sets[counts.argmax()]]
-
-
-@TASK_TYPES.register("multiple_choice")
-class MultipleChoice(TaskType):
-    name = "multiple_choice"
-    problem_type = "single_label_classification"
-    columns = ("choices",)
-    sequences_per_example = True
-
-    def encode_labels(self, frame, cfg):
-        """The label is the index of the right choice; the names are the positions "0".."n-1"."""
-        from harness.tasks.data import TaskDataError
-
-        counts = frame["choices"].map(len)
-        if counts.nunique() != 1:
-            raise TaskDataError(f"task {cfg.name}: every row needs the same number of choices, "
-                                f"found {sorted(counts.unique())[:5]}")
-        n = int(counts.iloc[0])
-        labels = frame["label"].map(lambda v: int(v) if str(v).lstrip("-").isdigit() else -1)
-        bad = labels[(labels < 0) | (labels >= n)]
-        if len(bad):
-            raise TaskDataError(f"task {cfg.name}: answer {frame['label'][bad.index[0]]!r} in row "
-                                f"{bad.index[0]} is not a choice index in 0..{n - 1}")
-        return [str(i) for i in range(n)], lambda column: [int(v) for v in column]
-
-    def encode_examples(self, split, tokenizer, max_length, strategy):
-        """One (context, choice) pair per choice; the context is cut to leave room for its
-        longest choice (at most half of ``max_length``), and counted when cut."""
-        from harness.tasks.encoding import Encoded, cap_chars, cut_texts
-
-        # A choice is kept whole unless it is absurdly long (cut in characters, then by the pair
-        # tokenization below): only the contexts' cuts are counted.
-        choices = [[cap_chars(c, max_length, "head")[0] for c in cs] for cs in split.choices]
-        choice_len = tokenizer([c for cs in choices for c in cs], add_special_tokens=False,
-                               truncation=True, max_length=max_length)["input_ids"]
-        n_choices = len(choices[0])
-        longest = [max(len(ids) for ids in choice_len[i:i + n_choices])
-                   for i in range(0, len(choice_len), n_choices)]
-        special = tokenizer.num_special_tokens_to_add(pair=True)
-        texts, n_cut = [], 0
-        for text, room in zip(split.texts, longest):
-            kept, cut = cut_texts([text], tokenizer, max_length - special - min(room, max_length // 2),
-                                  strategy)
-            texts += kept
-            n_cut += cut
-        firsts = [t for t in texts for _ in range(n_choices)]
-        seconds = [c for cs in choices for c in cs]
-        enc = tokenizer(firsts, seconds, truncation="longest_first", max_length=max_length)
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-        examples = []
-        for i, label in enumerate(split.labels):
-            rows = slice(i * n_choices, (i + 1) * n_choices)
-            examples.append({**{k: enc[k][rows] for k in keys}, "labels": label})
-        return Encoded(examples, n_cut)
-
-    def collator(self, tokenizer):
-        """Pads (batch, choices, length) to the longest sequence in the batch."""
-        from harness.tasks.encoding import ChoiceCollator
-
-        return ChoiceCollator(tokenizer)
-
-    def head_size(self, num_labels):
-        return 1  # one score per (context, choice) pair
-
-    def model_inputs(self, batch):
-        # (batch, choices, length) -> (batch * choices, length): each pair is one sequence.
-        return {k: v.flatten(0, 1) if v.dim() == 3 else v for k, v in batch.items() if k != "labels"}
-
-    def logits(self, model, batch):
-        n_choices = batch["input_ids"].shape[1]
-        return model(**self.model_inputs(batch)).logits.float().view(-1, n_choices)

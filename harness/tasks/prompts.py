@@ -1,0 +1,232 @@
+"""Prompt tasks for causal language models: ``generation`` and ``choice``.
+
+Both feed a decoder a prompt (the text column, put into ``task.prompt_template`` and, when
+``task.chat_template`` is on and the tokenizer has one, into its chat template as a user turn)
+followed by an answer, and train with the loss on the answer's tokens only: the prompt and the
+padding are masked out (label -100). The answer ends with the tokenizer's end-of-sequence token,
+so the model learns where to stop. A long prompt is cut from the side ``task.truncation`` says
+(the text inside the template, never the template or the answer); cut prompts are counted.
+
+- ``generation``: the answer is the label column (``task.label_words`` can map label names to
+  answer texts). Evaluated by greedy generation: ``accuracy`` is exact match, ``normalized_match``
+  ignores case, punctuation and runs of whitespace; ``eval_loss`` is the answer tokens' mean loss
+  (teacher forced) and ``perplexity`` its exponential. When the answers form a closed set (at most
+  ``MAX_ANSWER_CLASSES`` distinct), they are classes too: macro/micro-F1 over them, with one extra
+  class for any other answer the model gives, and per-example predictions kept for paired tests.
+  The majority baseline answers the most common training completion.
+- ``choice``: every candidate answer is scored by the log-likelihood the model gives it (and its
+  end token) after the prompt, the highest wins, as lm-evaluation-harness scores multiple choice.
+  Candidates are the label names (or ``task.label_words``), or a ``choices`` column per row
+  (CaseHOLD), whose label is the index of the right one. Trained on the right answer with the
+  same loss; accuracy, F1 and the majority baseline as for classification.
+
+Batches are left-padded, so every answer ends at the last position and only its logits are
+computed (``logits_to_keep``): a long prompt costs no vocabulary-sized logits.
+"""
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+
+from harness.tasks.types import TASK_TYPES, TaskType
+
+IGNORE = -100
+MAX_ANSWER_CLASSES = 1000
+_PUNCT = re.compile(r"[^\w\s]")
+_SPACE = re.compile(r"\s+")
+
+
+def normalize(text: str) -> str:
+    """Case, punctuation and whitespace taken out of an answer (``normalized_match``)."""
+    return _SPACE.sub(" ", _PUNCT.sub(" ", str(text).lower())).strip()
+
+
+class PromptTask(TaskType):
+    causal_lm = True
+    peft_task_type = "CAUSAL_LM"
+    template: str | None = None
+    chat = True
+    system: str | None = None
+    words: dict | None = None
+    prefix = ""
+    max_new: int | None = None
+
+    def for_task(self, cfg) -> "PromptTask":
+        self.template, self.chat = cfg.prompt_template, bool(cfg.chat_template)
+        self.system, self.max_new = cfg.system_prompt, cfg.max_new_tokens
+        self.words = {str(k): str(v) for k, v in (cfg.label_words or {}).items()}
+        self.prefix = cfg.answer_prefix or ""
+        return self
+
+    def settings(self) -> str:
+        return json.dumps([self.template, self.chat, self.system, self.words, self.prefix], sort_keys=True)
+
+    def _check_words(self, names: list[str], cfg) -> None:
+        from harness.tasks.data import TaskDataError
+
+        unknown = sorted(set(self.words or {}) - set(names))
+        if unknown:
+            raise TaskDataError(f"task {cfg.name}: task.label_words has label(s) {unknown[:5]} not in "
+                                f"the data; its labels: {names[:20]}")
+
+    def answer_text(self, name: str) -> str:
+        return self.prefix + (self.words or {}).get(name, name)
+
+    # --- tokens ---
+
+    def render(self, tokenizer, text: str) -> list[int]:
+        """The prompt's token ids: the template, the chat template when on and available."""
+        prompt = self.template.replace("{text}", text) if self.template else text
+        if self.uses_chat(tokenizer):
+            turns = ([{"role": "system", "content": self.system}] if self.system else [])
+            rendered = tokenizer.apply_chat_template(turns + [{"role": "user", "content": prompt}],
+                                                     add_generation_prompt=True, tokenize=False)
+            return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        return tokenizer(prompt)["input_ids"]
+
+    def uses_chat(self, tokenizer) -> bool:
+        return bool(self.chat and getattr(tokenizer, "chat_template", None))
+
+    @staticmethod
+    def eos_id(tokenizer) -> int:
+        eos = tokenizer.eos_token_id if tokenizer.eos_token_id is not None else tokenizer.sep_token_id
+        if eos is None:
+            from harness.tasks.data import TaskDataError
+
+            raise TaskDataError("the tokenizer has no end-of-sequence (or separator) token to end answers")
+        return int(eos)
+
+    def answer_ids(self, tokenizer, answer: str) -> list[int]:
+        """The answer's tokens and the end token; in a chat, the answer opens the assistant's
+        turn, so a leading space (there for a plain prompt's "...:") is dropped."""
+        answer = answer.lstrip() if self.uses_chat(tokenizer) else answer
+        return tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.eos_id(tokenizer)]
+
+    def prompts(self, tokenizer, texts: list[str], room: list[int], max_length: int,
+                strategy: str) -> tuple[list[list[int]], int]:
+        """Each text's prompt ids, its text cut (from ``strategy``'s side) so that prompt plus an
+        answer of ``room`` tokens fits ``max_length``; and how many were cut."""
+        from harness.tasks.data import TaskDataError
+        from harness.tasks.encoding import cut_texts
+
+        overhead = len(self.render(tokenizer, ""))
+        out, n_cut = [], 0
+        for text, answer in zip(texts, room):
+            budget = max_length - overhead - answer
+            if budget < 1:
+                raise TaskDataError(f"an answer of {answer} tokens leaves no room for the prompt in "
+                                    f"task.max_length={max_length} (the template takes {overhead}); "
+                                    f"raise task.max_length")
+            ids, cut = self.render(tokenizer, text), False
+            while len(ids) + answer > max_length and budget >= 1:  # re-cut at the template's seams
+                kept, _ = cut_texts([text], tokenizer, budget, strategy)
+                ids, cut = self.render(tokenizer, kept[0]), True
+                budget -= max(1, len(ids) + answer - max_length)
+            out.append(ids)
+            n_cut += cut
+        return out, n_cut
+
+    def pad_id(self, tokenizer) -> int:
+        return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id(tokenizer)
+
+    def collator(self, tokenizer):
+        from harness.lm import PromptCollator
+
+        return PromptCollator(self.pad_id(tokenizer))
+
+    def prepare(self, tokenizer, train_examples: list[dict]) -> None:
+        self.tokenizer = tokenizer
+        longest = max((len(e["input_ids"]) - e["n_prompt"] for e in train_examples), default=1)
+        self.budget = self.max_new or longest  # the answer's tokens and its end
+
+    # --- model ---
+
+    def head_size(self, num_labels: int) -> int:
+        return 0  # no head: the language model's own output layer
+
+    def model_inputs(self, batch: dict) -> dict:
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "task_ids")
+                if k in batch}
+
+    def batch_loss(self, model, batch):
+        from harness.lm import answer_nll
+
+        nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"])
+        return nll.sum() / mask.sum().clamp(min=1)
+
+    def teacher_forced(self, model, batch) -> tuple[float, float]:
+        from harness.lm import answer_nll
+
+        nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"])
+        return float(nll.sum()), float(mask.sum())
+
+    def loss_metrics(self, mean_loss: float) -> dict[str, float]:
+        import math
+
+        return {"perplexity": math.exp(min(mean_loss, 700.0))}
+
+
+@TASK_TYPES.register("generation")
+class Generation(PromptTask):
+    name = "generation"
+    answers: list[str] = []
+
+    def encode_labels(self, frame, cfg):
+        """The label column holds each prompt's completion (mapped by ``task.label_words``)."""
+        from harness.tasks.data import TaskDataError
+        from harness.tasks.labels import name_of
+
+        names = sorted({name_of(v) for v in frame["label"]})
+        self._check_words(names, cfg)
+        texts = [self.answer_text(name_of(v)) for v in frame["label"]]
+        empty = [i for i, t in enumerate(texts) if not t.strip()]
+        if empty:
+            raise TaskDataError(f"task {cfg.name}: row {empty[0]} has an empty completion in "
+                                f"task.label_column={cfg.label_column}")
+        distinct = sorted({t.strip() for t in texts})
+        self.answers = distinct if len(distinct) <= MAX_ANSWER_CLASSES else []
+        return list(self.answers), lambda column: [self.answer_text(name_of(v)) for v in column]
+
+    def encode_examples(self, split, tokenizer, max_length, strategy):
+        from harness.tasks.encoding import Encoded
+
+        answers = [self.answer_ids(tokenizer, a) for a in split.labels]
+        prompts, n_cut = self.prompts(tokenizer, split.texts, [len(a) for a in answers],
+                                      max_length, strategy)
+        return Encoded([{"input_ids": p + a, "attention_mask": [1] * (len(p) + len(a)),
+                         "n_prompt": len(p), "answer": ref}
+                        for p, a, ref in zip(prompts, answers, split.labels)], n_cut)
+
+    def score_batch(self, model, batch):
+        from harness.lm import generate
+
+        loss, weight = self.teacher_forced(model, batch)
+        texts = generate(model, batch, self.tokenizer, self.budget, self.eos_id(self.tokenizer))
+        return loss, weight, [t.strip() for t in texts], list(batch["answer"])
+
+    def metrics(self, predictions, references, num_labels, labels=None):
+        from harness.metrics import classification_metrics
+
+        n = max(len(references), 1)
+        out = {"accuracy": sum(p.strip() == r.strip() for p, r in zip(predictions, references)) / n,
+               "normalized_match": sum(normalize(p) == normalize(r)
+                                       for p, r in zip(predictions, references)) / n}
+        out["exact_match"] = out["accuracy"]
+        ids, refs = self.prediction_ids(predictions), self.prediction_ids(references)
+        if ids is not None:
+            other = len(self.answers)
+            classes = num_labels + (other in ids)
+            scores = classification_metrics(ids, refs, classes)
+            out.update(f1_macro=scores["f1_macro"], f1_micro=scores["f1_micro"])
+        return out
+
+    def prediction_ids(self, values):
+        """Answers as class ids over the closed answer set (any other answer: one more id)."""
+        if not self.answers:
+            return None
+        index = {a: i for i, a in enumerate(self.answers)}
+        return [index.get(str(v).strip(), len(self.answers)) for v in values]
+
+    def majority_prediction(self, train_labels):
+        return Counter(a.strip() for a in train_labels).most_common(1)[0][0]
