@@ -256,3 +256,33 @@ def test_a_hub_causal_lm_loads_from_the_hubs_cache_layout_by_its_id(tmp_path):
     assert row["status"] == "finished", row["error"]
     assert row["model_fingerprint"] == f"hub:Qwen/Qwen2.5-0.5B-Instruct@{commit}"
     assert row["trainable_params"] > 0 and 0 <= row["normalized_match"] <= 1
+
+
+@pytest.mark.parametrize("kind", ["generation", "choice"])
+def test_a_users_file_with_its_own_columns_and_dozens_of_answers_runs_as_both_types(
+        run_tiny, tmp_path, kind):
+    """The README's recipe on a file the harness has never seen: 41 distinct answers."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_prompt_file", Path(__file__).resolve().parents[1] / "experiments" / "make_prompt_file.py")
+    maker = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(maker)
+    path = tmp_path / "sums.jsonl"
+    maker.main(str(path))
+    row = run_tiny("model=tiny_llama", "task=jsonl", f"task.data_path={path}",
+                   "task.text_column=question", "task.label_column=answer", f"task.task_type={kind}",
+                   "task.train_size=48", "task.val_size=8", "task.test_size=16")
+    assert row["status"] == "finished", row.get("error")
+    details = __import__("json").loads(row["details_json"])
+    assert details["task_type"] == kind and len(details["label_names"]) == 41
+    assert 0 <= row["accuracy"] <= 1 and row["majority_accuracy"] is not None
+    assert row["perplexity"] > 1
+
+
+def test_gradient_checkpointing_is_applied_to_the_run(store_path):
+    cfg = lm_config(store_path, "method=lora", "task.task_type=generation",
+                    "trainer.gradient_checkpointing=true")
+    s = pipeline.setup(cfg, CPU)
+    assert s.loaded.model.is_gradient_checkpointing
+    pipeline.fit(s, cfg, None)

@@ -159,3 +159,15 @@ def test_the_summary_run_takes_the_reports_figures_by_default(store_path, tmp_pa
     assert summary.report_plots(cfg) == [figures / "pareto_memory.png"]
     off = tiny_config(store_path, f"report.out_dir={tmp_path / 'report'}", "report.enabled=false")
     assert summary.report_plots(off) == []
+
+
+def test_a_language_model_run_shows_its_generation_metrics_in_wandb(run_tiny, store_path, wandb_root):
+    row = run_tiny("model=tiny_llama", "task.task_type=generation", "tracker=wandb",
+                   f"tracker.dir={wandb_root}")
+    assert row["status"] == "finished", row.get("error")
+    (run,) = offline_runs(wandb_root)
+    stored = load(store_path).iloc[0]
+    for key in ("accuracy", "normalized_match", "perplexity", "gen_tokens_per_s", "gen_ttft_ms",
+                "majority_accuracy"):
+        assert run.summary[key] == pytest.approx(stored[key]), key
+    assert any("validation/normalized_match" in h and "validation/perplexity" in h for h in run.history)
