@@ -1,10 +1,10 @@
 """The torch side of prompt tasks (:mod:`harness.tasks.prompts`): padded batches, the loss on
 answer tokens, greedy generation, candidate scoring, and generation speed.
 
-Prompt+answer rows are padded on the right, so no position attends to padding alone (a fully
-masked attention row gives NaN gradients in CUDA's fused attention kernels); the logits of the
-positions from the earliest answer on (``logits_to_keep``, computed by the model itself) are all
-the answers' loss needs, so most of a long prompt never produces vocabulary-sized logits. Prompts
+Prompt+answer rows are padded on the right, so no position attends to padding alone (padded on
+the left, training on an H100 under CUDA's fused attention hit NaN losses); the logits of the
+positions that predict an answer token (``logits_to_keep`` as indices, applied by the model
+itself) are all the answers' loss needs, so a prompt never produces vocabulary-sized logits. Prompts
 to generate from are padded on the left, as generation needs. Position ids count real tokens only.
 """
 from __future__ import annotations
@@ -68,16 +68,18 @@ def keeps_logits(model) -> bool:
 
 
 def answer_nll(model, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-token negative log-likelihood of the answer tokens (0 elsewhere), and their mask,
-    shape (batch, k - 1) for the last ``k`` positions: from just before the earliest answer on."""
+    """Per-token negative log-likelihood of the answer tokens (0 elsewhere) and their mask, shape
+    (batch, k): the k positions that predict an answer token in some row of the batch, the only
+    positions whose logits the model computes (``logits_to_keep`` as indices)."""
     answer = labels != IGNORE
-    first = int(answer.float().argmax(-1).min()) if answer.any() else labels.shape[1] - 1
-    keep = min(labels.shape[1] - first + 1, labels.shape[1])  # the answers and the position before
-    extra = {"logits_to_keep": keep} if keeps_logits(model) else {}
-    logits = model(**inputs, **extra).logits[:, -keep:]
-    targets = labels[:, -keep + 1:]
-    nll = F.cross_entropy(logits[:, :-1].float().reshape(-1, logits.shape[-1]),
-                          targets.reshape(-1), ignore_index=IGNORE, reduction="none")
+    positions = answer[:, 1:].any(0).nonzero().squeeze(-1)  # position p predicts token p + 1
+    if keeps_logits(model):
+        logits = model(**inputs, logits_to_keep=positions).logits
+    else:
+        logits = model(**inputs).logits[:, positions]
+    targets = labels[:, positions + 1]
+    nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                          ignore_index=IGNORE, reduction="none")
     return nll.view(targets.shape), (targets != IGNORE)
 
 
