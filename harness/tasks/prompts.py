@@ -229,4 +229,8 @@ class Generation(PromptTask):
         return [index.get(str(v).strip(), len(self.answers)) for v in values]
 
     def majority_prediction(self, train_labels):
-        return Counter(a.strip() for a in train_labels).most_common(1)[0][0]
+        """The most common training answer; of tied answers, the first in sorted order (as the
+        other task types break ties between label ids)."""
+        counts = Counter(a.strip() for a in train_labels)
+        top = max(counts.values())
+        return min(a for a, n in counts.items() if n == top)
