@@ -9,6 +9,7 @@ to generate from are padded on the left, as generation needs. Position ids count
 """
 from __future__ import annotations
 
+import functools
 import inspect
 import time
 
@@ -64,7 +65,12 @@ def _base(model):
 
 def keeps_logits(model) -> bool:
     """Whether the model's forward takes ``logits_to_keep`` (every transformers causal LM does)."""
-    return "logits_to_keep" in inspect.signature(type(_base(model)).forward).parameters
+    return _takes_logits_to_keep(type(_base(model)))
+
+
+@functools.lru_cache(maxsize=None)
+def _takes_logits_to_keep(cls: type) -> bool:  # read once per model class, not per batch
+    return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
 def answer_nll(model, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
