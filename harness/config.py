@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
@@ -184,11 +185,22 @@ class TaskConfig:
     answer_prefix: str = ""
     # Generation: tokens generated at most (null: the longest training completion, plus its end).
     max_new_tokens: Optional[int] = None
+    # Generation: a regular expression whose first group (or whole match) is the final answer in
+    # a longer completion, e.g. "####\\s*(.+)" for GSM8K; the last match counts, and a text
+    # without one is its own answer. Predictions and references are scored on that answer.
+    answer_pattern: Optional[str] = None
 
     def __post_init__(self) -> None:
         _positive_int("task.max_length", self.max_length)
         if self.max_new_tokens is not None:
             _positive_int("task.max_new_tokens", self.max_new_tokens)
+        if self.answer_pattern is not None:
+            try:
+                groups = re.compile(self.answer_pattern).groups
+            except re.error as exc:
+                raise ConfigError(f"task.answer_pattern is not a regular expression: {exc}") from None
+            _check(groups <= 1, f"task.answer_pattern must have at most one group (the answer), "
+                                f"got {groups}: {self.answer_pattern!r}")
         _check(self.prompt_template is None or "{text}" in self.prompt_template,
                f"task.prompt_template must contain {{text}} (where the text goes), got {self.prompt_template!r}")
         for key in ("train_size", "val_size", "test_size"):

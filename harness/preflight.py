@@ -9,6 +9,7 @@ recorded as that job's failure instead, and the sweep goes on.
 """
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -154,10 +155,8 @@ def check_files(cfg, data=None) -> None:
     """Data and model files that a job names must exist and be readable; the store must be one
     this harness can write (its backend checks, creating and changing nothing); the task's local
     data must make the task (``data``: a :class:`harness.tasks.check.DataCheck`, one read a file)."""
-    import os
-
     from harness.sources import resolve_source
-    from harness.tasks import data_path_hint
+    from harness.tasks import TASK_LOADERS, data_path_hint
 
     path = cfg.task.data_path
     hint = data_path_hint(cfg.task.loader, cfg.task.name)
@@ -166,7 +165,8 @@ def check_files(cfg, data=None) -> None:
     if path:
         p = Path(path).expanduser()
         if not p.exists():
-            raise PreflightError(f"task.data_path: no such file: {p}")
+            reads = cfg.task.loader in TASK_LOADERS and TASK_LOADERS.info(cfg.task.loader).get("reads")
+            raise PreflightError(f"task.data_path: no such {reads or 'file'}: {p}")
         if not os.access(p, os.R_OK):
             raise PreflightError(f"task.data_path: cannot read {p} (permission denied)")
     source = cfg.model.source

@@ -20,26 +20,23 @@ so the model learns where to stop. A long prompt is cut from the side ``task.tru
   (CaseHOLD), whose label is the index of the right one. Trained on the right answer with the
   same loss; accuracy, F1 and the majority baseline as for classification.
 
-Batches are left-padded, so every answer ends at the last position and only its logits are
-computed (``logits_to_keep``): a long prompt costs no vocabulary-sized logits.
+Training and scoring rows are padded on the right, and the model computes logits only at the
+positions that predict answer tokens (``logits_to_keep``): a long prompt costs no
+vocabulary-sized logits. Prompts for generation are padded on the left (:mod:`harness.lm`).
+
+With ``task.answer_pattern``, a generation task scores the final answer of each completion
+(:mod:`harness.tasks.answers`): train on chains of thought, score the number they end with.
 """
 from __future__ import annotations
 
 import json
-import re
 from collections import Counter
 
+from harness.tasks.answers import final_answer, normalize
 from harness.tasks.types import TASK_TYPES, TaskType
 
 IGNORE = -100
 MAX_ANSWER_CLASSES = 1000
-_PUNCT = re.compile(r"[^\w\s]")
-_SPACE = re.compile(r"\s+")
-
-
-def normalize(text: str) -> str:
-    """Case, punctuation and whitespace taken out of an answer (``normalized_match``)."""
-    return _SPACE.sub(" ", _PUNCT.sub(" ", str(text).lower())).strip()
 
 
 class PromptTask(TaskType):
@@ -51,13 +48,19 @@ class PromptTask(TaskType):
     words: dict | None = None
     prefix = ""
     max_new: int | None = None
+    pattern: str | None = None
 
     def for_task(self, cfg) -> "PromptTask":
         self.template, self.chat = cfg.prompt_template, bool(cfg.chat_template)
         self.system, self.max_new = cfg.system_prompt, cfg.max_new_tokens
         self.words = {str(k): str(v) for k, v in (cfg.label_words or {}).items()}
         self.prefix = cfg.answer_prefix or ""
+        self.pattern = getattr(cfg, "answer_pattern", None)
         return self
+
+    def final(self, text: str) -> str:
+        """What a completion is scored on: its final answer (``task.answer_pattern``), or itself."""
+        return final_answer(text, self.pattern)
 
     def settings(self) -> str:
         return json.dumps([self.template, self.chat, self.system, self.words, self.prefix], sort_keys=True)
@@ -184,7 +187,7 @@ class Generation(PromptTask):
         if empty:
             raise TaskDataError(f"task {cfg.name}: row {empty[0]} has an empty completion in "
                                 f"task.label_column={cfg.label_column}")
-        distinct = sorted({t.strip() for t in texts})
+        distinct = sorted({self.final(t) for t in texts})
         self.answers = distinct if len(distinct) <= MAX_ANSWER_CLASSES else []
         return list(self.answers), lambda column: [self.answer_text(name_of(v)) for v in column]
 
@@ -209,7 +212,8 @@ class Generation(PromptTask):
         from harness.metrics import classification_metrics
 
         n = max(len(references), 1)
-        out = {"accuracy": sum(p.strip() == r.strip() for p, r in zip(predictions, references)) / n,
+        predictions, references = [self.final(p) for p in predictions], [self.final(r) for r in references]
+        out = {"accuracy": sum(p == r for p, r in zip(predictions, references)) / n,
                "normalized_match": sum(normalize(p) == normalize(r)
                                        for p, r in zip(predictions, references)) / n}
         out["exact_match"] = out["accuracy"]
@@ -226,11 +230,12 @@ class Generation(PromptTask):
         if not self.answers:
             return None
         index = {a: i for i, a in enumerate(self.answers)}
-        return [index.get(str(v).strip(), len(self.answers)) for v in values]
+        return [index.get(self.final(v), len(self.answers)) for v in values]
 
     def majority_prediction(self, train_labels):
-        """The most common training answer; of tied answers, the first in sorted order (as the
-        other task types break ties between label ids)."""
-        counts = Counter(a.strip() for a in train_labels)
+        """The most common training answer (its final answer, with ``task.answer_pattern``); of
+        tied answers, the first in sorted order (as the other task types break ties between label
+        ids)."""
+        counts = Counter(self.final(a) for a in train_labels)
         top = max(counts.values())
         return min(a for a, n in counts.items() if n == top)

@@ -1,0 +1,134 @@
+"""Prompt/completion data from the Hugging Face hub, each split from a dataset of its own.
+
+Instruction tuning is usually judged on other data than it trains on: peft's method comparison
+trains on MetaMathQA and tests on GSM8K. ``task.hub_splits`` names, per split, the dataset (a
+hub id), its config (``subset``), its split and its two columns; a missing validation split is
+carved from train (``task.val_fraction``). ``datasets.load_dataset`` reads each one, from the hub
+or, with ``task.data_path=<folder>``, from ``<folder>/<hub id>``: a local copy of the dataset's
+repository (its README's ``configs`` and its data files, as ``git clone`` of the hub repo gives),
+read the same way, offline. ``task.max_chars`` leaves out training and validation rows whose
+prompt and completion are longer than that many characters together (counted as dropped rows;
+the test set stays whole, so scores compare with published ones), one cut for every model, as
+peft's benchmark filters MetaMathQA by characters rather than by any one tokenizer's tokens.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import pandas as pd
+
+from harness.config import ConfigError, TaskConfig, register_task_schema
+from harness.tasks.data import TASK_LOADERS, TaskDataError
+from harness.tasks.splits import SPLITS
+
+
+@dataclass
+class HubSplit:
+    dataset: str = ""  # a hub id, e.g. openai/gsm8k
+    subset: Optional[str] = None  # the dataset's config name, e.g. main (null: its default)
+    split: str = "train"  # the dataset's split to read
+    text_column: Optional[str] = None  # the prompt (null: task.text_column)
+    label_column: Optional[str] = None  # the completion (null: task.label_column)
+    revision: Optional[str] = None  # a commit, tag or branch of the dataset (null: main)
+
+
+@dataclass
+class HubTaskConfig(TaskConfig):
+    loader: str = "hub"
+    # train / validation / test -> where that split comes from (the keys of HubSplit; train and
+    # test are needed). Plain dicts, so that the command line can add one:
+    # +task.hub_splits.validation={dataset: openai/gsm8k, subset: main, split: train, ...}
+    hub_splits: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Leave out training and validation rows longer than this, prompt and completion together.
+    max_chars: Optional[int] = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        unknown = sorted(set(self.hub_splits) - set(SPLITS))
+        if unknown:
+            raise ConfigError(f"task.hub_splits: unknown split(s) {unknown}; allowed: {', '.join(SPLITS)}")
+        missing = [s for s in ("train", "test") if s not in self.hub_splits]
+        if missing:
+            raise ConfigError(f"task.hub_splits needs a {missing[0]} entry ({{dataset: <hub id>, "
+                              f"split: ..., text_column: ..., label_column: ...}})")
+        for name, src in self.splits().items():
+            if not src.dataset:
+                raise ConfigError(f"task.hub_splits.{name}.dataset is empty; give a hub id, e.g. openai/gsm8k")
+        if self.max_chars is not None and (not isinstance(self.max_chars, int) or self.max_chars < 1):
+            raise ConfigError(f"task.max_chars must be a positive integer or null, got {self.max_chars!r}")
+
+    def splits(self) -> dict[str, HubSplit]:
+        """``hub_splits`` as :class:`HubSplit` objects; an unknown key is a ConfigError."""
+        known = [f.name for f in fields(HubSplit)]
+        out = {}
+        for name, entry in self.hub_splits.items():
+            entry = dict(entry or {})
+            unknown = sorted(set(entry) - set(known))
+            if unknown:
+                raise ConfigError(f"task.hub_splits.{name}: unknown key(s) {unknown}; allowed: {', '.join(known)}")
+            out[name] = HubSplit(**entry)
+        return out
+
+
+register_task_schema("hub", HubTaskConfig)
+
+
+def _local_repo(cfg, src: HubSplit) -> Path:
+    folder = Path(cfg.data_path).expanduser() / src.dataset
+    if not folder.is_dir():
+        raise TaskDataError(f"task {cfg.name}: no local copy of {src.dataset} at {folder} "
+                            f"(task.data_path holds <hub id> folders; null reads the hub)")
+    return folder
+
+
+def check_local(cfg) -> None:
+    """The preflight's look at ``task.data_path``: a folder for every dataset the task reads."""
+    for src in cfg.splits().values():
+        folder = _local_repo(cfg, src)
+        if not any(p.is_file() for p in folder.rglob("*") if ".git" not in p.parts):
+            raise TaskDataError(f"task {cfg.name}: {folder} has no files (a copy of {src.dataset})")
+
+
+def _read(cfg, name: str, src: HubSplit) -> tuple[pd.DataFrame, str]:
+    import datasets
+
+    where = f"{src.dataset}{'/' + src.subset if src.subset else ''}:{src.split}"
+    if cfg.data_path:
+        folder = _local_repo(cfg, src)
+        location, source = str(folder), f"local:{folder.resolve()}{'/' + src.subset if src.subset else ''}:{src.split}"
+    else:
+        location, source = src.dataset, f"hub:{where}{'@' + src.revision if src.revision else ''}"
+    try:
+        ds = datasets.load_dataset(location, src.subset, split=src.split, revision=src.revision)
+    except (ValueError, FileNotFoundError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        raise TaskDataError(f"task {cfg.name}: cannot read {where} for the {name} split: {first}") from None
+    text, label = src.text_column or cfg.text_column, src.label_column or cfg.label_column
+    absent = [c for c in (text, label) if c not in ds.column_names]
+    if absent:
+        raise TaskDataError(f"task {cfg.name}: column(s) {absent} not in {where} "
+                            f"(task.hub_splits.{name}); its columns: {ds.column_names[:20]}")
+    frame = ds.select_columns([text, label]).to_pandas()
+    return pd.DataFrame({"text": frame[text], "label": frame[label], "split": name}), source
+
+
+@TASK_LOADERS.register("hub", data_path="optional", data_source="hub", reads="folder", check=check_local)
+def load_hub(cfg) -> pd.DataFrame:
+    frames, sources = [], []
+    for name, src in cfg.splits().items():
+        frame, source = _read(cfg, name, src)
+        frames.append(frame)
+        sources.append(f"{name}={source}")
+    out = pd.concat(frames, ignore_index=True)
+    dropped = {}
+    if cfg.max_chars:
+        chars = out["text"].astype(str).str.len() + out["label"].astype(str).str.len()
+        long = (chars > cfg.max_chars) & (out["split"] != "test")  # the test set stays whole
+        out = out[~long].reset_index(drop=True)
+        if long.any():
+            dropped[f"longer than task.max_chars={cfg.max_chars}"] = int(long.sum())
+    out.attrs["source"] = "; ".join(sources)
+    out.attrs["dropped"] = dropped
+    return out
