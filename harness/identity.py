@@ -62,9 +62,17 @@ def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> di
         "config_hash": config_hash(container),
         # The resolved autocast is in the hash; the run records the precision it used (precision).
         **{k: v for k, v in run_identity(container).items() if k != "autocast"},
-        "config_json": json.dumps(container, sort_keys=True),
+        "config_json": json.dumps(_shown(container), sort_keys=True),
         "schema_version": schema_version,
     }
+
+
+def _shown(container: dict) -> dict:
+    """The config as a row keeps it: a password in ``store.url`` is not stored."""
+    from harness.results.store import redact
+
+    store = container.get("store") or {}
+    return {**container, "store": {**store, "url": redact(store["url"])}} if store.get("url") else container
 
 
 def sweep_label(store_sweep: str | None, hydra_cfg=None) -> str | None:

@@ -23,7 +23,7 @@ from harness import identity
 from harness.config import RunConfig
 from harness.execution import execute, lists, one_line_error
 from harness.isolation import WorkerError, run_worker, watch_sweep
-from harness.results.store import SCHEMA_VERSION, open_store
+from harness.results.store import SCHEMA_VERSION, open_store, redact
 from harness.validation import validate
 
 
@@ -164,7 +164,7 @@ def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
         kept = keep_unrecorded(run_dir, row, curves, predictions)
         print(f"[harness] could not record run {row['run_id']} in the store "
               f"({one_line_error(exc)}); kept in {kept}; import it with: "
-              f"python -m harness.results import {kept.parent} --store {run_cfg.store.url}",
+              f"python -m harness.results import {kept.parent} --store {redact(run_cfg.store.url)}",
               file=sys.stderr)
         row["unrecorded"] = str(kept)
         if claimed:

@@ -152,9 +152,11 @@ class SweepSummary(Callback):
             _log_to_tracker(config, sweep, done, failed)
         if not config.get("summary", True):
             return
+        from harness.results.store import redact
+
         print(f"\n[harness] sweep {sweep}: {len(done)} finished"
               + (f" ({outcome.earlier} of them before this command, skipped)" if outcome.earlier else "")
-              + f", {len(failed)} failed (store: {config.store.url})")
+              + f", {len(failed)} failed (store: {redact(config.store.url)})")
         if len(done):
             order = [c for c in ("method", "quant", "r", "stage", "lr", "seed") if c in done.columns]
             print(comparison_table(done.sort_values(order, na_position="first")))

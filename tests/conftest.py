@@ -67,4 +67,27 @@ def run_tiny(store_path):
     return run
 
 
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """A real PostgreSQL server for the session (tests/postgres_server.py); skips, with the
+    reason in one line, where the server binaries or psycopg are not installed."""
+    pytest.importorskip("psycopg", reason="psycopg is not installed: pip install 'peft-harness[postgres]'")
+    from tests.postgres_server import Server
+
+    try:
+        server = Server()
+    except (FileNotFoundError, PermissionError) as exc:
+        pytest.skip(str(exc))
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server) -> str:
+    """A fresh, empty database on the session's server."""
+    return postgres_server.database()
+
+
 __all__ = ["compose_config", "tiny_config", "validate", "TINY"]

@@ -112,14 +112,14 @@ def test_a_path_and_a_sqlite_url_open_the_same_store(tmp_path, monkeypatch):
     assert sorted(os.listdir(tmp_path)) == ["sub"]  # one file, nothing else made
 
 
-@pytest.mark.parametrize("url", ["postgresql://user:secret@db.example/results", "s3://bucket/results"])
+@pytest.mark.parametrize("url", ["mysql://user:secret@db.example/results", "s3://bucket/results"])
 def test_an_unknown_scheme_fails_in_one_line_naming_the_known_ones(url, tmp_path):
     for call in (open_store, check_store, load):
         with pytest.raises(StoreError) as err:
             call(url)
         message = str(err.value)
         assert "\n" not in message and "scheme" in message
-        assert f"'{url.split(':')[0]}'" in message and "known: sqlite" in message
+        assert f"'{url.split(':')[0]}'" in message and "known: postgres, postgresql, sqlite" in message
         assert "secret" not in message  # a URL may hold credentials; only its scheme is repeated
 
 
@@ -181,7 +181,7 @@ def test_open_store_dispatches_on_the_scheme_to_a_registered_backend(memory_back
     assert open_store("mem://a").finished_hashes() == {"abc"}
     assert results_cli(["list", "--store", "mem://a"]) == 0
     assert os.listdir(tmp_path) == []  # no file was made for it
-    with pytest.raises(StoreError, match="known: mem, sqlite"):
+    with pytest.raises(StoreError, match="known: mem, postgres, postgresql, sqlite"):
         open_store("nope://a")
 
 

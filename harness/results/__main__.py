@@ -3,13 +3,18 @@
     python -m harness.results list   [--store URL] [--status finished|failed]
     python -m harness.results export --out FILE.csv|FILE.parquet [--curves] [--store URL]
     python -m harness.results import FOLDER [FOLDER ...] [--store URL]
+    python -m harness.results copy SOURCE TARGET [--status finished|failed]
 
 ``import`` records the runs that finished but could not be written to the store (a full disk, a
 read-only file, a lock held too long): each is kept in its run folder as ``unrecorded.json``, found
 here under the folders given, recorded, and renamed ``unrecorded.imported.json``. A run the store
 already has is not recorded twice.
 
---store takes the store's URL: a path or sqlite:///path for an SQLite file.
+``copy`` copies runs (rows, curves, predictions) from the store SOURCE into TARGET, which is made
+if needed; runs TARGET already has are skipped, so nothing is ever there twice.
+
+--store, SOURCE and TARGET take a store's URL: a path or sqlite:///path for an SQLite file,
+postgresql://user@host/database for a PostgreSQL database.
 """
 from __future__ import annotations
 
@@ -36,6 +41,10 @@ def main(argv: list[str] | None = None) -> int:
         if name == "export":
             p.add_argument("--out", required=True, help="output file ending in .csv or .parquet")
             p.add_argument("--curves", action="store_true", help="export the per-epoch curves instead")
+    p = sub.add_parser("copy")
+    p.add_argument("source", help="the store to copy from (URL or path)")
+    p.add_argument("target", help="the store to copy into (URL or path; made if needed)")
+    p.add_argument("--status", choices=["finished", "failed"], default=None)
     p = sub.add_parser("import")
     p.add_argument("folders", nargs="+", help="folders searched for unrecorded.json files")
     p.add_argument("--store", default=DEFAULT_STORE, help=f"store URL or path (default {DEFAULT_STORE})")
@@ -43,6 +52,14 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "import":
             return import_unrecorded(args.folders, args.store)
+        if args.command == "copy":
+            from harness.results.copy import copy_runs
+            from harness.results.store import redact
+
+            copied, there = copy_runs(args.source, args.target, args.status)
+            print(f"copied {copied} run(s) into {redact(args.target)}"
+                  + (f"; {there} were there already" if there else ""))
+            return 0
         if args.command == "list":
             df = load(args.store, status=args.status, decode=False)
             if df.empty:
@@ -72,6 +89,7 @@ def import_unrecorded(folders: list[str], url: str) -> int:
 
     from harness.execution import arrays
     from harness.results import open_store
+    from harness.results.store import redact
 
     files = sorted({f for folder in folders for f in
                     ([Path(folder)] if Path(folder).name == "unrecorded.json" else
@@ -88,7 +106,7 @@ def import_unrecorded(folders: list[str], url: str) -> int:
             store.record(kept["row"], kept["curves"], arrays(kept.get("predictions") or {}))
             imported += 1
         f.replace(f.with_name("unrecorded.imported.json"))
-    print(f"imported {imported} run(s) into {url}"
+    print(f"imported {imported} run(s) into {redact(url)}"
           + (f"; {len(files) - imported} were there already" if imported < len(files) else ""))
     return 0
 

@@ -20,12 +20,14 @@ A backend is a class (or factory) registered under its URL scheme::
         def check(cls, url: str) -> None: ...  # StoreError unless writable; creates nothing
         def record(self, row, curves, predictions=None): ...  # and claim(), renew(), release(),
                                                               # runs(), curves(), claims(),
-                                                              # predictions(), finished_hashes()
+                                                              # predictions(), prediction_splits(),
+                                                              # finished_hashes()
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 from typing import TYPE_CHECKING, Protocol
 
 from harness.fields import FIELDS, TYPES
@@ -78,6 +80,7 @@ class ResultsStore(Protocol):
     def curves(self) -> pd.DataFrame: ...
     def claims(self) -> pd.DataFrame: ...
     def predictions(self, run_ids=None, split: str = "test") -> dict[str, dict]: ...
+    def prediction_splits(self) -> list[str]: ...
     def finished_hashes(self) -> set[str]: ...
 
 
@@ -125,6 +128,15 @@ def check_store(url: str | os.PathLike) -> None:
     """Raise StoreError (one line) unless ``url`` can be written and is, or can become, this
     harness's store. Creates and changes nothing (preflight calls this)."""
     backend_for(url).check(os.fspath(url))
+
+
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+
+
+def redact(url: str | os.PathLike) -> str:
+    """A store URL fit to print: its password (``user:password@``, ``password=``) as ``***``.
+    Better still, keep passwords out of URLs (libpq reads ``~/.pgpass`` and ``PGPASSWORD``)."""
+    return re.sub(r"(password=)[^&\s]*", r"\1***", _PASSWORD.sub(r"\1***@", os.fspath(url)))
 
 
 def missing_store_message(url: str) -> str:

@@ -20,17 +20,16 @@ This is the only module that knows a store is a file.
 """
 from __future__ import annotations
 
-import json
 import os
-import socket
 import sqlite3
 import time
-import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from harness.fields import FIELDS, Field
+from harness.results.backends.common import (CLAIM_COLUMNS, HOLDER_COLUMNS, claim_values,
+                                             holder_still_holds, pack, unpack, with_every_field)
 from harness.results.store import (CURVE_COLUMNS, SCHEMA_VERSION, STORE_BACKENDS, StoreError,
                                    check_row, missing_store_message)
 
@@ -123,29 +122,6 @@ def _inspect(path: Path) -> set[str]:
         raise StoreError(f"{path} has schema version {version[0]}, newer than this "
                          f"harness's {SCHEMA_VERSION}; upgrade the harness")
     return tables
-
-
-def _pack(array) -> tuple[str, str, bytes]:
-    import numpy as np
-
-    a = np.ascontiguousarray(array)
-    return a.dtype.str, json.dumps(list(a.shape)), zlib.compress(a.tobytes())
-
-
-def _unpack(dtype: str, shape: str, blob: bytes):
-    import numpy as np
-
-    return np.frombuffer(zlib.decompress(blob), dtype=np.dtype(dtype)).reshape(json.loads(shape))
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def check_existing(path: Path) -> None:
@@ -291,7 +267,7 @@ class SQLiteStore:
                 [(row["run_id"], c["epoch"], c.get("variant", ""), c["split"], c["metric"],
                   None if c["value"] is None else float(c["value"])) for c in curves])
             conn.executemany("INSERT INTO predictions VALUES (?, ?, ?, ?, ?, ?)",
-                             [(row["run_id"], split, what, *_pack(array))
+                             [(row["run_id"], split, what, *pack(array))
                               for split, arrays in (predictions or {}).items()
                               for what, array in arrays.items()])
             conn.execute("DELETE FROM claims WHERE config_hash=? AND run_id=?",
@@ -319,18 +295,15 @@ class SQLiteStore:
                                               "LIMIT 1", (config_hash,)).fetchone():
                     conn.execute("COMMIT")
                     return "finished", None
-                held = conn.execute("SELECT run_id, owner, host, pid, expires_at FROM claims "
+                held = conn.execute(f"SELECT {', '.join(HOLDER_COLUMNS)} FROM claims "
                                     "WHERE config_hash=?", (config_hash,)).fetchone()
-                now = time.time()
                 if held and held[0] != run_id:
-                    holder = dict(zip(("run_id", "owner", "host", "pid", "expires_at"), held))
-                    gone = holder["host"] == socket.gethostname() and not _pid_alive(holder["pid"])
-                    if holder["expires_at"] > now and not gone:
+                    holder = dict(zip(HOLDER_COLUMNS, held))
+                    if holder_still_holds(holder):
                         conn.execute("COMMIT")
                         return "busy", holder
                 conn.execute("INSERT OR REPLACE INTO claims VALUES (?, ?, ?, ?, ?, ?, ?)",
-                             (config_hash, run_id, owner, socket.gethostname(), os.getpid(), now,
-                              now + lease_s))
+                             claim_values(config_hash, run_id, owner, lease_s))
                 conn.execute("COMMIT")
                 return "claimed", None
             except BaseException:
@@ -361,14 +334,7 @@ class SQLiteStore:
     def runs(self) -> pd.DataFrame:
         """Every run, oldest first, with a column for every declared field (empty where this file
         predates the field)."""
-        import pandas as pd
-
-        df = self._query("SELECT * FROM runs ORDER BY created_at")
-        df = pd.DataFrame() if df is None else df
-        for name in FIELDS:
-            if name not in df.columns:
-                df[name] = None
-        return df
+        return with_every_field(self._query("SELECT * FROM runs ORDER BY created_at"))
 
     def curves(self) -> pd.DataFrame:
         import pandas as pd
@@ -380,8 +346,7 @@ class SQLiteStore:
         import pandas as pd
 
         df = self._query("SELECT * FROM claims")
-        return pd.DataFrame(columns=["config_hash", "run_id", "owner", "host", "pid", "claimed_at",
-                                     "expires_at"]) if df is None else df
+        return pd.DataFrame(columns=list(CLAIM_COLUMNS)) if df is None else df
 
     def predictions(self, run_ids=None, split: str = "test") -> dict[str, dict]:
         """``{run_id: {what: array}}`` for ``split`` (all runs, or those in ``run_ids``)."""
@@ -392,8 +357,13 @@ class SQLiteStore:
         wanted = None if run_ids is None else set(run_ids)
         for r in df.itertuples(index=False):
             if wanted is None or r.run_id in wanted:
-                out.setdefault(r.run_id, {})[r.what] = _unpack(r.dtype, r.shape, r.data)
+                out.setdefault(r.run_id, {})[r.what] = unpack(r.dtype, r.shape, r.data)
         return out
+
+    def prediction_splits(self) -> list[str]:
+        """The splits any run kept per-example predictions for."""
+        df = self._query("SELECT DISTINCT split FROM predictions ORDER BY split")
+        return [] if df is None else list(df["split"])
 
     def finished_hashes(self) -> set[str]:
         df = self._query("SELECT DISTINCT config_hash FROM runs WHERE status='finished'")
