@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import socket
 import sys
 import tempfile
 from pathlib import Path
@@ -75,12 +76,12 @@ def _runs_workers_here(argv: list[str], plan) -> bool:
 def main() -> None:
     from harness.summary import PLAN_ENV, command_outcome, write_plan
 
-    from harness.isolation import SWEEP_PID_ENV
+    from harness.isolation import SWEEP_HOST_ENV, SWEEP_PID_ENV
 
     argv = sys.argv[1:]
     since = now_utc()
     # A launcher's worker processes (joblib, ...) end with this process (harness.runner).
-    os.environ[SWEEP_PID_ENV] = str(os.getpid())
+    os.environ[SWEEP_PID_ENV], os.environ[SWEEP_HOST_ENV] = str(os.getpid()), socket.gethostname()
     try:
         register_schemas(plugins_in_overrides(argv))
         plan = preflight(argv)

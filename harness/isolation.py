@@ -19,8 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-# Set by the command's own process: a launcher's worker process ends with it (see watch_sweep).
+# Set by the command's own process: a launcher's worker process on the same host ends with it
+# (see watch_sweep); on another host (SLURM exports the environment) the pid means nothing.
 SWEEP_PID_ENV = "PEFT_HARNESS_SWEEP_PID"
+SWEEP_HOST_ENV = "PEFT_HARNESS_SWEEP_HOST"
 
 
 class WorkerError(RuntimeError):
@@ -145,8 +147,11 @@ def watch_sweep() -> None:
     """In a launcher's worker process (joblib, ...): end this process and the run it trains when
     the sweep's own process is gone (SIGKILL leaves no handler to stop the launcher's pool)."""
     global _watching
+    import socket
+
     sweep_pid = int(os.environ.get(SWEEP_PID_ENV) or 0)
-    if _watching or not sweep_pid or sweep_pid == os.getpid():
+    elsewhere = os.environ.get(SWEEP_HOST_ENV, socket.gethostname()) != socket.gethostname()
+    if _watching or not sweep_pid or sweep_pid == os.getpid() or elsewhere:
         return
     _watching = True
 

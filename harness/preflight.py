@@ -18,6 +18,8 @@ from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
 from harness.identity import config_hash
+from harness.launchers import check_ray_address, check_store_reach
+from harness.overrides import one_line, parse_overrides
 from harness.paths import conf_dir
 from harness.plugins import plugins_in_overrides
 from harness.registry import unknown_name_message
@@ -47,19 +49,6 @@ class Plan:
         return list(zip(self.stores, self.configs))
 
 
-def one_line(exc: BaseException) -> str:
-    """A Hydra/OmegaConf error (often several lines with a cause) as one line."""
-    parts = []
-    for e in (exc, exc.__cause__):
-        text = str(e or "").strip()
-        if text:
-            parts.append(text.splitlines()[0].rstrip(".:"))
-    text = ": ".join(parts) or type(exc).__name__
-    if text.startswith("Ambiguous value"):
-        text += " (to sweep over it, add -m)"
-    return text
-
-
 def parse_command_line(argv: list[str]):
     """Hydra's own argument parser; None when Hydra is asked for help or info, not for a run."""
     from hydra._internal.utils import get_args_parser
@@ -79,12 +68,8 @@ def expand(overrides: list[str], multirun: bool,
     """The jobs a command launches (the grid of a multirun, or the one run), and the swept keys.
     For a ``dynamic`` sweeper, one job: the command without its sweeps (their defaults)."""
     from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
-    except Exception as exc:  # noqa: BLE001 - Hydra's syntax errors
-        raise PreflightError(one_line(exc)) from None
+    parsed = parse_overrides(overrides)
     if not multirun:
         return [list(overrides)], set()
     swept = {o.key_or_group for o in parsed if o.is_sweep_override()}
@@ -97,9 +82,8 @@ def _sweeper_params(overrides: list[str], config_name: str) -> list[str]:
     """Sweeps a config declares itself (``hydra.sweeper.params``, e.g. in an experiment preset),
     as overrides; the command line's own values for the same keys win, as in Hydra's sweeper."""
     from hydra import compose
-    from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parsed = parse_overrides(overrides)
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()
              and (not _is_hydra(o.input_line) or _is_searchpath(o.input_line))]
     try:
@@ -212,7 +196,6 @@ def _check_job(job: list[str], config_name: str, data=None) -> tuple[str, dict]:
 def preflight(argv: list[str]) -> Plan | None:
     """Check every job of this command line; raise PreflightError/ConfigError/StoreError.
     Notes on the data (rows left out for a missing label) go to stderr once all jobs passed."""
-
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
@@ -245,6 +228,8 @@ def preflight(argv: list[str]) -> Plan | None:
                     raise PreflightError(f"{exc} (grid point: {point})") from None
     finally:
         GlobalHydra.instance().clear()
+    check_ray_address(list(args.overrides))
+    check_store_reach(list(args.overrides), plan.stores)
     for note in data.notes:
         print(f"[harness] note: {note}", file=sys.stderr)
     return plan
