@@ -133,12 +133,20 @@ def _nvidia_gpu_present() -> bool:
     return gpus.is_dir() and any(gpus.iterdir())
 
 
+# Set by ``python -m harness.plan`` alone: the device its configs are planned for, in place of
+# what this machine has (a GPU run is planned on a laptop).
+PLAN_DEVICE_ENV = "PEFT_HARNESS_PLAN_DEVICE"
+
+
 def device_kind(setting) -> str:
     """The kind of device ``trainer.device`` resolves to here (``auto``: cuda where an NVIDIA GPU
     is present, else cpu), found without importing torch. ``setting``: text or the enum member."""
     setting = str(getattr(setting, "value", setting))
     if setting in ("cpu", "cuda"):
         return setting
+    planned = os.environ.get(PLAN_DEVICE_ENV)  # the planner's process only: the device planned for
+    if planned in ("cpu", "cuda"):
+        return planned
     return "cuda" if _nvidia_gpu_present() else "cpu"
 
 

@@ -1,0 +1,94 @@
+"""Which methods fit in N GiB: predicted peak training memory, per component, before any run.
+
+    python -m harness.plan model=qwen method=lora,dora,qlora trainer.batch_size=8 task.max_length=512 trainer.device=cuda --budget-gib 24
+    python -m harness.plan model.source=meta-llama/Llama-3.1-8B model.causal_lm=true task=rotten_tomatoes_prompt method=lora,qlora
+    python -m harness.plan --validate [--store URL]      prediction error on the store's runs and on published measurements
+
+The arguments are a run's overrides (comma lists give a table row each, as in a sweep): the
+model (a harness model config, ``model.source=`` a hub id or a local folder, read from its
+config only), the method, quantization, ``trainer.batch_size``, ``task.max_length``,
+``trainer.optimizer``, ``trainer.gradient_checkpointing``, ``model.dtype``, ``trainer.device``.
+Measured throughput is shown where the store has finished runs of the same method, model and
+quantization. A bad override exits 2 with one line.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from harness.plan import COMPONENTS, GIB, estimate, runtime_rss
+from harness.plan.compose import configs
+
+
+def measured_speed(store: str | None) -> dict:
+    """(method, model, quant) -> median samples/s of the store's finished runs."""
+    if not store:
+        return {}
+    from harness.results import StoreError, load
+
+    try:
+        runs = load(store, status="finished", decode=False)
+    except StoreError:
+        return {}
+    if runs.empty:
+        return {}
+    return runs.groupby(["method", "model", "quant"])["train_samples_per_s"].median().dropna().to_dict()
+
+
+def plan_table(overrides: list[str], budget_gib: float | None, store: str | None):
+    import pandas as pd
+
+    from harness.plan import _device
+
+    speed = measured_speed(store)
+    rows, runtime = [], runtime_rss()
+    for cfg in configs(overrides):
+        est = estimate(cfg, runtime=runtime if _device(cfg) == "cpu" else 0.0)
+        row = {"method": cfg.method.name, "model": cfg.model.name, "quant": cfg.quant.name,
+               "optimizer": cfg.trainer.optimizer.value, "batch": cfg.trainer.batch_size,
+               "seq": cfg.task.max_length, "ckpt": cfg.trainer.gradient_checkpointing,
+               "trainable_M": round(est.trainable / 1e6, 3)}
+        row.update({f"{c}_GiB": round(getattr(est, c) / GIB, 3) for c in COMPONENTS})
+        row["paged_GiB"] = round(est.paged / GIB, 3)
+        row["total_GiB"] = round(est.total / GIB, 3)
+        if budget_gib is not None:
+            row["fits"] = "yes" if est.total / GIB <= budget_gib else "no"
+        row["measured_samples_s"] = speed.get((cfg.method.name, cfg.model.name, cfg.quant.name))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m harness.plan", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("overrides", nargs="*", help="a run's overrides; comma lists give several rows")
+    parser.add_argument("--budget-gib", type=float, default=None, help="mark what fits in this much memory")
+    parser.add_argument("--store", default="results/results.sqlite", help="the store read for measured speed "
+                        "and for --validate")
+    parser.add_argument("--validate", action="store_true",
+                        help="prediction error on the store's finished runs and on published measurements")
+    args = parser.parse_args(argv)
+    from harness.errors import ConfigError
+    from harness.preflight import PreflightError
+    from harness.results import StoreError
+
+    import pandas as pd
+
+    try:
+        with pd.option_context("display.width", 250, "display.max_columns", None):
+            if args.validate:
+                from harness.plan.check import validate_against_anchors, validate_against_store
+
+                print(validate_against_store(args.store).to_string(index=False))
+                print()
+                print(validate_against_anchors().to_string(index=False))
+                return 0
+            print(plan_table(args.overrides, args.budget_gib, args.store).to_string(index=False))
+            return 0
+    except (ConfigError, PreflightError, StoreError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
