@@ -354,6 +354,11 @@ class ReportConfig:
     out_dir: Optional[str] = None  # default: <sweep dir>/report
     # Turns time into money in the cost view (empty: no money shown); see CostConfig.
     cost: CostConfig = field(default_factory=CostConfig)
+    # "What fits your budget": the memory planner (python -m harness.plan) for the report's
+    # methods on the run these overrides describe, e.g. "model=qwen trainer.device=cuda
+    # trainer.batch_size=8"; null: no such section. budget_gib marks what fits.
+    plan: Optional[str] = None
+    budget_gib: Optional[float] = None
 
     def __post_init__(self) -> None:
         if isinstance(self.cost, dict):  # a plain container (the end-of-sweep hook, a stored config)
@@ -363,6 +368,8 @@ class ReportConfig:
             self.cost = CostConfig(**self.cost)
         _check(isinstance(self.cost, CostConfig),
                f"report.cost must be a mapping with per_device_hour and currency, got {self.cost!r}")
+        _check(self.budget_gib is None or (math.isfinite(self.budget_gib) and self.budget_gib > 0),
+               f"report.budget_gib must be a positive number of GiB, got {self.budget_gib!r}")
         _check(0 < self.alpha < 1, f"report.alpha must be in (0, 1), got {self.alpha!r}")
         _check(0 < self.confidence < 1, f"report.confidence must be in (0, 1), got {self.confidence!r}")
         _check(self.correction in ("holm", "none"),

@@ -118,3 +118,16 @@ def test_planning_for_a_gpu_leaves_this_machines_device_alone():
     here = device_kind("auto")
     configs([*LM, "method=lora", "trainer.device=cuda"])
     assert device_kind("auto") == here and PLAN_DEVICE_ENV not in __import__("os").environ
+
+
+def test_the_report_adds_what_fits_the_budget_for_its_methods(run_tiny, store_path, tmp_path):
+    from harness.config import ReportConfig
+    from harness.report.build import build_report
+
+    for method in ("lora", "dora"):
+        assert run_tiny(f"method={method}")["status"] == "finished"
+    options = ReportConfig(pdf=False, formats=["md"], plan="model=tiny_bert task=synthetic", budget_gib=64)
+    build_report(store_path, tmp_path / "report", options=options)
+    text = (tmp_path / "report" / "report.md").read_text()
+    section = text[text.index("What fits 64 GiB: model=tiny_bert task=synthetic"):]
+    assert "| dora |" in section and "| lora |" in section and "| yes |" in section

@@ -104,14 +104,27 @@ def meta_model(cfg):
     return config, kind, base, linear, build_method(cfg, model, ctx)
 
 
-def saved_for_backward(model, batch: int, seq: int, causal_lm: bool) -> tuple[float, float, float]:
+def fused_attention(config, device: str) -> bool:
+    """Whether the run's attention keeps no (sequence x sequence) scores for its backward pass:
+    SDPA or flash attention on a GPU (its fused kernels keep only a row statistic), or on a CPU
+    without attention dropout (PyTorch's CPU flash kernel; with dropout it falls back to the math
+    path, which keeps the probabilities). Eager attention always keeps them."""
+    impl = getattr(config, "_attn_implementation", None) or "eager"
+    dropout = float(getattr(config, "attention_probs_dropout_prob", 0) or getattr(config, "attention_dropout", 0) or 0)
+    return impl != "eager" and (device == "cuda" or dropout == 0)
+
+
+def saved_for_backward(model, batch: int, seq: int, causal_lm: bool,
+                       fused: bool = False) -> tuple[float, float, float]:
     """What one training forward pass keeps for the backward pass, found by running the model
     on the meta device (shapes only, nothing allocated) under ``saved_tensors_hooks``: the bytes
     of floating activations in their own dtype, their element count, and the elements of the
     base weights a layer saves (a frozen linear layer keeps its weight to pass gradients back;
     under bf16 autocast that is a bf16 copy). Views of one tensor count once. No attention mask
     is passed (no padding), and a causal LM's logits are computed for one position here (the
-    loss's logits are added by :func:`estimate`)."""
+    loss's logits are added by :func:`estimate`). On the meta device attention runs PyTorch's
+    math path, which keeps the (sequence x sequence) scores; with ``fused`` attention
+    (:func:`fused_attention`) those are left out and the kernel's log-sum-exp row kept instead."""
     import torch
 
     params = {p.untyped_storage()._cdata for p in model.parameters()}
@@ -122,6 +135,8 @@ def saved_for_backward(model, batch: int, seq: int, causal_lm: bool) -> tuple[fl
         key = t.untyped_storage()._cdata
         if key in params:
             weights[key] = t.numel()
+        elif fused and t.dim() >= 3 and tuple(t.shape[-2:]) == (seq, seq):
+            saved[key] = (t.numel() // seq, 4)  # fp32 log-sum-exp per query row
         elif t.is_floating_point():
             saved[key] = (t.numel(), t.element_size())
         return t
@@ -162,13 +177,14 @@ def estimate(cfg, runtime: float = 0.0) -> Estimate:
         else:
             est.optimizer += states
     batch, seq = cfg.trainer.batch_size, cfg.task.max_length
+    fused = fused_attention(config, _device(cfg))
     try:
-        nbytes, elements, weight_copies = saved_for_backward(adapted.model, batch, seq, kind.causal_lm)
+        nbytes, elements, weight_copies = saved_for_backward(adapted.model, batch, seq, kind.causal_lm, fused)
     except (NotImplementedError, RuntimeError) as exc:  # an op without a meta kernel
         est.notes.append(f"activations of the base model: the method's forward cannot run on the meta "
                          f"device ({str(exc).splitlines()[0][:80]})")
         base_model = base_meta_model(cfg)[2]
-        nbytes, elements, weight_copies = saved_for_backward(base_model, batch, seq, kind.causal_lm)
+        nbytes, elements, weight_copies = saved_for_backward(base_model, batch, seq, kind.causal_lm, fused)
     if _bf16(cfg):  # autocast keeps bf16 copies: of activations, and of fp32 weights it multiplies
         nbytes = elements * 2 + (weight_copies * 2 if model_bytes == 4 else 0)
     act_bytes = 2 if _bf16(cfg) else model_bytes

@@ -52,6 +52,10 @@ def parser() -> argparse.ArgumentParser:
                    help="price of one hour of a device kind (cpu, cuda), e.g. cpu=0.05 (repeatable): "
                         "money per run in the cost view")
     p.add_argument("--currency", default="USD", help="currency of --price (default USD)")
+    p.add_argument("--plan", default=None, metavar="OVERRIDES",
+                   help='add "what fits your budget": the memory planner for the compared methods on '
+                        'this run, e.g. "model=qwen trainer.device=cuda trainer.batch_size=8"')
+    p.add_argument("--budget-gib", type=float, default=None, help="with --plan: mark what fits in this many GiB")
     return p
 
 
@@ -72,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         options = ReportConfig(reference=args.reference, alpha=args.alpha, correction=args.correction,
                                formats=_split(args.format), pdf=not args.no_pdf, claims=args.claim,
-                               cost={"per_device_hour": _prices(args.price), "currency": args.currency})
+                               cost={"per_device_hour": _prices(args.price), "currency": args.currency},
+                               plan=args.plan, budget_gib=args.budget_gib)
         values = {axis: _split(getattr(args, axis)) for axis in AXES}
         if values["sweep"] == ["latest"]:
             values["sweep"] = [latest_sweep(load(args.store, decode=False)) or "latest"]

@@ -204,6 +204,12 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
         for heading, sentences in f.items():
             if sentences:
                 found += [("h3", heading), ("bullets", sentences)]
+    if options.plan:
+        from harness.report.fits import fits_table
+
+        table_items += [("h2", "What fits your budget"),
+                        ("table", fits_table(options.plan, options.budget_gib, sorted(finished.method.unique()),
+                                             str(store)))]
     if len(failed):
         failed_rows = [(f"{r.method} ({r.quant}, r={'—' if pd.isna(r.r) else int(r.r)}, seed {r.seed}) "
                         f"on {r.task}", str(r.error))
