@@ -13,8 +13,6 @@ LONG_MODULES: dict[str, str] = {
     "harness.fields": "one declaration per column of the runs table",
     "harness.results.backends.sqlite": "the one module that knows the store is a file: every read "
                                        "and write (runs, claims, predictions) with its transaction",
-    "harness.results.backends.postgres": "the same for a PostgreSQL database: every read and write "
-                                         "with its transaction and its advisory lock",
 }
 
 

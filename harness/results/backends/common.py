@@ -1,5 +1,5 @@
 """What every store backend shares: how per-example arrays are packed, when a claim's holder is
-gone, and the runs table read back with a column for every declared field."""
+gone, the runs table read back with a column for every declared field, and the reads."""
 from __future__ import annotations
 
 import json
@@ -10,6 +10,7 @@ import zlib
 from typing import TYPE_CHECKING
 
 from harness.fields import FIELDS
+from harness.results.store import CURVE_COLUMNS
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -66,3 +67,50 @@ def with_every_field(df: "pd.DataFrame | None") -> "pd.DataFrame":
         if name not in df.columns:
             df[name] = None
     return df
+
+
+class StoreReads:
+    """The reads every SQL backend shares, written once over its ``_query(sql, params)`` (a
+    DataFrame, or None while the store has no tables) and its parameter mark (``MARK``: ``?``
+    for sqlite3, ``%s`` for psycopg)."""
+
+    MARK = "?"
+
+    def _query(self, sql: str, params: tuple = ()) -> "pd.DataFrame | None":
+        raise NotImplementedError
+
+    def runs(self) -> "pd.DataFrame":
+        """Every run, oldest first, with a column for every declared field (empty where the
+        store predates the field)."""
+        return with_every_field(self._query("SELECT * FROM runs ORDER BY created_at"))
+
+    def curves(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        df = self._query("SELECT * FROM curves")
+        return pd.DataFrame(columns=list(CURVE_COLUMNS)) if df is None else df
+
+    def claims(self) -> "pd.DataFrame":
+        import pandas as pd
+
+        df = self._query("SELECT * FROM claims")
+        return pd.DataFrame(columns=list(CLAIM_COLUMNS)) if df is None else df
+
+    def predictions(self, run_ids=None, split: str = "test") -> dict[str, dict]:
+        """``{run_id: {what: array}}`` for ``split`` (all runs, or those in ``run_ids``)."""
+        df = self._query(f"SELECT * FROM predictions WHERE split={self.MARK}", (split,))
+        out: dict[str, dict] = {}
+        wanted = None if run_ids is None else set(run_ids)
+        for r in ([] if df is None else df.itertuples(index=False)):
+            if wanted is None or r.run_id in wanted:
+                out.setdefault(r.run_id, {})[r.what] = unpack(r.dtype, r.shape, r.data)
+        return out
+
+    def prediction_splits(self) -> list[str]:
+        """The splits any run kept per-example predictions for."""
+        df = self._query("SELECT DISTINCT split FROM predictions ORDER BY split")
+        return [] if df is None else list(df["split"])
+
+    def finished_hashes(self) -> set[str]:
+        df = self._query("SELECT DISTINCT config_hash FROM runs WHERE status='finished'")
+        return set() if df is None else set(df["config_hash"])

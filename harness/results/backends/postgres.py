@@ -26,9 +26,9 @@ from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
 from harness.fields import FIELDS, Field
-from harness.results.backends.common import (CLAIM_COLUMNS, HOLDER_COLUMNS, claim_values,
-                                             holder_still_holds, pack, unpack, with_every_field)
-from harness.results.store import (CURVE_COLUMNS, SCHEMA_VERSION, STORE_BACKENDS, StoreError,
+from harness.results.backends.common import (HOLDER_COLUMNS, StoreReads, claim_values,
+                                             holder_still_holds, pack)
+from harness.results.store import (SCHEMA_VERSION, STORE_BACKENDS, StoreError,
                                    check_row, missing_store_message, redact)
 
 if TYPE_CHECKING:
@@ -126,8 +126,10 @@ def _lock_config(conn, config_hash: str) -> None:
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (config_hash,))
 
 
-class PostgresStore:
+class PostgresStore(StoreReads):
     """The store in the database at ``url``; ``create`` as for the SQLite store."""
+
+    MARK = "%s"
 
     def __init__(self, url: str, create: bool = True) -> None:
         self.url, self.read_only = url, not create
@@ -223,42 +225,6 @@ class PostgresStore:
     def release(self, config_hash: str, run_id: str) -> None:
         with self._connection() as conn:
             conn.execute("DELETE FROM claims WHERE config_hash=%s AND run_id=%s", (config_hash, run_id))
-
-    # -- reads ---------------------------------------------------------------------------------
-
-    def runs(self) -> pd.DataFrame:
-        return with_every_field(self._query("SELECT * FROM runs ORDER BY created_at"))
-
-    def curves(self) -> pd.DataFrame:
-        import pandas as pd
-
-        df = self._query("SELECT * FROM curves")
-        return pd.DataFrame(columns=list(CURVE_COLUMNS)) if df is None else df
-
-    def claims(self) -> pd.DataFrame:
-        import pandas as pd
-
-        df = self._query("SELECT * FROM claims")
-        return pd.DataFrame(columns=list(CLAIM_COLUMNS)) if df is None else df
-
-    def predictions(self, run_ids=None, split: str = "test") -> dict[str, dict]:
-        """``{run_id: {what: array}}`` for ``split`` (all runs, or those in ``run_ids``)."""
-        df = self._query("SELECT * FROM predictions WHERE split=%s", (split,))
-        out: dict[str, dict] = {}
-        wanted = None if run_ids is None else set(run_ids)
-        for r in ([] if df is None else df.itertuples(index=False)):
-            if wanted is None or r.run_id in wanted:
-                out.setdefault(r.run_id, {})[r.what] = unpack(r.dtype, r.shape, r.data)
-        return out
-
-    def prediction_splits(self) -> list[str]:
-        """The splits any run kept per-example predictions for."""
-        df = self._query("SELECT DISTINCT split FROM predictions ORDER BY split")
-        return [] if df is None else list(df["split"])
-
-    def finished_hashes(self) -> set[str]:
-        df = self._query("SELECT DISTINCT config_hash FROM runs WHERE status='finished'")
-        return set() if df is None else set(df["config_hash"])
 
 
 STORE_BACKENDS.register("postgresql")(PostgresStore)

@@ -28,9 +28,9 @@ from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from harness.fields import FIELDS, Field
-from harness.results.backends.common import (CLAIM_COLUMNS, HOLDER_COLUMNS, claim_values,
-                                             holder_still_holds, pack, unpack, with_every_field)
-from harness.results.store import (CURVE_COLUMNS, SCHEMA_VERSION, STORE_BACKENDS, StoreError,
+from harness.results.backends.common import (HOLDER_COLUMNS, StoreReads, claim_values,
+                                             holder_still_holds, pack)
+from harness.results.store import (SCHEMA_VERSION, STORE_BACKENDS, StoreError,
                                    check_row, missing_store_message)
 
 if TYPE_CHECKING:
@@ -138,7 +138,7 @@ def _add_missing_columns(conn: sqlite3.Connection, names) -> None:
 
 
 @STORE_BACKENDS.register("sqlite")
-class SQLiteStore:
+class SQLiteStore(StoreReads):
     """The store in the file at ``url``.
 
     ``create=True`` (a command that trains): the store is made, or brought up to the declared
@@ -328,43 +328,3 @@ class SQLiteStore:
             conn.execute("DELETE FROM claims WHERE config_hash=? AND run_id=?", (config_hash, run_id))
         finally:
             conn.close()
-
-    # -- reads ---------------------------------------------------------------------------------
-
-    def runs(self) -> pd.DataFrame:
-        """Every run, oldest first, with a column for every declared field (empty where this file
-        predates the field)."""
-        return with_every_field(self._query("SELECT * FROM runs ORDER BY created_at"))
-
-    def curves(self) -> pd.DataFrame:
-        import pandas as pd
-
-        df = self._query("SELECT * FROM curves")
-        return pd.DataFrame(columns=list(CURVE_COLUMNS)) if df is None else df
-
-    def claims(self) -> pd.DataFrame:
-        import pandas as pd
-
-        df = self._query("SELECT * FROM claims")
-        return pd.DataFrame(columns=list(CLAIM_COLUMNS)) if df is None else df
-
-    def predictions(self, run_ids=None, split: str = "test") -> dict[str, dict]:
-        """``{run_id: {what: array}}`` for ``split`` (all runs, or those in ``run_ids``)."""
-        df = self._query("SELECT * FROM predictions WHERE split=?", (split,))
-        out: dict[str, dict] = {}
-        if df is None:
-            return out
-        wanted = None if run_ids is None else set(run_ids)
-        for r in df.itertuples(index=False):
-            if wanted is None or r.run_id in wanted:
-                out.setdefault(r.run_id, {})[r.what] = unpack(r.dtype, r.shape, r.data)
-        return out
-
-    def prediction_splits(self) -> list[str]:
-        """The splits any run kept per-example predictions for."""
-        df = self._query("SELECT DISTINCT split FROM predictions ORDER BY split")
-        return [] if df is None else list(df["split"])
-
-    def finished_hashes(self) -> set[str]:
-        df = self._query("SELECT DISTINCT config_hash FROM runs WHERE status='finished'")
-        return set() if df is None else set(df["config_hash"])
