@@ -186,7 +186,7 @@ class TaskConfig:
     # Generation: tokens generated at most (null: the longest training completion, plus its end).
     max_new_tokens: Optional[int] = None
     # Generation: a regular expression whose first group (or whole match) is the final answer in
-    # a longer completion, e.g. "####\\s*(.+)" for GSM8K; the last match counts, and a text
+    # a longer completion, e.g. "####\\s*(.+)" for GSM8K; the last non-empty match counts, and a text
     # without one is its own answer. Predictions and references are scored on that answer.
     answer_pattern: Optional[str] = None
 

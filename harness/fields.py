@@ -281,7 +281,8 @@ for _f in [
     *(Field(f"n_{split}", "integer") for split in ("train", "validation", "test")),
     *(Field(f"n_truncated_{split}", "integer", higher_is_better=False, doc="examples cut to task.max_length")
       for split in ("train", "validation", "test")),
-    Field("dropped_rows", "integer", doc="rows of the task's data left out for a missing label or text"),
+    Field("dropped_rows", "integer", doc="rows of the task's data left out: a missing label or text, "
+                                         "or longer than task.max_chars (hub data)"),
     Field("majority_f1_macro", "real", higher_is_better=True),
     Field("device", "text"), Field("git_commit", "text"), Field("git_dirty", "bool"),
     Field("provenance_json", "text"), Field("details_json", "text", doc="method and data details"),

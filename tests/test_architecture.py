@@ -13,6 +13,8 @@ LONG_MODULES: dict[str, str] = {
     "harness.fields": "one declaration per column of the runs table",
     "harness.results.backends.sqlite": "the one module that knows the store is a file: every read "
                                        "and write (runs, claims, predictions) with its transaction",
+    "harness.results.backends.postgres": "the same for a PostgreSQL database: every write with its "
+                                         "transaction, advisory lock and the server's clock",
 }
 
 

@@ -32,7 +32,7 @@ configs:
 ---
 # GSM8K
 """
-PATTERN = "(?:####|[Tt]he answer is:?)\\s*([^\\n]+)"
+PATTERN = '(?:####|[Tt]he answer is:?)\\s*((?:(?!####|[Tt]he answer is)[^\\n])+)'
 
 
 def hub_copies(root, n_train=30, n_test=12):
@@ -138,3 +138,10 @@ def test_a_run_trains_on_one_dataset_and_scores_the_other_by_final_answer(run_ti
     details = json.loads(row["details_json"])
     assert "openai/gsm8k/main:test" in details["data_source"] and row["n_test"] == 8
     assert 0 <= row["accuracy"] <= 1 and row["majority_accuracy"] is not None and row["perplexity"] > 1
+
+
+def test_odd_patterns_and_number_lists_do_not_hang_or_merge():
+    assert final_answer("abc 12", r"(\d*)$") == "12"  # a pattern that can match empty ends
+    assert final_answer("x = 5", r"=\s*(\d+)?|x") == "5"
+    assert final_answer("#### 3,5", PATTERN) == "3,5" and final_answer("#### 2 3", PATTERN) == "2 3"
+    assert final_answer("#### 12,345.50", PATTERN) == "12345.5"

@@ -79,7 +79,10 @@ def main(argv: list[str] | None = None) -> int:
             if args.validate:
                 from harness.plan.check import validate_against_anchors, validate_against_store
 
-                print(validate_against_store(args.store).to_string(index=False))
+                table = validate_against_store(args.store)
+                print(table.to_string(index=False))
+                if table.attrs.get("skipped"):
+                    print(f"({table.attrs['skipped']} finished run(s) could not be planned and are left out)")
                 print()
                 print(validate_against_anchors().to_string(index=False))
                 return 0
@@ -87,6 +90,10 @@ def main(argv: list[str] | None = None) -> int:
             return 0
     except (ConfigError, PreflightError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # a model config that cannot be read (an unknown hub id, offline)
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        print(f"error: cannot read the model's config: {first}", file=sys.stderr)
         return 2
 
 

@@ -68,7 +68,7 @@ ANCHORS = [
             "quant.double_quant=false", "trainer.optimizer=paged_adamw_32bit"],
            "Lightning-AI/litgpt config_hub/finetune/README.md (llama-2-7b/qlora.yaml: bnb.nf4, paged AdamW)",
            "batches padded to 512; litgpt also quantizes the output layer, the planner keeps it in bf16"),
-    Anchor("QLoRA paper: LLaMA-65B fits one 48 GB GPU", 48e9 / GIB, "fits in 48 GB (an upper bound)",
+    Anchor("QLoRA paper: LLaMA-65B fits one 48 GB GPU", 48.0, "fits a 48 GB card (48 GiB: A6000, A40)",
            [*_common("llama-65b"), "method=qlora", "method.r=64", "method.alpha=16", "method.dropout=0.05",
             "method.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
             "trainer.batch_size=1", "task.max_length=512", "trainer.gradient_checkpointing=true",
@@ -103,11 +103,12 @@ def validate_against_store(store: str):
     """Per method, model and memory kind: runs, median and range of the prediction error."""
     import pandas as pd
 
+    from harness.config import DeviceKind
     from harness.results import load
     from harness.validation import from_container
 
     runs = load(store, status="finished", decode=False)
-    rows, cache = [], {}
+    rows, cache, skipped = [], {}, 0
     for r in runs.to_dict("records"):
         measured = r.get("peak_memory_train_bytes") or r.get("peak_memory_bytes")
         if not measured or pd.isna(measured):
@@ -115,11 +116,15 @@ def validate_against_store(store: str):
         key = r["config_hash"]
         if key not in cache:
             try:
-                cache[key] = estimate(from_container(json.loads(r["config_json"])))
+                cfg = from_container(json.loads(r["config_json"]))
+                if r.get("device_kind") in ("cpu", "cuda"):  # planned for the device it ran on
+                    cfg.trainer.device = DeviceKind(r["device_kind"])
+                cache[key] = estimate(cfg)
             except Exception as exc:  # noqa: BLE001 - a run this harness can no longer plan
                 cache[key] = exc
         est = cache[key]
         if isinstance(est, Exception):
+            skipped += 1
             continue
         cpu = r.get("memory_kind") == "cpu_rss"
         predicted = est.training + (float(r.get("baseline_cpu_rss_bytes") or 0) if cpu else 0.0)
@@ -136,4 +141,5 @@ def validate_against_store(store: str):
         out[c] = out[c].round(3)
     out["median error"] = out.pop("median_error").map(lambda v: f"{v:+.0%}")
     out["range"] = [f"{lo:+.0%} .. {hi:+.0%}" for lo, hi in zip(out.pop("low"), out.pop("high"))]
+    out.attrs["skipped"] = skipped  # finished runs whose config this harness cannot plan
     return out

@@ -16,6 +16,7 @@ from harness.report.findings import Claim, default_claims, findings
 from harness.report.search import searches
 from harness.report.select import Selection, load_predictions, search_runs, select_runs
 from harness.report.setup import duplicates_text, setup_rows
+from harness.results.store import redact
 from harness.results import load, load_curves
 
 
@@ -149,7 +150,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
     if finished.empty and failed.empty:
         hint = (f"; {len(search)} search trial{'s' * (len(search) != 1)} do (--stage search or --stage all)"
                 if len(search) and selection.stage == "final" else "")
-        raise ReportError(f"no runs in {store} match the selection ({selection.describe()}){hint}")
+        raise ReportError(f"no runs in {redact(store)} match the selection ({selection.describe()}){hint}")
     claims = [c for text in options.claims for c in Claim.parse(text)]
     a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence,
                 predictions=load_predictions(store, finished))
@@ -207,9 +208,12 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
     if options.plan:
         from harness.report.fits import fits_table
 
-        table_items += [("h2", "What fits your budget"),
-                        ("table", fits_table(options.plan, options.budget_gib, sorted(finished.method.unique()),
-                                             str(store)))]
+        try:
+            fits = [("table", fits_table(options.plan, options.budget_gib, sorted(finished.method.unique()),
+                                         str(store)))]
+        except Exception as exc:  # noqa: BLE001 - a bad report.plan costs its section, not the report
+            fits = [("bullets", [f"Not planned: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"])]
+        table_items += [("h2", "What fits your budget"), *fits]
     if len(failed):
         failed_rows = [(f"{r.method} ({r.quant}, r={'—' if pd.isna(r.r) else int(r.r)}, seed {r.seed}) "
                         f"on {r.task}", str(r.error))
@@ -221,7 +225,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
 
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     title = "PEFT method comparison"
-    subtitle = [f"Generated {now} from {store_label or store}; selection: {selection.describe()}; "
+    subtitle = [f"Generated {now} from {store_label or redact(store)}; selection: {selection.describe()}; "
                 f"reference method: {options.reference}.",
                 f"Compared: {', '.join(sorted(finished.method.unique())) or 'nothing finished'} on "
                 f"{', '.join(sorted(finished.task.unique()))} "

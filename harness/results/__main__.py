@@ -63,7 +63,9 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "list":
             df = load(args.store, status=args.status, decode=False)
             if df.empty:
-                print(f"{args.store}: no runs")
+                from harness.results.store import redact
+
+                print(f"{redact(args.store)}: no runs")
                 return 0
             with pd.option_context("display.width", 200, "display.max_columns", None,
                                    "display.max_colwidth", 40):

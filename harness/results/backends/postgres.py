@@ -9,7 +9,10 @@ columns, claims and predictions are those of the SQLite store, with the same pro
   mid-run leaves nothing behind (the server rolls its transaction back);
 - a configuration's claim and its finished row are serialized by a transaction-level advisory
   lock on the config hash, so two hosts never both train one configuration, and a claim whose
-  lease has expired (or, on the same host, whose owner process is gone) is taken over;
+  lease has expired (or, on the same host, whose owner process is gone) is taken over; leases
+  run on the database server's clock, so hosts whose clocks differ agree on them;
+- a writer runs no DDL once the store is up to date, so a user granted only SELECT and INSERT
+  (and UPDATE/DELETE on claims) can write to a store someone else created;
 - a store opened to read (``create=False``: ``load()``, ``list``, the report) runs read-only
   transactions and never creates or migrates anything; the first write creates the tables or
   adds the columns declared since (under an advisory lock, so concurrent first writers agree);
@@ -21,7 +24,6 @@ Messages never repeat the URL's password.
 """
 from __future__ import annotations
 
-import time
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
@@ -54,10 +56,12 @@ def _connect(url: str, read_only: bool = False):
         import psycopg
     except ImportError:
         raise StoreError("a postgresql:// store needs psycopg: pip install 'peft-harness[postgres]'") from None
+    timeout = {} if "connect_timeout" in url else {"connect_timeout": 30}
     try:
-        conn = psycopg.connect(url, autocommit=True, connect_timeout=30)
+        conn = psycopg.connect(url, autocommit=True, **timeout)
     except psycopg.Error as exc:
-        raise StoreError(f"cannot connect to the results store {redact(url)}: {_first_line(exc)}") from None
+        why = redact(_first_line(exc)).replace(url, redact(url))
+        raise StoreError(f"cannot connect to the results store {redact(url)}: {why}") from None
     if read_only:
         conn.execute("SET default_transaction_read_only = on")
     return conn
@@ -98,7 +102,19 @@ def _add_missing_columns(conn, names) -> None:
             conn.execute(f"ALTER TABLE runs ADD COLUMN IF NOT EXISTS {column_sql(FIELDS[name])}")
 
 
+def _up_to_date(conn, url: str) -> bool:
+    """Whether the store has every table, every declared column and this schema version, so
+    that a writer needs no DDL (a user granted only reads and inserts can then write)."""
+    tables = _inspect(conn, url)
+    if tables != TABLES or set(FIELDS) - _columns(conn):
+        return False
+    version = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+    return version is not None and int(version[0]) == SCHEMA_VERSION
+
+
 def _create(conn, url: str) -> None:
+    if _up_to_date(conn, url):
+        return
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (DDL_LOCK,))
         _inspect(conn, url)  # under the lock: what another first writer may just have made
@@ -121,6 +137,12 @@ def _create(conn, url: str) -> None:
                      "PRIMARY KEY (run_id, split, what))")
 
 
+def _server_time(conn) -> float:
+    """The database server's clock (seconds since the epoch): leases are set and compared on it,
+    so hosts whose clocks differ agree on when a claim expires."""
+    return float(conn.execute("SELECT extract(epoch FROM clock_timestamp())").fetchone()[0])
+
+
 def _lock_config(conn, config_hash: str) -> None:
     """Serialize claims and records of one configuration until the transaction ends."""
     conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (config_hash,))
@@ -138,21 +160,29 @@ class PostgresStore(StoreReads):
         if not create and "runs" not in tables:
             raise StoreError(missing_store_message(redact(url)))
         if create:
+            import psycopg
+
             with self._connection() as conn:
-                _create(conn, url)
+                try:
+                    _create(conn, url)
+                except psycopg.Error as exc:  # e.g. no right to create or alter the tables
+                    raise StoreError(f"cannot prepare the results store {redact(url)}: "
+                                     f"{redact(_first_line(exc))}") from None
 
     @classmethod
     def check(cls, url: str) -> None:
         """StoreError unless ``url`` is reachable and is, or can become, a store this user can
         write; reads only."""
         with closing(_connect(url, read_only=True)) as conn:
-            tables = _inspect(conn, url)
-            if "runs" in tables:
-                ok = conn.execute("SELECT has_table_privilege('runs', 'INSERT')").fetchone()[0]
-                what = "insert into its runs table"
-            else:
+            if not _up_to_date(conn, url):  # also refuses another program's tables, a newer schema
                 ok = conn.execute("SELECT has_schema_privilege(current_schema(), 'CREATE')").fetchone()[0]
-                what = "create tables in its schema"
+                what = "create or update its tables (the store is new or older than this harness)"
+            else:
+                needs = [("runs", "SELECT"), ("runs", "INSERT"), ("curves", "INSERT"), ("predictions", "INSERT"),
+                         *(("claims", priv) for priv in ("SELECT", "INSERT", "UPDATE", "DELETE"))]
+                missing = [f"{priv} on {table}" for table, priv in needs
+                           if not conn.execute("SELECT has_table_privilege(%s, %s)", (table, priv)).fetchone()[0]]
+                ok, what = not missing, f"write it ({', '.join(missing)})"
             if not ok:
                 raise StoreError(f"cannot write the results store {redact(url)}: this user may not {what}")
 
@@ -205,21 +235,23 @@ class PostgresStore(StoreReads):
                 return "finished", None
             held = conn.execute(f"SELECT {', '.join(HOLDER_COLUMNS)} FROM claims WHERE config_hash=%s",
                                 (config_hash,)).fetchone()
+            now = _server_time(conn)  # one clock for every host: the database's
             if held and held[0] != run_id:
                 holder = dict(zip(HOLDER_COLUMNS, held))
-                if holder_still_holds(holder):
+                if holder_still_holds(holder, now):
                     return "busy", holder
+            values = claim_values(config_hash, run_id, owner, lease_s)
             conn.execute("INSERT INTO claims VALUES (%s, %s, %s, %s, %s, %s, %s) ON CONFLICT (config_hash) "
                          "DO UPDATE SET run_id=EXCLUDED.run_id, owner=EXCLUDED.owner, host=EXCLUDED.host, "
                          "pid=EXCLUDED.pid, claimed_at=EXCLUDED.claimed_at, expires_at=EXCLUDED.expires_at",
-                         claim_values(config_hash, run_id, owner, lease_s))
+                         (*values[:5], now, now + lease_s))
             return "claimed", None
 
     def renew(self, config_hash: str, run_id: str, lease_s: float) -> bool:
         """Extend this run's claim; False if it no longer holds it (it was taken over)."""
         with self._connection() as conn:
             cur = conn.execute("UPDATE claims SET expires_at=%s WHERE config_hash=%s AND run_id=%s",
-                               (time.time() + lease_s, config_hash, run_id))
+                               (_server_time(conn) + lease_s, config_hash, run_id))
             return cur.rowcount == 1
 
     def release(self, config_hash: str, run_id: str) -> None:
