@@ -63,10 +63,11 @@ def _job(cfg: DictConfig) -> float:
 def _runs_workers_here(argv: list[str], plan) -> bool:
     """Whether this process starts the runs' workers: some job is isolated and the launcher is
     Hydra's basic one (another launcher runs the jobs in processes of its own)."""
-    if any(a.lstrip("+").startswith("hydra/launcher=") and a.split("=", 1)[1] != "basic" for a in argv):
-        return False
     from harness.fingerprint import device_kind
+    from harness.launchers import launcher_of
 
+    if launcher_of(argv) != "basic":
+        return False
     # CUDA runs start fresh interpreters (harness.isolation): no fork server for them.
     return any((c.get("trainer") or {}).get("isolate", True)
                and device_kind((c.get("trainer") or {}).get("device", "auto")) != "cuda"

@@ -47,7 +47,6 @@ class Estimate:
     runtime: float = 0.0
     paged: float = 0.0  # paged optimizer states (CUDA unified memory, outside the allocator)
     trainable: int = 0
-    base_params: int = 0
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -156,7 +155,9 @@ def estimate(cfg, runtime: float = 0.0) -> Estimate:
     model_bytes = DTYPE_BYTES[cfg.model.dtype.value]
     four_bit = bool(cfg.quant.load_in_4bit)
     skip = set(cfg.model.quant_skip_modules) | ({"lm_head"} if kind.causal_lm else set())
-    est = Estimate(runtime=runtime, base_params=sum(n for n, _ in base.values()))
+    est = Estimate(runtime=runtime)
+    device, bf16 = _device(cfg), _bf16(cfg)
+    paged = cfg.trainer.optimizer.value.startswith("paged") and device == "cuda"
     block = 1 / 64 * (1 + 4 / 256) if getattr(cfg.quant, "double_quant", False) else 4 / 64
     for name, (n, _) in base.items():
         quantized = four_bit and name in linear and not any(s in name.split(".") for s in skip)
@@ -172,12 +173,12 @@ def estimate(cfg, runtime: float = 0.0) -> Estimate:
         est.trainable += p.numel()
         est.gradients += p.numel() * (4 if added else model_bytes)
         states = p.numel() * (2 if eight_bit and p.numel() >= 4096 else 8)
-        if cfg.trainer.optimizer.value.startswith("paged") and _device(cfg) == "cuda":
+        if paged:
             est.paged += states
         else:
             est.optimizer += states
     batch, seq = cfg.trainer.batch_size, cfg.task.max_length
-    fused = fused_attention(config, _device(cfg))
+    fused = fused_attention(config, device)
     try:
         nbytes, elements, weight_copies = saved_for_backward(adapted.model, batch, seq, kind.causal_lm, fused)
     except (NotImplementedError, RuntimeError) as exc:  # an op without a meta kernel
@@ -185,9 +186,9 @@ def estimate(cfg, runtime: float = 0.0) -> Estimate:
                          f"device ({str(exc).splitlines()[0][:80]})")
         base_model = base_meta_model(cfg)[2]
         nbytes, elements, weight_copies = saved_for_backward(base_model, batch, seq, kind.causal_lm, fused)
-    if _bf16(cfg):  # autocast keeps bf16 copies: of activations, and of fp32 weights it multiplies
+    if bf16:  # autocast keeps bf16 copies: of activations, and of fp32 weights it multiplies
         nbytes = elements * 2 + (weight_copies * 2 if model_bytes == 4 else 0)
-    act_bytes = 2 if _bf16(cfg) else model_bytes
+    act_bytes = 2 if bf16 else model_bytes
     layers = config.num_hidden_layers
     if cfg.trainer.gradient_checkpointing:  # each layer's input, and one layer recomputed
         est.activations = layers * batch * seq * config.hidden_size * act_bytes + nbytes / layers
@@ -205,14 +206,15 @@ def _device(cfg) -> str:
 
 
 def _bf16(cfg) -> bool:
-    """Whether the run's forward passes run in bf16: trainer.autocast, with auto resolved as a run
-    resolves it on a CPU; a CUDA run is planned for a GPU with native bf16 (Ampere or newer)."""
-    from harness.fingerprint import cpu_has_bf16
+    """Whether the run's forward passes run in bf16, as the run decides it (``wants_bf16``); a
+    CUDA run with autocast=auto is planned for a GPU with native bf16 (Ampere or newer)."""
+    import torch
 
-    mode = cfg.trainer.autocast.value
-    if mode != "auto":
-        return mode == "bf16"
-    return _device(cfg) == "cuda" or cpu_has_bf16()
+    from harness.pipeline import wants_bf16
+
+    if _device(cfg) == "cuda" and cfg.trainer.autocast.value == "auto":
+        return True
+    return wants_bf16(cfg, torch.device("cpu"))
 
 
 def runtime_rss() -> float:

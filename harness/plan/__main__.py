@@ -41,7 +41,7 @@ def plan_table(overrides: list[str], budget_gib: float | None, store: str | None
     from harness.plan import _device
 
     speed = measured_speed(store)
-    rows, runtime = [], runtime_rss()
+    rows, notes, runtime = [], [], runtime_rss()
     for cfg in configs(overrides):
         est = estimate(cfg, runtime=runtime if _device(cfg) == "cpu" else 0.0)
         row = {"method": cfg.method.name, "model": cfg.model.name, "quant": cfg.quant.name,
@@ -55,7 +55,10 @@ def plan_table(overrides: list[str], budget_gib: float | None, store: str | None
             row["fits"] = "yes" if est.total / GIB <= budget_gib else "no"
         row["measured_samples_s"] = speed.get((cfg.method.name, cfg.model.name, cfg.quant.name))
         rows.append(row)
-    return pd.DataFrame(rows)
+        notes += [f"{cfg.method.name}: {n}" for n in est.notes]
+    frame = pd.DataFrame(rows)
+    frame.attrs["notes"] = notes
+    return frame
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -68,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--validate", action="store_true",
                         help="prediction error on the store's finished runs and on published measurements")
     args = parser.parse_args(argv)
-    from harness.errors import ConfigError
+    from harness.errors import ConfigError, first_line
     from harness.preflight import PreflightError
     from harness.results import StoreError
 
@@ -86,14 +89,16 @@ def main(argv: list[str] | None = None) -> int:
                 print()
                 print(validate_against_anchors().to_string(index=False))
                 return 0
-            print(plan_table(args.overrides, args.budget_gib, args.store).to_string(index=False))
+            table = plan_table(args.overrides, args.budget_gib, args.store)
+            print(table.to_string(index=False))
+            for note in table.attrs["notes"]:
+                print(f"note: {note}")
             return 0
     except (ConfigError, PreflightError, StoreError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except OSError as exc:  # a model config that cannot be read (an unknown hub id, offline)
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        print(f"error: cannot read the model's config: {first}", file=sys.stderr)
+        print(f"error: cannot read the model's config: {first_line(exc)}", file=sys.stderr)
         return 2
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.errors import first_line
 from harness.config import ReportConfig
 from harness.report import cost, plots, tables
 from harness.report.compare import Analysis, analyze
@@ -212,7 +213,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
             fits = [("table", fits_table(options.plan, options.budget_gib, sorted(finished.method.unique()),
                                          str(store)))]
         except Exception as exc:  # noqa: BLE001 - a bad report.plan costs its section, not the report
-            fits = [("bullets", [f"Not planned: {str(exc).strip().splitlines()[0] if str(exc).strip() else exc!r}"])]
+            fits = [("bullets", [f"Not planned: {first_line(exc)}"])]
         table_items += [("h2", "What fits your budget"), *fits]
     if len(failed):
         failed_rows = [(f"{r.method} ({r.quant}, r={'—' if pd.isna(r.r) else int(r.r)}, seed {r.seed}) "

@@ -27,6 +27,7 @@ def fits_table(plan: str, budget_gib: float | None, methods: list[str], store: s
              "outside PyTorch's allocator; on a CPU the runtime is this process's measured resident set, and the "
              "estimate is a lower bound (the allocator keeps memory the tensors freed). Its error on published GPU "
              "measurements: README, 'Will it fit?'."]
+    notes += frame.attrs["notes"]
     left = sorted(set(methods) - set(chosen))
     if left:
         notes.append(f"Not planned (no method config of that name): {', '.join(left)}.")

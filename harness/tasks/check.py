@@ -20,6 +20,7 @@ import os
 from dataclasses import fields
 from pathlib import Path
 
+from harness.errors import first_line
 from harness.tasks.data import TASK_LOADERS, TaskDataError
 from harness.tasks.files import TEXT_TYPES, check_text_file
 from harness.tasks.load import load_rows, load_task
@@ -33,11 +34,6 @@ def tasks_of(cfg) -> list:
     """The plain task configs of a run: the sub-tasks of a multi-task config, else itself."""
     subtasks = getattr(cfg, "subtasks", None) or {}
     return [t for sub in subtasks.values() for t in tasks_of(sub)] if subtasks else [cfg]
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 class DataCheck:
@@ -92,7 +88,7 @@ class DataCheck:
         except TaskDataError:
             raise
         except Exception as exc:  # noqa: BLE001 - a loader's or parser's own error, on one line
-            raise TaskDataError(f"task {cfg.name}: cannot load {path}: {_first_line(exc)}") from None
+            raise TaskDataError(f"task {cfg.name}: cannot load {path}: {first_line(exc)}") from None
         notes = [f"task {cfg.name}: {line}" for line in short]
         if data.dropped_rows:
             reasons = ", ".join(f"{n} {reason}" for reason, n in data.dropped.items())

@@ -19,6 +19,7 @@ from typing import Any, Optional
 
 import pandas as pd
 
+from harness.errors import first_line
 from harness.config import ConfigError, TaskConfig, register_task_schema
 from harness.tasks.data import TASK_LOADERS, TaskDataError
 from harness.tasks.splits import SPLITS
@@ -103,8 +104,8 @@ def _read(cfg, name: str, src: HubSplit) -> tuple[pd.DataFrame, str]:
     try:
         ds = datasets.load_dataset(location, src.subset, split=src.split, revision=src.revision)
     except (ValueError, FileNotFoundError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise TaskDataError(f"task {cfg.name}: cannot read {where} for the {name} split: {first}") from None
+        raise TaskDataError(f"task {cfg.name}: cannot read {where} for the {name} split: "
+                            f"{first_line(exc)}") from None
     text, label = src.text_column or cfg.text_column, src.label_column or cfg.label_column
     absent = [c for c in (text, label) if c not in ds.column_names]
     if absent:

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import pandas as pd
 
+from harness.errors import first_line
 from harness.tasks.data import TASK_LOADERS, TaskDataError
 
 HUB_ID = "coastalcph/lex_glue"
@@ -75,8 +76,7 @@ def check_local(cfg) -> None:
             try:
                 meta = pq.read_metadata(path)
             except Exception as exc:  # noqa: BLE001 - pyarrow's message, on one line
-                why = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-                raise TaskDataError(f"task {cfg.name}: cannot read {path}: {why}") from None
+                raise TaskDataError(f"task {cfg.name}: cannot read {path}: {first_line(exc)}") from None
             names = meta.schema.to_arrow_schema().names
             absent = [f for f in fields if f not in names]
             if absent:

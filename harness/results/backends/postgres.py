@@ -27,6 +27,7 @@ from __future__ import annotations
 from contextlib import closing, contextmanager
 from typing import TYPE_CHECKING
 
+from harness.errors import first_line
 from harness.fields import FIELDS, Field
 from harness.results.backends.common import (HOLDER_COLUMNS, StoreReads, claim_values,
                                              holder_still_holds, pack)
@@ -42,11 +43,6 @@ TABLES = {"meta", "runs", "curves", "claims", "predictions"}
 DDL_LOCK = 0x50454654  # advisory lock held while tables are created or columns added ("PEFT")
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 def column_sql(field: Field) -> str:
     return f"{field.name} {SQL_TYPES[field.type]}" + (" PRIMARY KEY" if field.key else "")
 
@@ -60,7 +56,7 @@ def _connect(url: str, read_only: bool = False):
     try:
         conn = psycopg.connect(url, autocommit=True, **timeout)
     except psycopg.Error as exc:
-        why = redact(_first_line(exc)).replace(url, redact(url))
+        why = redact(first_line(exc)).replace(url, redact(url))
         raise StoreError(f"cannot connect to the results store {redact(url)}: {why}") from None
     if read_only:
         conn.execute("SET default_transaction_read_only = on")
@@ -167,7 +163,7 @@ class PostgresStore(StoreReads):
                     _create(conn, url)
                 except psycopg.Error as exc:  # e.g. no right to create or alter the tables
                     raise StoreError(f"cannot prepare the results store {redact(url)}: "
-                                     f"{redact(_first_line(exc))}") from None
+                                     f"{redact(first_line(exc))}") from None
 
     @classmethod
     def check(cls, url: str) -> None:
