@@ -126,27 +126,43 @@ def saved_for_backward(model, batch: int, seq: int, causal_lm: bool,
     (:func:`fused_attention`) those are left out and the kernel's log-sum-exp row kept instead."""
     import torch
 
+    import weakref
+
     params = {p.untyped_storage()._cdata for p in model.parameters()}
     saved: dict[int, tuple[int, int]] = {}
-    weights: dict[int, int] = {}
+    holders: dict[int, int] = {}  # live saved tensors per storage: a graph thrown away mid-pass
+    weights: dict[int, int] = {}  # (DoRA's detached weight norm) frees what it saved
+
+    def release(key: int) -> None:
+        holders[key] -= 1
+        if not holders[key]:
+            del holders[key], saved[key]
 
     def keep(t):
         key = t.untyped_storage()._cdata
         if key in params:
             weights[key] = t.numel()
-        elif fused and t.dim() >= 3 and tuple(t.shape[-2:]) == (seq, seq):
-            saved[key] = (t.numel() // seq, 4)  # fp32 log-sum-exp per query row
+            return t
+        if fused and t.dim() >= 3 and tuple(t.shape[-2:]) == (seq, seq):
+            size = (t.numel() // seq, 4)  # fp32 log-sum-exp per query row
         elif t.is_floating_point():
-            saved[key] = (t.numel(), t.element_size())
+            size = (t.numel(), t.element_size())
+        else:
+            return t
+        saved[key] = max(saved.get(key, size), size)
+        holders[key] = holders.get(key, 0) + 1
+        weakref.finalize(t, release, key)
         return t
 
     ids = torch.zeros(batch, seq, dtype=torch.long, device="meta")
     extra = {"logits_to_keep": 1} if causal_lm else {}
     model.train()
     with torch.autograd.graph.saved_tensors_hooks(keep, lambda t: t):
-        model(input_ids=ids, **extra)
-    return (float(sum(n * e for n, e in saved.values())), float(sum(n for n, _ in saved.values())),
-            float(sum(weights.values())))
+        out = model(input_ids=ids, **extra)  # held: its graph keeps what backward will need
+        kept = (float(sum(n * e for n, e in saved.values())), float(sum(n for n, _ in saved.values())),
+                float(sum(weights.values())))
+    del out
+    return kept
 
 
 def estimate(cfg, runtime: float = 0.0) -> Estimate:
