@@ -248,8 +248,18 @@ class TrainerConfig:
     # Wall-clock limit of one run in seconds (null: none). A run past it is killed (its worker
     # process, with trainer.isolate) and recorded as failed; the sweep goes on.
     timeout_s: Optional[float] = None
+    # Data parallel (harness.parallel): the run trains in this many processes, one device each
+    # (GPUs, or shares of the CPU), through accelerate; batch_size stays the global batch.
+    processes: int = 1
 
     def __post_init__(self) -> None:
+        _positive_int("trainer.processes", self.processes)
+        _check(self.processes == 1 or self.isolate,
+               "trainer.processes > 1 needs trainer.isolate=true (the run's processes are started "
+               "from its worker process)")
+        _check(self.batch_size % self.processes == 0,
+               f"trainer.batch_size ({self.batch_size}) must be a multiple of trainer.processes "
+               f"({self.processes}): each process takes an equal share of every batch")
         _check(self.timeout_s is None or (math.isfinite(self.timeout_s) and self.timeout_s > 0),
                f"trainer.timeout_s must be a number of seconds > 0 or null, got {self.timeout_s!r}")
         _check(self.timeout_s is None or self.isolate,
@@ -270,6 +280,9 @@ class TrainerConfig:
 
             _check(torch.cuda.is_available(), "trainer.device=cuda but no CUDA GPU is available; "
                                               "use trainer.device=auto or cpu")
+            _check(self.processes <= torch.cuda.device_count(),
+                   f"trainer.processes={self.processes} but {torch.cuda.device_count()} CUDA GPU(s) "
+                   "are visible: one process per GPU")
         allowed = selectable_metrics()
         _check(self.select_metric in allowed,
                f"trainer.select_metric must be one of {', '.join(allowed)}; got {self.select_metric!r}")

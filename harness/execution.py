@@ -17,7 +17,7 @@ def one_line_error(exc: BaseException) -> str:
 
 
 def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
-            row: dict | None = None) -> tuple[dict, list[dict], dict]:
+            row: dict | None = None) -> tuple[dict, list[dict], dict] | None:
     """Train and measure one run; return its fields, curves and predictions (no store access).
 
     With the run's identity ``row``, the configured tracker follows the run from here (the
@@ -26,7 +26,10 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
     from harness.pipeline import execute as run_pipeline
     from harness.tracking import Tracker, make_tracker
 
-    tracker = make_tracker(cfg.tracker) if row else Tracker()
+    from harness.parallel import rank
+
+    # A data-parallel run is followed once, from its first process.
+    tracker = make_tracker(cfg.tracker) if row and rank() == 0 else Tracker()
     if row:
         tracker.on_run_start(row, json.loads(row["config_json"]))
     try:
@@ -34,6 +37,8 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
     except BaseException as exc:
         tracker.on_run_end({}, error=one_line_error(exc))
         raise
+    if result is None:  # a data-parallel run's other processes: rank 0 reports the run
+        return None
     tracker.on_run_end(result.fields, adapter_dir=work_dir / "adapter")
     return result.fields, result.curves, result.predictions
 

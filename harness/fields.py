@@ -274,6 +274,7 @@ for _f in [
     Field("eval_s", "real", unit="s", higher_is_better=False,
           doc="validation after each epoch, the test split, latency timing, saving the adapter"),
     Field("optimizer_steps", "integer", doc="budget: optimizer steps taken"),
+    Field("world_size", "integer", doc="processes the run trained in (trainer.processes; data parallel)"),
     Field("train_examples_seen", "integer", doc="budget: training examples seen (over all epochs)"),
     Field("train_tokens", "integer", doc="budget: non-padding training tokens seen"),
     Field("wall_s", "real", unit="s", higher_is_better=False, report="Wall time s", digits=3,

@@ -120,6 +120,14 @@ class PeakMemory:
             bucket["cuda"] = max(bucket["cuda"], allocated)
             bucket["cuda_reserved"] = max(bucket["cuda_reserved"], reserved)
 
+    def peak_so_far(self) -> int:
+        """The run's peak until now (peak_memory_bytes's kind), without stopping."""
+        if self.device.type == "cuda":
+            self._fold_cuda_into(self._current)
+            return int(self._run_cuda)
+        rss = max([self._peak_rss, *(b["rss"] for b in self.phases.values())])
+        return int(max(rss, _peak_rss_since_reset()) if self._resets else rss)
+
     def stop(self) -> dict:
         self._stop.set()
         if self._thread is not None:

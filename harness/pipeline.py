@@ -22,6 +22,7 @@ from harness.fingerprint import cpu_has_bf16
 from harness.measure import PeakMemory, pick_device
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models import LoadedModel, cache_dir, load_model
+from harness.parallel import Parallel, in_group, recorded
 from harness.registry import Registry
 from harness.tasks import TaskData, load_task
 from harness.tasks.encoding import Encoded, encode_cached, encode_split
@@ -131,9 +132,10 @@ def setup(cfg: RunConfig, device: torch.device) -> Setup:
     return s
 
 
-def fit(s: Setup, cfg: RunConfig, tracker, memory: PeakMemory | None = None) -> TrainResult:
+def fit(s: Setup, cfg: RunConfig, tracker, memory: PeakMemory | None = None, parallel=None) -> TrainResult:
     return train(s.adapted, s.batches["train"], s.batches["validation"], cfg, s.device,
-                 s.data.num_labels, s.use_bf16, tracker, task_type=s.kind, memory=memory)
+                 s.data.num_labels, s.use_bf16, tracker, task_type=s.kind, memory=memory,
+                 parallel=parallel)
 
 
 def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
@@ -170,10 +172,11 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
 
 
 def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested,
-                  measured: Measured, memory: dict) -> dict:
+                  measured: Measured, memory: dict, parallel=None) -> dict:
     """The run's row fields (names declared in :mod:`harness.fields`)."""
     majority = s.data.majority_metrics()
-    details = {"data_source": s.data.source, "model_source": s.loaded.source,
+    memory, spread = recorded(parallel, memory)
+    details = {**spread, "data_source": s.data.source, "model_source": s.loaded.source,
                "label_names": s.data.label_names, "steps": trained.steps,
                "task_type": s.kind.name, "majority": majority,
                "tokens_from_cache": all(e.cached for e in s.encoded.values()),
@@ -204,29 +207,40 @@ def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested
         "train_tokens": int(trained.tokens),
         "n_train": len(s.data.train), "n_validation": len(s.data.validation),
         "n_test": len(s.data.test), "dropped_rows": s.data.dropped_rows,
+        "world_size": spread["world_size"],
         "details_json": json.dumps(details, sort_keys=True, default=str),
     }
 
 
-def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResult:
-    """setup -> fit -> test -> measure, with this run's peak memory and wall time."""
+def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResult | None:
+    """setup -> fit -> test -> measure, with this run's peak memory and wall time. In a
+    data-parallel run (:mod:`harness.parallel`) every process trains; only the first goes on to
+    test and measure, and the others return None."""
     t0 = time.perf_counter()
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
     device = pick_device(cfg.trainer.device.value)
+    parallel = None
+    if in_group():
+        parallel = Parallel(cpu=device.type == "cpu")
+        device = parallel.device
     memory = PeakMemory(device, isolated).start()
     energy = EnergyMeter(device.type, device.index or 0)
     energy.start()
     with memory.phase("setup"):
         s = setup(cfg, device)
-    trained = fit(s, cfg, tracker, memory)
+    trained = fit(s, cfg, tracker, memory, parallel)
+    if parallel is not None and not parallel.after_training(memory):
+        return None
     with memory.phase("eval"):
         with s.adapted.inference():
             tested = test(s, cfg, trained)
         measured = measure(s, cfg, work_dir)
-    fields = record_fields(s, cfg, trained, tested, measured, memory.stop())
+    fields = record_fields(s, cfg, trained, tested, measured, memory.stop(), parallel)
     fields.update(energy.stop())
     for name in MEASUREMENTS:
         fields.update(MEASUREMENTS.get(name)(s, trained))
     fields["wall_s"] = time.perf_counter() - t0
+    if parallel is not None:
+        parallel.end()
     return RunResult(fields, list(trained.curves) + tested.curves, tested.predictions)

@@ -106,10 +106,11 @@ def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool
     return metrics
 
 
-def training_loss(adapted, kind: TaskType, batch: dict) -> torch.Tensor:
+def training_loss(adapted, kind: TaskType, batch: dict, model=None) -> torch.Tensor:
     """The loss the optimizer minimises: the task type's loss on the batch, plus the method's own
-    term (``Adapted.extra_loss``, e.g. AdaLoRA's orthogonality penalty) when it has one."""
-    loss = kind.batch_loss(adapted.model, batch)
+    term (``Adapted.extra_loss``, e.g. AdaLoRA's orthogonality penalty) when it has one.
+    ``model``: what the forward pass goes through (a data-parallel wrapper; default the model)."""
+    loss = kind.batch_loss(model if model is not None else adapted.model, batch)
     extra = adapted.extra_loss()
     return loss if extra is None else loss + extra
 
@@ -122,10 +123,12 @@ def total_steps(steps_per_epoch: int, t) -> int:
 
 def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, device,
           num_labels: int, use_bf16: bool, tracker=None,
-          task_type: TaskType | None = None, memory=None) -> TrainResult:
+          task_type: TaskType | None = None, memory=None, parallel=None) -> TrainResult:
     """``tracker``: a :class:`harness.tracking.Tracker` told of every step and epoch (optional);
     ``memory``: a :class:`harness.measure.PeakMemory` whose ``train`` and ``eval`` phases
-    this loop marks (optional)."""
+    this loop marks (optional); ``parallel``: this process's :class:`harness.parallel.Parallel`
+    in a data-parallel run (each step's loss, examples and tokens are then summed over the
+    processes, so that what is logged and recorded is the global batch's)."""
     from harness.tracking import Tracker
 
     tracker = tracker or Tracker()
@@ -137,11 +140,17 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
     optimizer = adapted.make_optimizer()
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_ratio * total), total)
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    forward = model
+    if parallel is not None:  # the scheduler is stepped here, once per optimizer step, as alone
+        forward, optimizer, train_batches = parallel.prepare(model, optimizer, train_batches)
+    backward = parallel.backward if parallel is not None else (lambda loss: loss.backward())
+    clip = parallel.clip_grad_norm_ if parallel is not None else torch.nn.utils.clip_grad_norm_
     result, best_value, best_state = TrainResult(), None, None
     step = 0
     # One bar per run, over all its optimizer steps.
     bar = tqdm(total=total, desc=f"{cfg.method.name} (seed {cfg.seed})", unit="step",
-               disable=not t.progress, dynamic_ncols=True)
+               disable=not t.progress or (parallel is not None and not parallel.is_main),
+               dynamic_ncols=True)
     for epoch in range(1, t.epochs + 1):
         model.train()
         loss_sum, seen = 0.0, 0
@@ -150,24 +159,27 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
             for batch in train_batches:
                 batch = to_device(batch, device)
                 with autocast_context(device, use_bf16):
-                    loss = training_loss(adapted, kind, batch)
+                    loss = training_loss(adapted, kind, batch, forward)
                 if not torch.isfinite(loss):
                     raise NonFiniteLossError(f"training loss became {float(loss)} at step {step + 1}")
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, t.max_grad_norm)
+                backward(loss)
+                clip(params, t.max_grad_norm)
                 lr = optimizer.param_groups[0]["lr"]  # the rate this step used, for the tracker
                 optimizer.step()
                 scheduler.step()
                 step += 1
                 adapted.after_optimizer_step(step, total)
                 optimizer.zero_grad(set_to_none=True)
+                n, tokens = len(batch["labels"]), int(batch["attention_mask"].sum())
                 loss_value = float(loss.detach())
+                if parallel is not None:  # this process's share -> the global batch
+                    weighted, n, tokens = parallel.sum([loss_value * n, n, tokens])
+                    loss_value, n, tokens = weighted / n, int(n), int(tokens)
                 tracker.log_step(step, loss_value, lr)
-                n = len(batch["labels"])
                 loss_sum += loss_value * n
                 seen += n
                 result.samples += n
-                result.tokens += int(batch["attention_mask"].sum())
+                result.tokens += tokens
                 bar.update(1)
                 bar.set_postfix(epoch=f"{epoch}/{t.epochs}", loss=f"{loss_sum / seen:.4f}")
                 if step >= total:

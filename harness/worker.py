@@ -58,6 +58,7 @@ def main(job_path: str, result_path: str, parent: int | None = None) -> int:
     from harness.identity import config_hash
     from harness.execution import execute, lists, one_line_error
     from harness.validation import from_container
+    from harness import parallel
 
     _exit_with_parent(parent)
     job = json.loads(Path(job_path).read_text())
@@ -69,12 +70,25 @@ def main(job_path: str, result_path: str, parent: int | None = None) -> int:
         if Path(job_path).parent.name != job["row"]["run_id"]:
             raise RuntimeError(f"job file in {Path(job_path).parent}, not in its run's own folder")
         cfg = from_container(job["config"])
-        fields, curves, predictions = execute(cfg, isolated=True, work_dir=Path(job_path).parent,
-                                              row=job["row"])
-        payload = {"fields": fields, "curves": curves, "predictions": lists(predictions)}
+        processes = cfg.trainer.processes
+        if processes > 1 and not parallel.in_group():  # start the run's processes, wait for them
+            code = parallel.launch(job_path, result_path, processes)
+            if Path(result_path).is_file():
+                return code
+            payload = {"error": parallel.first_error(result_path, processes)
+                       or f"RuntimeError: data-parallel run: torchrun exited with code {code} and no result"}
+        else:
+            out = execute(cfg, isolated=True, work_dir=Path(job_path).parent, row=job["row"])
+            if out is None:  # another process of a data-parallel run: the first one reports
+                return 0
+            fields, curves, predictions = out
+            payload = {"fields": fields, "curves": curves, "predictions": lists(predictions)}
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which records it
         traceback.print_exc()
         payload = {"error": one_line_error(exc)}
+        if parallel.in_group():  # the run's first error (by time) is the one reported
+            payload["time"] = time.time()
+            result_path = str(parallel.rank_error_file(result_path, parallel.rank()))
     tmp = Path(result_path + ".tmp")
     tmp.write_text(json.dumps(payload))
     tmp.replace(result_path)

@@ -50,3 +50,17 @@ if "raises_test" not in METHODS:
     @register_method("oom_test", four_bit=True)
     def build_oom(model, method, ctx):
         raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    @register_method("second_rank_fails_test", four_bit=True)
+    def build_second_rank_fails(model, method, ctx):
+        """LoRA that fails in the second process of a data-parallel run only, at its first step."""
+        import os
+
+        adapted = build_lora(model, method, ctx)
+
+        def fail(step: int, total: int) -> None:
+            if os.environ.get("RANK") == "1":
+                raise Boom("the second process failed")
+
+        adapted.after_optimizer_step = fail
+        return adapted

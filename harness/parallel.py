@@ -1,0 +1,129 @@
+"""One run on several processes: data parallel through accelerate (``trainer.processes``).
+
+With ``trainer.processes=N`` (N > 1) the run's worker process starts N processes with
+``torch.distributed.run`` (torchrun, the launcher under ``accelerate launch``), each on one device
+(a GPU each, or a share of the CPU). In each, accelerate's :class:`~accelerate.Accelerator` sets up
+the process group (NCCL on GPUs, gloo on CPU), wraps the model in DistributedDataParallel, which
+averages the gradients, and hands each process its share of every training batch
+(``split_batches``: ``trainer.batch_size`` stays the global batch, so a run on N processes takes
+the same optimizer steps on the same batches as a run on one).
+
+Every process evaluates the validation split after each epoch (the best/final choice is the same
+in all); after training, the per-process peak memory is gathered and only the first process
+(rank 0) tests, times, saves the adapter and reports the run. The run records ``world_size`` and
+each rank's peak memory (``details_json``: ``peak_memory_per_rank_bytes``).
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+WORLD_ENV = "WORLD_SIZE"
+
+
+def rank() -> int:
+    return int(os.environ.get("RANK", "0"))
+
+
+def in_group() -> bool:
+    """Whether this process is one of a data-parallel run's processes (started by torchrun)."""
+    return int(os.environ.get(WORLD_ENV, "1")) > 1
+
+
+def launch(job: str, result: str, processes: int) -> int:
+    """Start ``processes`` workers on this job with torchrun (a rendezvous on a free local port,
+    so that runs on one host do not collide); their exit code. Runs in the run's own process
+    group: a stopped run stops them too. Each process gets an equal share of the CPU's threads
+    (``OMP_NUM_THREADS``, unless set; ``trainer.num_threads`` applies per process)."""
+    env = dict(os.environ)
+    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    for r in range(processes):
+        rank_error_file(result, r).unlink(missing_ok=True)
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={processes}", "-m", "harness.worker", job, result]
+    return subprocess.call(command, env=env)
+
+
+def rank_error_file(result: str, r: int) -> Path:
+    """Where rank ``r`` of a data-parallel run leaves its error."""
+    return Path(f"{result}.rank{r}")
+
+
+def first_error(result: str, processes: int) -> str | None:
+    """The error that came first among the run's processes: the cause (when one process fails,
+    the others fail after it, as their collective operations lose a peer)."""
+    import json
+
+    errors = [json.loads(p.read_text()) for p in (rank_error_file(result, r) for r in range(processes))
+              if p.is_file()]
+    return min(errors, key=lambda e: e["time"])["error"] if errors else None
+
+
+class Parallel:
+    """This process's part of a data-parallel run (accelerate's Accelerator)."""
+
+    def __init__(self, cpu: bool) -> None:
+        from accelerate import Accelerator, DataLoaderConfiguration
+
+        self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
+        self.peaks: list[int] = []
+
+    @property
+    def device(self) -> torch.device:
+        return self.accelerator.device
+
+    @property
+    def world_size(self) -> int:
+        return self.accelerator.num_processes
+
+    @property
+    def is_main(self) -> bool:
+        return self.accelerator.is_main_process
+
+    def prepare(self, model: torch.nn.Module, optimizer, batches):
+        """The model wrapped for data parallelism, the optimizer, and this process's share of the
+        training batches. Every tensor the optimizer trains must be the model's: DDP averages
+        the gradients of the model's parameters only."""
+        own = {id(p) for p in model.parameters()}
+        outside = sum(1 for g in optimizer.param_groups for p in g["params"] if id(p) not in own)
+        if outside:
+            raise RuntimeError(f"the method trains {outside} tensor(s) outside the model; "
+                               "data-parallel runs (trainer.processes > 1) need them in the model")
+        return self.accelerator.prepare(model, optimizer, batches)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        self.accelerator.backward(loss)
+
+    def clip_grad_norm_(self, params, max_norm: float):
+        return self.accelerator.clip_grad_norm_(params, max_norm)
+
+    def sum(self, values: list[float]) -> list[float]:
+        """``values`` summed over all processes (one all-reduce)."""
+        t = torch.tensor(values, dtype=torch.float64, device=self.device)
+        return self.accelerator.reduce(t, reduction="sum").tolist()
+
+    def after_training(self, memory) -> bool:
+        """Gather every process's peak memory until now (``memory``: a PeakMemory); whether this
+        process goes on (the first one), else its part of the run is over."""
+        t = torch.tensor([memory.peak_so_far()], dtype=torch.int64, device=self.device)
+        self.peaks = [int(v) for v in self.accelerator.gather(t).tolist()]
+        if not self.is_main:
+            memory.stop()
+            self.end()
+        return self.is_main
+
+    def end(self) -> None:
+        self.accelerator.end_training()  # destroys the process group
+
+
+def recorded(parallel: Parallel | None, memory: dict) -> tuple[dict, dict]:
+    """A run's memory fields and its details on how it was spread: with several processes, the
+    largest process's peak (what each device must hold) and each process's (rank order)."""
+    if parallel is None:
+        return memory, {"world_size": 1}
+    return ({**memory, "peak_memory_bytes": max(memory["peak_memory_bytes"], *parallel.peaks)},
+            {"world_size": parallel.world_size, "peak_memory_per_rank_bytes": parallel.peaks})

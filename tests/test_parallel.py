@@ -1,0 +1,82 @@
+"""Data-parallel runs (harness.parallel): a run on 2 CPU processes (torchrun, accelerate, gloo)
+trains the same steps on the same global batches as a run on one, so its losses match; it records
+its world size and each process's peak memory; a process that fails fails the run in one line."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from harness.results import load, load_curves
+from tests.conftest import TINY
+
+# No dropout anywhere: a process draws its own dropout masks, so only then are the two runs'
+# numbers the same computation (up to the order of floating-point sums).
+SAME = [*TINY, "trainer.isolate=true", "trainer.epochs=2", "trainer.max_steps=12", "method.dropout=0",
+        "+model.tiny.hidden_dropout_prob=0", "+model.tiny.attention_probs_dropout_prob=0",
+        "report.enabled=false"]
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def harness(args: list[str], cwd) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
+    return subprocess.run([sys.executable, "-m", "harness", *args], cwd=cwd, capture_output=True,
+                          text=True, timeout=600, env=env)
+
+
+def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
+    url = str(tmp_path / "r.db")
+    done = harness(["-m", *SAME, "trainer.processes=1,2", f"store.url={url}"], tmp_path)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = load(url).set_index("world_size")
+    assert sorted(runs.index) == [1, 2] and set(runs["status"]) == {"finished"}
+    one, two = runs.loc[1], runs.loc[2]
+    # The same optimizer steps over the same examples and tokens: batches are split, not added.
+    for key in ("optimizer_steps", "train_examples_seen", "train_tokens"):
+        assert one[key] == two[key], key
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
+    curves = load_curves(url)
+    by_run = {w: curves[curves["run_id"] == runs.loc[w, "run_id"]].set_index(["epoch", "split", "metric"])["value"]
+              for w in (1, 2)}
+    train_loss = by_run[1].xs(("train", "loss"), level=("split", "metric"))
+    assert len(train_loss) == 2  # both epochs
+    for key in [("train", "loss"), ("validation", "eval_loss")]:
+        a = by_run[1].xs(key, level=("split", "metric"))
+        b = by_run[2].xs(key, level=("split", "metric"))
+        assert b.to_numpy() == pytest.approx(a.to_numpy(), rel=1e-4), key
+    details = json.loads(two["details_json"])
+    peaks = details["peak_memory_per_rank_bytes"]
+    assert details["world_size"] == 2 and len(peaks) == 2 and min(peaks) > 100 * 2**20
+    assert two["peak_memory_bytes"] >= max(peaks)
+    assert "peak_memory_per_rank_bytes" not in json.loads(one["details_json"])
+
+
+@pytest.mark.parametrize("builder,error", [
+    ("raises_test", "Boom: this method always fails"),  # every process, before training
+    ("second_rank_fails_test", "Boom: the second process failed"),  # rank 1 alone, mid-training
+])
+def test_a_failing_process_fails_the_run_in_one_line(tmp_path, builder, error):
+    url = str(tmp_path / "r.db")
+    done = harness([*SAME, "trainer.processes=2", "plugins=[tests.failing_methods]",
+                    f"method.builder={builder}", f"store.url={url}"], tmp_path)
+    assert done.returncode == 1, done.stderr[-3000:]
+    run = load(url).iloc[0]
+    assert run["status"] == "failed" and run["error"] == f"WorkerError: {error}"
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["trainer.processes=3"], "trainer.batch_size (8) must be a multiple of trainer.processes (3)"),
+    (["trainer.processes=2", "trainer.isolate=false"], "trainer.processes > 1 needs trainer.isolate=true"),
+    (["trainer.processes=0"], "trainer.processes must be a positive integer, got 0"),
+])
+def test_bad_process_counts_are_refused_before_training(tmp_path, args, needle):
+    done = harness([*TINY, "trainer.isolate=true", *args, f"store.url={tmp_path / 'r.db'}"], tmp_path)
+    assert done.returncode == 2 and needle in done.stderr, done.stderr[-2000:]
+    assert len(done.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "r.db").exists()
