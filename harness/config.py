@@ -128,6 +128,8 @@ class ModelConfig:
     quant_skip_modules: list[str] = field(default_factory=list)
     # Modules trained in full next to the adapters (the new classification head).
     head_modules: list[str] = field(default_factory=list)
+    # The normalization layers (LayerNorm/RMSNorm) by module name: what LN tuning trains.
+    norm_modules: list[str] = field(default_factory=list)
     trust_remote_code: bool = False
     # A decoder that loads as a causal language model (AutoModelForCausalLM): needed by the
     # prompt task types (generation, choice); classification tasks put a head on any model.

@@ -54,7 +54,9 @@ def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> di
         "model": cfg.model.name,
         "task": cfg.task.name,
         "quant": cfg.quant.name,
-        "r": None if cfg.method.name == "full" else int(cfg.method.r),
+        # No rank for full fine-tuning, nor for a tuner that has none (IA3, LN tuning...).
+        "r": None if cfg.method.name == "full" or getattr(cfg.method, "rank_option", "r") is None
+        else int(cfg.method.r),
         "seed": int(cfg.seed),
         "lr": float(cfg.method.lr),
         "stage": cfg.protocol.stage,

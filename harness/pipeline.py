@@ -95,7 +95,8 @@ def method_context(cfg: RunConfig, kind: TaskType, device: torch.device) -> Meth
         head_modules=[] if kind.causal_lm else list(cfg.model.head_modules), four_bit=bool(cfg.quant.load_in_4bit),
         task_type=kind, task_names=task_names(cfg.task), device=device, seed=int(cfg.seed),
         gradient_checkpointing=cfg.trainer.gradient_checkpointing,
-        max_grad_norm=cfg.trainer.max_grad_norm, optimizer=cfg.trainer.optimizer.value)
+        max_grad_norm=cfg.trainer.max_grad_norm, optimizer=cfg.trainer.optimizer.value,
+        norm_modules=list(cfg.model.norm_modules))
 
 
 def build_method(cfg: RunConfig, model: torch.nn.Module, ctx: MethodContext) -> Adapted:

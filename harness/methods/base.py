@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Iterator
 
@@ -30,6 +30,7 @@ class MethodContext:
     gradient_checkpointing: bool = False
     max_grad_norm: float = 1.0
     optimizer: str = "adamw"      # trainer.optimizer: see optimizer_class
+    norm_modules: list[str] = field(default_factory=list)  # the model's normalization layers
 
 
 @dataclass
