@@ -274,6 +274,9 @@ for _f in [
     Field("eval_s", "real", unit="s", higher_is_better=False,
           doc="validation after each epoch, the test split, latency timing, saving the adapter"),
     Field("optimizer_steps", "integer", doc="budget: optimizer steps taken"),
+    Field("baseline", "text", choices=("classical", "probe", "untrained"),
+          doc="what kind of baseline the run is (tfidf: classical, head_only: probe, zero_shot: "
+              "untrained); empty for a method"),
     Field("world_size", "integer", doc="processes the run trained in (trainer.processes; data parallel)"),
     Field("train_examples_seen", "integer", doc="budget: training examples seen (over all epochs)"),
     Field("train_tokens", "integer", doc="budget: non-padding training tokens seen"),

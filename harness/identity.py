@@ -54,11 +54,11 @@ def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> di
         "model": cfg.model.name,
         "task": cfg.task.name,
         "quant": cfg.quant.name,
-        # No rank for full fine-tuning, nor for a tuner that has none (IA3, LN tuning...).
-        "r": None if cfg.method.name == "full" or getattr(cfg.method, "rank_option", "r") is None
+        # No rank for full fine-tuning, nor for a method that has none (IA3, a baseline...).
+        "r": None if cfg.method.name == "full" or not getattr(cfg.method, "ranked", True)
         else int(cfg.method.r),
         "seed": int(cfg.seed),
-        "lr": float(cfg.method.lr),
+        "lr": float(cfg.method.lr) if getattr(cfg.method, "learned_rate", True) else None,
         "stage": cfg.protocol.stage,
         "search_id": cfg.protocol.search_id,
         "config_hash": config_hash(container),

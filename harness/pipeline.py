@@ -197,8 +197,8 @@ def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested
         "trainable_pct": 100.0 * s.trainable / s.total,
         "adapter_bytes": measured.adapter_bytes,
         **memory,
-        "train_samples_per_s": trained.samples / trained.train_s,
-        "train_tokens_per_s": trained.tokens / trained.train_s,
+        "train_samples_per_s": trained.samples / trained.train_s if trained.steps else None,
+        "train_tokens_per_s": trained.tokens / trained.train_s if trained.steps else None,
         "infer_latency_ms": measured.latency_ms,
         "infer_latency_merged_ms": measured.latency_merged_ms,
         **measured.generation,
@@ -208,7 +208,7 @@ def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested
         "train_tokens": int(trained.tokens),
         "n_train": len(s.data.train), "n_validation": len(s.data.validation),
         "n_test": len(s.data.test), "dropped_rows": s.data.dropped_rows,
-        "world_size": spread["world_size"],
+        "world_size": spread["world_size"], "baseline": getattr(cfg.method, "baseline", None),
         "details_json": json.dumps(details, sort_keys=True, default=str),
     }
 
@@ -220,6 +220,9 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     t0 = time.perf_counter()
     if cfg.trainer.num_threads:
         torch.set_num_threads(cfg.trainer.num_threads)
+    spec = METHODS.get(builder_name(cfg.method))
+    if spec.standalone:  # a classical baseline runs itself (harness.methods.tfidf)
+        return spec.build(cfg, isolated, work_dir, tracker)
     device = pick_device(cfg.trainer.device.value)
     parallel = None
     if in_group():

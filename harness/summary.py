@@ -39,11 +39,15 @@ def print_row(row: dict) -> None:
     if row["status"] != "finished":
         print(f"[harness] run FAILED ({row['method']}, seed {row['seed']}): {row.get('error')}")
         return
+    def num(key: str, spec: str, scale: float = 1.0) -> str:
+        return "n/a" if row.get(key) is None else format(row[key] / scale, spec)
+
+    speed = ("no training" if row.get("train_samples_per_s") is None
+             else f"{row['train_samples_per_s']:.1f} samples/s")
     print(f"[harness] {row['method']} on {row['task']} ({row['model']}, quant={row['quant']}, "
-          f"seed {row['seed']}): accuracy {row['accuracy']:.4f}, macro-F1 {row['f1_macro']:.4f} "
-          f"(majority {row['majority_accuracy']:.4f}); peak {row['memory_kind']} "
-          f"{row['peak_memory_bytes'] / 2**20:.0f} MiB; {row['train_samples_per_s']:.1f} samples/s; "
-          f"wall {row['wall_s']:.1f}s")
+          f"seed {row['seed']}): accuracy {num('accuracy', '.4f')}, macro-F1 {num('f1_macro', '.4f')} "
+          f"(majority {num('majority_accuracy', '.4f')}); peak {row['memory_kind']} "
+          f"{num('peak_memory_bytes', '.0f', 2**20)} MiB; {speed}; wall {row['wall_s']:.1f}s")
 
 
 def comparison_table(df: pd.DataFrame) -> str:

@@ -136,6 +136,12 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
     kind = task_type or SingleLabel()
     t = cfg.trainer
     model = adapted.model
+    if not any(p.requires_grad for p in model.parameters()):  # zero-shot: validation once, no steps
+        with phase("eval"), adapted.inference():
+            metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind)
+        return TrainResult(curves=[{"epoch": 0, "split": "validation", "metric": k, "value": v}
+                                   for k, v in metrics.items()],
+                           selected_value=float(metrics[t.select_metric]))
     total = total_steps(len(train_batches), t)
     optimizer = adapted.make_optimizer()
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_ratio * total), total)

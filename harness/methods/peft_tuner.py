@@ -34,6 +34,10 @@ class PeftMethodConfig(MethodConfig):
     families: Optional[list[str]] = None  # model families it applies to; null: any
     reference: str = ""
 
+    @property
+    def ranked(self) -> bool:
+        return self.rank_option is not None
+
     def __post_init__(self) -> None:
         super().__post_init__()
         targets = ("model", "norms", "peft")  # (literal: the schema is built from this class's source)

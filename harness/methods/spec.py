@@ -38,6 +38,9 @@ class MethodSpec:
     four_bit: bool  # it can train on a base loaded in 4-bit (bitsandbytes)
     task_types: Optional[tuple[str, ...]] = None  # the task types it supports; None: every one
     own_optimizer: bool = False  # it makes its own optimizer (trainer.optimizer must be adamw)
+    # It trains no neural model (a classical baseline): ``build(cfg, isolated, work_dir, tracker)``
+    # runs the whole run and returns its harness.pipeline.RunResult.
+    standalone: bool = False
 
     def supports_task_type(self, name: str) -> bool:
         return self.task_types is None or name in self.task_types
@@ -72,29 +75,31 @@ def _check_support(name: str, four_bit, task_types) -> tuple[str, ...] | None:
 
 
 def register_method(name: str, *, four_bit: bool, task_types: tuple[str, ...] | None = None,
-                    own_optimizer: bool = False) -> Callable[[Builder], Builder]:
+                    own_optimizer: bool = False, standalone: bool = False) -> Callable[[Builder], Builder]:
     """Register ``build(model, method, ctx) -> Adapted`` under ``name`` with what it supports:
     ``four_bit`` (it can train a 4-bit base), ``task_types`` (names in
     ``harness.tasks.types.TASK_TYPES``; None: every task type) and ``own_optimizer`` (its
-    optimizer is its own, so ``trainer.optimizer`` cannot choose one). Returns ``build`` unchanged."""
+    optimizer is its own, so ``trainer.optimizer`` cannot choose one) and ``standalone`` (it
+    trains no neural model and runs the whole run itself, see :class:`MethodSpec`). Returns
+    ``build`` unchanged."""
     task_types = _check_support(name, four_bit, task_types)
 
     def add(build: Builder) -> Builder:
         if name in METHODS and isinstance(METHODS.get(name).build, _Deferred):
             declared = METHODS.get(name)
-            if (declared.four_bit, declared.task_types, declared.own_optimizer) != (
-                    four_bit, task_types, own_optimizer):
+            if (declared.four_bit, declared.task_types, declared.own_optimizer, declared.standalone) != (
+                    four_bit, task_types, own_optimizer, standalone):
                 raise ValueError(f"method '{name}' registers other support than its source declares")
             METHODS.unregister(name)
         METHODS.register(name, four_bit=four_bit, task_types=task_types)(
-            MethodSpec(build, four_bit, task_types, own_optimizer))
+            MethodSpec(build, four_bit, task_types, own_optimizer, standalone))
         return build
 
     return add
 
 
-def _declared(tree: ast.Module) -> list[tuple[str, bool, tuple[str, ...] | None, bool]] | None:
-    """The (name, four_bit, task_types, own_optimizer) of each ``@register_method`` in a module's source; None
+def _declared(tree: ast.Module) -> list[tuple[str, bool, tuple[str, ...] | None, bool, bool]] | None:
+    """The (name, four_bit, task_types, own_optimizer, standalone) of each ``@register_method`` in a module's source; None
     when one has arguments that are not literals (the module must then be imported)."""
     found = []
     for node in ast.walk(tree):
@@ -108,10 +113,11 @@ def _declared(tree: ast.Module) -> list[tuple[str, bool, tuple[str, ...] | None,
                 kwargs = {k.arg: ast.literal_eval(k.value) for k in dec.keywords}
             except (ValueError, IndexError, AttributeError):
                 return None
-            if not isinstance(name, str) or set(kwargs) - {"four_bit", "task_types", "own_optimizer"}:
+            if not isinstance(name, str) or set(kwargs) - {"four_bit", "task_types", "own_optimizer",
+                                                            "standalone"}:
                 return None
             found.append((name, kwargs.get("four_bit"), kwargs.get("task_types"),
-                          bool(kwargs.get("own_optimizer", False))))
+                          bool(kwargs.get("own_optimizer", False)), bool(kwargs.get("standalone", False))))
     return found
 
 
@@ -172,11 +178,11 @@ def declare_submodules(package: str, path) -> list[str]:
         for name, schema in schemas.items():
             if name not in METHOD_SCHEMAS:
                 register_method_schema(name, schema)
-        for name, four_bit, task_types, own in declared:
+        for name, four_bit, task_types, own, standalone in declared:
             if name not in METHODS:
                 task_types = _check_support(name, four_bit, task_types)
                 METHODS.register(name, four_bit=four_bit, task_types=task_types, module=module)(
-                    MethodSpec(_Deferred(name, module), four_bit, task_types, own))
+                    MethodSpec(_Deferred(name, module), four_bit, task_types, own, standalone))
     return imported
 
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from harness.report.aggregate import BUDGET, DATA_SIZES
+from harness.report.aggregate import BUDGET, DATA_SIZES, UNTRAINED
 
 EQUAL = "equal"  # every run: the same value of every column
 PER_SEED = "equal per seed"  # some columns vary with the seed, but never between runs of one seed
@@ -88,7 +88,16 @@ def _column(runs: pd.DataFrame, col: str) -> tuple[str, str]:
 
 def check_budget(runs: pd.DataFrame) -> BudgetCheck:
     """The budget check of the runs one table compares (rows of the per-run frame: label, seed
-    and the budget and data-size columns)."""
+    and the budget and data-size columns). Baselines that train no network (TF-IDF, zero-shot)
+    have no training budget: they are left out of the check and named."""
+    if "baseline" in runs.columns and runs["baseline"].isin(UNTRAINED).any():
+        outside = runs["baseline"].isin(UNTRAINED)
+        names = ", ".join(sorted(map(str, runs.loc[outside, "label"].unique())))
+        note = f" Baselines that train no network, outside the training budget: {names}."
+        if outside.all():
+            return BudgetCheck(EQUAL, note.strip(), len(runs), {})
+        inner = check_budget(runs[~outside])
+        return BudgetCheck(inner.status, inner.sentence + note, inner.n_runs, inner.columns)
     n = len(runs)
     status = {col: _column(runs, col) for col in BUDGET + DATA_SIZES}
     columns = {col: s for col, (s, _) in status.items()}

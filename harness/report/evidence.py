@@ -127,7 +127,8 @@ DIFFERENCES_NOTE = (
 def difference_cells(c: Comparison) -> tuple[str, str, str, str]:
     """(test, n, same config?, same budget?) of one row of the differences table."""
     config = "yes" if c.same_config else "unknown" if c.same_config is None else f"no: {c.config_diff}"
-    budget = "yes" if c.same_budget else "unknown" if c.same_budget is None else f"no: {c.budget_diff}"
+    budget = ("yes" if c.same_budget else ("n/a: " + c.budget_diff if "baseline" in (c.budget_diff or "")
+                                             else "unknown") if c.same_budget is None else f"no: {c.budget_diff}")
     test = c.test + (f" — {c.note}" if c.note else "")
     if c.versions:
         test += f"; WARNING: harness versions {c.versions}"

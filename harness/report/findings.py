@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from harness.report.aggregate import METRIC_BY_NAME, METRICS, format_value
+from harness.report.aggregate import METRIC_BY_NAME, METRICS, UNTRAINED, format_value
 from harness.report.compare import Analysis, evidence, is_nan, stat
 from harness.report.evidence import integrity_findings
 from harness.report.stats import EXACT
@@ -176,7 +176,9 @@ def rate_findings(a: Analysis, task: str, model: str, searches: list | None = No
                        f"{rates.text(runs=True)}; its row averages over rates and is not one "
                        f"configuration's result (report one stage, e.g. --stage final, or one rate).")
             continue
+        untrained = a.runs(task, model, label).get("baseline", pd.Series(dtype=object)).isin(UNTRAINED).any()
         text = (f"{label}: lr {rates.text()} (all {n} run{'s' * (n != 1)})" if rates.counts else
+                f"{label}: no learning rate (a baseline that trains no network)" if untrained else
                 f"{label}: learning rate not recorded (a store from before the lr column)")
         found = [s for s in mine if s.label == label]
         for s in found:

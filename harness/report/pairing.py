@@ -11,7 +11,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from harness.report.aggregate import BUDGET
+from harness.report.aggregate import BUDGET, UNTRAINED
 from harness.report.budget import WORDS
 from harness.report.groups import differing_settings, flatten, setting_name, setting_value
 from harness.report.stats import (EXAMPLE_METRICS, Comparison, Predictions, Resampler, above_majority,
@@ -78,6 +78,9 @@ def _span(values: pd.Series) -> str:
 def budget_difference(a: pd.DataFrame, b: pd.DataFrame) -> tuple[bool | None, str]:
     """(same budget?, what differs) of two groups: per seed where they share seeds, else over all
     their runs; None where a run predates the budget columns."""
+    for side in (a, b):
+        if "baseline" in side.columns and side["baseline"].isin(UNTRAINED).any():
+            return None, f"{side['label'].iloc[0]} is a baseline that trains no network (no training budget)"
     cols = [c for c in BUDGET if c in a.columns and c in b.columns]
     if len(cols) < len(BUDGET) or a[cols].isna().any().any() or b[cols].isna().any().any():
         return None, "budget unknown (runs stored before the budget columns)"

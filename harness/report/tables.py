@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from harness.report.aggregate import METRICS, Metric, format_value
+from harness.report.baselines import baseline_notes
 from harness.report.compare import Analysis, is_nan, stat
 from harness.report.evidence import (DIFFERENCES_NOTE, baseline_tests, difference_cells, integrity_notes,
                                      tests_used)
@@ -132,6 +133,7 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
                      "those rows average over rates and are not one configuration's result "
                      "(report one stage, e.g. --stage final, or one rate).")
     notes.append(f"Budget: {analysis.budget(task, model).sentence}")
+    notes += baseline_notes(analysis.runs(task, model))
     notes += integrity_notes(analysis, task, model)
     return Table(f"{task} — {model}", headers, rows, notes)
 
