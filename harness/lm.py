@@ -73,16 +73,27 @@ def _takes_logits_to_keep(cls: type) -> bool:  # read once per model class, not 
     return "logits_to_keep" in inspect.signature(cls.forward).parameters
 
 
+def virtual_tokens(model) -> int:
+    """How many positions a soft prompt puts before the inputs (peft's prompt tuning and
+    P-tuning prepend trained embeddings: the logits are that much longer); 0 otherwise (prefix
+    tuning's virtual tokens are keys and values, not positions)."""
+    config = getattr(model, "active_peft_config", None)
+    if config is None or not getattr(config, "is_prompt_learning", False):
+        return 0
+    return 0 if str(config.peft_type).endswith("PREFIX_TUNING") else int(config.num_virtual_tokens)
+
+
 def answer_nll(model, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token negative log-likelihood of the answer tokens (0 elsewhere) and their mask, shape
     (batch, k): the k positions that predict an answer token in some row of the batch, the only
     positions whose logits the model computes (``logits_to_keep`` as indices)."""
     answer = labels != IGNORE
     positions = answer[:, 1:].any(0).nonzero().squeeze(-1)  # position p predicts token p + 1
+    shifted = positions + virtual_tokens(model)  # a soft prompt's positions come first
     if keeps_logits(model):
-        logits = model(**inputs, logits_to_keep=positions).logits
+        logits = model(**inputs, logits_to_keep=shifted).logits
     else:
-        logits = model(**inputs).logits[:, positions]
+        logits = model(**inputs).logits[:, shifted]
     targets = labels[:, positions + 1]
     nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
                           ignore_index=IGNORE, reduction="none")

@@ -222,7 +222,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
         torch.set_num_threads(cfg.trainer.num_threads)
     spec = METHODS.get(builder_name(cfg.method))
     if spec.standalone:  # a classical baseline runs itself (harness.methods.tfidf)
-        return spec.build(cfg, isolated, work_dir, tracker)
+        return RunResult(*spec.build(cfg, isolated, work_dir, tracker))
     device = pick_device(cfg.trainer.device.value)
     parallel = None
     if in_group():

@@ -174,8 +174,8 @@ def test_a_preset_that_declares_its_own_sweep_is_checked_point_by_point(store_pa
     pd.DataFrame({"facts": [f"<p>case {i}</p>" for i in range(40)], "first_party": "A",
                   "second_party": "B", "first_party_winner": [bool(i % 3) for i in range(40)]}).to_csv(data)
     plan = preflight(["-m", "+experiment=legal_case", f"store.url={store_path}", f"task.data_path={data}"])
-    assert len(plan.jobs) == 9 and plan.swept == {"method", "seed"}
-    assert len(set(plan.hashes)) == 9
+    assert len(plan.jobs) == 15 and plan.swept == {"method", "seed"}  # 3 methods, 2 baselines, 3 seeds
+    assert len(set(plan.hashes)) == 15
     narrowed = preflight(["-m", "+experiment=legal_case", "seed=4", f"store.url={store_path}",
                           f"task.data_path={data}"])
-    assert len(narrowed.jobs) == 3
+    assert len(narrowed.jobs) == 5

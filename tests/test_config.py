@@ -23,6 +23,8 @@ def test_every_option_composes_and_validates(group, option):
     text = (conf_dir() / group / f"{option}.yaml").read_text()
     if group == "task" and re.search(r"^task_type: (generation|choice)$", text, re.M):
         overrides.append("model=tiny_llama")  # prompt tasks need a causal LM
+    if group == "method" and re.search(r"^(task_types: \[generation|builder: zero_shot$)", text, re.M):
+        overrides += ["model=tiny_llama", "task=rotten_tomatoes_prompt"]  # methods for prompt tasks only
     cfg = validate(compose_config(overrides))
     assert group == "trainer" or getattr(cfg, group).name == option
 

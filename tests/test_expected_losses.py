@@ -73,7 +73,10 @@ QUANT_4BIT = ["quant.quant_type=nf4", "quant.double_quant=true", "quant.compute_
 
 # Every field of a method config, pinned (by field name; BUILDER_PINS override per builder).
 # Not pinned: what names the config (name, builder, quant need, use_dora: DoRA *is* the config).
-IDENTITY = {"name", "builder", "quant", "use_dora"}
+IDENTITY = {"name", "builder", "quant", "use_dora",
+            # a peft tuner's config (builder: peft) is named by its type and its own settings
+            "peft_type", "options", "rank_option", "alpha_option", "dropout_option", "seed_option",
+            "targets", "mergeable", "merge_on_4bit", "task_types", "families", "reference"}
 PINS = {
     "r": 4, "alpha": 8.0, "dropout": 0.0, "lr": 5e-3, "weight_decay": 0.0,
     "target_modules": "[query,key,value,dense]",
@@ -110,7 +113,20 @@ class UnpinnedField(Exception):
 
 
 def method_names() -> list[str]:
-    return sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml"))
+    """Every method config that trains a network on the tiny classification model (not tfidf,
+    which has no steps, nor the prompt-task-only configs: zero_shot and the soft prompts)."""
+    from harness.config import ConfigError
+    from harness.methods import METHODS
+
+    names = []
+    for p in sorted((conf_dir() / "method").glob("*.yaml")):
+        try:
+            cfg = validate(tiny_config(Path("unused.sqlite"), f"method={p.stem}"))
+        except ConfigError:
+            continue
+        if not METHODS.get(builder_name(cfg.method)).standalone:
+            names.append(p.stem)
+    return names
 
 
 def _value(v) -> str:

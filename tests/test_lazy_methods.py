@@ -4,22 +4,31 @@ import importlib
 import subprocess
 import sys
 
+import pytest
+
 from harness.config import METHOD_SCHEMAS
 from harness.methods import METHODS
 
 HEAVY = ("torch", "transformers", "peft", "bitsandbytes")
 
 
-def test_preflight_of_every_method_imports_no_deep_learning_library():
-    names = ",".join(sorted(p.stem for p in (__import__("harness").paths.conf_dir() / "method").glob("*.yaml")))
+# Methods for prompt tasks on a causal LM only: checked on such a task.
+PROMPT_ONLY = ["p_tuning", "prefix_tuning", "prompt_tuning", "zero_shot"]
+
+
+@pytest.mark.parametrize("prompt", [False, True])
+def test_preflight_of_every_method_imports_no_deep_learning_library(prompt):
+    every = sorted(p.stem for p in (__import__("harness").paths.conf_dir() / "method").glob("*.yaml"))
+    names = PROMPT_ONLY if prompt else [n for n in every if n not in PROMPT_ONLY]
+    where = ["model=tiny_llama", "task=rotten_tomatoes_prompt"] if prompt else []
     code = ("import sys\nfrom harness.validation import register_schemas\nfrom harness.preflight import preflight\n"
             "register_schemas()\n"
-            f"plan = preflight(['-m', 'method={names}', 'report.enabled=false'])\n"
+            f"plan = preflight(['-m', 'method={','.join(names)}', 'report.enabled=false', *{where!r}])\n"
             "print(len(plan.jobs))\n"
             f"print([m for m in {HEAVY!r} if m in sys.modules])\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     jobs, loaded = out.strip().splitlines()
-    assert int(jobs) == 14
+    assert int(jobs) == len(names) == (4 if prompt else 50)
     assert loaded == "[]"
 
 
@@ -57,7 +66,7 @@ def test_declared_schemas_are_the_modules_own():
                 real(name=name, r=-1)
             assert str(declared_error.value) == str(real_error.value)
             seen += 1
-    assert seen == len(METHOD_SCHEMAS) == 8
+    assert seen == len(METHOD_SCHEMAS) == 12  # 8 methods' own, peft's tuners, the 3 baselines
 
 
 def test_a_declared_method_builds_through_its_module():

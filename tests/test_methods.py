@@ -127,8 +127,10 @@ def test_every_method_declares_its_4bit_support_and_task_types():
 def test_every_method_config_names_a_registered_builder(store_path):
     names = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml"))
     assert {"lora", "dora", "qlora", "qdora", "loraplus", "vera"} <= set(names)
+    prompt_only = {"zero_shot", "prompt_tuning", "prefix_tuning", "p_tuning"}  # causal-LM prompt tasks
     for name in names:
-        cfg = build_config(store_path, f"method={name}")
+        where = ["model=tiny_llama", "task=rotten_tomatoes_prompt"] if name in prompt_only else []
+        cfg = build_config(store_path, f"method={name}", *where)
         assert cfg.method.name == name and builder_name(cfg.method) in METHODS, name
 
 
@@ -279,8 +281,18 @@ def table_rows(text: str, header: str) -> list[list[str]]:
 
 def test_the_methods_docs_table_states_every_methods_composed_defaults():
     rows = table_rows((DOCS / "methods.md").read_text(), "method|lr|other defaults")
+    catalogue = (DOCS / "catalogue.md").read_text()
+    tuners = table_rows(catalogue, "method|peft type|what trains|4-bit base|merges|defaults|reference")
+    baselines = table_rows(catalogue, "baseline|what it is|task types")
     yamls = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml"))
-    assert sorted(row[0] for row in rows) == yamls  # every method, once
+    documented = ([row[0] for row in rows] + [row[0] for row in tuners]
+                  + [re.match(r"`(\w+)`", row[0]).group(1) for row in baselines if row[0].startswith("`")])
+    assert sorted(documented) == yamls  # every method, once, in one of the two tables
+    for name, _, _, _, _, defaults, _ in tuners:  # a tuner's keywords: its own or in options
+        method = composed_method(name)
+        for key, value in re.findall(r"`(\w+)=([^`]+)`", defaults):
+            options = method.get("options") or {}
+            assert matches(stated(value), options[key] if key in options else method[key]), (name, key)
     for name, lr, others in rows:
         method = composed_method(name)
         assert math.isclose(float(lr), method["lr"], rel_tol=1e-9), (name, lr, method["lr"])
@@ -294,7 +306,7 @@ def test_the_lora_family_shares_one_learning_rate_no_method_restates():
     lora = composed_method("lora")["lr"]
     # Their papers (or, for AdaLoRA, the default budget) need other rates; the reason and the
     # measurement are in their YAML files and docs/methods.md.
-    own = {"vera", "full", "loraplus", "adalora"}
+    own = {"vera", "full", "loraplus", "adalora", "prompt_tuning"}
     for path in (conf_dir() / "method").glob("*.yaml"):
         if path.stem in own:
             assert composed_method(path.stem)["lr"] != lora, path.stem

@@ -16,14 +16,15 @@ from harness.paths import conf_dir
 from tests.conftest import TINY
 from tests.method_helpers import base_model, build_config, build_from, head_size, target_shapes, train_steps
 
-CATALOGUE = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml")
-                   if OmegaConf.load(p).get("builder") == "peft")
+ALL = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml") if OmegaConf.load(p).get("builder") == "peft")
+SOFT_PROMPTS = ["p_tuning", "prefix_tuning", "prompt_tuning"]  # causal-LM prompt tasks only
+CATALOGUE = [m for m in ALL if m not in SOFT_PROMPTS]  # adapters and reparameterizations
 
 
 def test_the_catalogue_is_every_listed_tuner():
-    assert len(CATALOGUE) == 34
+    assert len(CATALOGUE) == 34 and len(ALL) == 37
     assert {"ia3", "loha", "lokr", "oft", "boft", "hra", "miss", "fourierft", "randlora", "c3a", "shira",
-            "vblora", "ln_tuning", "rslora", "pissa", "olora"} <= set(CATALOGUE)
+            "vblora", "ln_tuning", "rslora", "pissa", "olora", *SOFT_PROMPTS} <= set(ALL)
 
 
 def _prefix(adapted) -> str:
@@ -160,3 +161,51 @@ def test_a_tuner_without_a_rank_records_none(run_tiny):
     row = run_tiny("method=ia3")
     assert row["status"] == "finished", row.get("error")
     assert row["r"] is None
+
+
+def _lm(cfg):
+    """The tiny causal LM as a prompt-task run loads it (its own output layer, no head)."""
+    from harness.models import load_model
+
+    torch.manual_seed(0)
+    return load_model(cfg.model, cfg.quant, 0, torch.device("cpu"), causal_lm=True).model
+
+
+@pytest.mark.parametrize("task", ["rotten_tomatoes_prompt", "rotten_tomatoes_choice"])
+@pytest.mark.parametrize("method", SOFT_PROMPTS)
+def test_soft_prompts_train_the_prompt_alone_on_a_causal_lm(store_path, run_tiny, method, task):
+    """Only the virtual tokens' embeddings (or their encoder) train; the language model, its
+    output layer included, stays frozen; the run is scored like every prompt-task run."""
+    cfg = build_config(store_path, f"method={method}", "model=tiny_llama", f"task={task}")
+    adapted = build_from(cfg, _lm(cfg))
+    trainable = {n for n, p in adapted.model.named_parameters() if p.requires_grad}
+    assert trainable and all(n.startswith("prompt_encoder.") for n in trainable), sorted(trainable)
+    frozen = {n: p.detach().clone() for n, p in adapted.model.named_parameters() if not p.requires_grad}
+    row = run_tiny(f"method={method}", "model=tiny_llama", f"task={task}")
+    assert row["status"] == "finished", row.get("error")
+    assert row["r"] is None and row["infer_latency_merged_ms"] is None and row["trainable_params"] > 0
+    if method == "prompt_tuning":  # 20 virtual tokens of the model's width
+        assert row["trainable_params"] == 20 * _lm(cfg).config.hidden_size
+    assert frozen  # the base is all there, frozen
+
+
+def test_a_soft_prompt_shifts_the_scored_positions_by_its_length(store_path):
+    """Prompt tuning puts its virtual tokens before the inputs: the answer's log-likelihood must be
+    read that many positions later (harness.lm.virtual_tokens), or it scores the wrong tokens.
+    Scoring through the harness equals reading the model's full logits by hand."""
+    from harness.lm import IGNORE, answer_nll, virtual_tokens
+
+    cfg = build_config(store_path, "method=prompt_tuning", "model=tiny_llama", "task=rotten_tomatoes_prompt")
+    adapted = build_from(cfg, _lm(cfg))
+    model = adapted.model.eval()
+    assert virtual_tokens(model) == 20
+    ids = torch.tensor([[5, 6, 7, 8, 9, 10]])
+    labels = torch.full_like(ids, IGNORE)
+    labels[0, 4:] = ids[0, 4:]
+    with torch.no_grad():
+        nll, mask = answer_nll(model, {"input_ids": ids, "attention_mask": torch.ones_like(ids)}, labels)
+        full = model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits[0].log_softmax(-1)
+    # Logit rows 20 + 3 and 20 + 4 predict tokens 4 and 5 of the input.
+    by_hand = -torch.stack([full[20 + 3, ids[0, 4]], full[20 + 4, ids[0, 5]]])
+    assert full.shape[0] == 26 and mask.sum() == 2
+    torch.testing.assert_close(nll[mask], by_hand)

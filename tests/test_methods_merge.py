@@ -56,6 +56,9 @@ from tests.method_helpers import CPU, base_model, batch, build_config, build_fro
 # base weights move from the 2nd step, AdaLoRA prunes ranks at every step of its (short) schedule.
 PINS = {"lr": 0.01, "dropout": 0.0, "start_steps": 1, "delta_t": 1, "tinit_ratio": 0.25,
         "tfinal_ratio": 0.25, "lr_ratio": 4.0}
+# Methods whose few trained parameters need a higher rate to move their layers past the
+# tolerance in STEPS steps (Uni-LoRA trains one small vector for the whole model).
+METHOD_PINS = {"unilora": {"lr": 0.1}}
 STEPS = 4
 
 
@@ -89,7 +92,12 @@ def _cases() -> list:
     store = Path("unused.sqlite")  # validation reads the URL, it opens nothing
     cases, four_bit, candidates = [], [], []
     for name in _method_names():
-        cfg = validate(tiny_config(store, f"method={name}"))
+        try:
+            cfg = validate(tiny_config(store, f"method={name}"))
+        except ConfigError:  # not for a classification task (zero_shot: prompt tasks only)
+            continue
+        if METHODS.get(builder_name(cfg.method)).standalone:  # no network to merge (tfidf)
+            continue
         cases.append((name, name, ()))
         if cfg.quant.load_in_4bit:
             four_bit.append(_identity(cfg))
@@ -113,7 +121,8 @@ CASES = _cases()
 
 def _overrides(store_path, name: str, extra: tuple) -> list[str]:
     fields = {f.name for f in dataclasses.fields(build_config(store_path, f"method={name}", *extra).method)}
-    return [f"method={name}", *extra, *(f"method.{k}={v}" for k, v in PINS.items() if k in fields)]
+    pins = {**PINS, **METHOD_PINS.get(name, {})}
+    return [f"method={name}", *extra, *(f"method.{k}={v}" for k, v in pins.items() if k in fields)]
 
 
 def _strip(name: str) -> str:
@@ -137,9 +146,12 @@ def _effective_weight(layer: torch.nn.Module, in_features: int) -> torch.Tensor:
     return (layer(eye) - layer(torch.zeros(1, in_features))).T.double()
 
 
+def _base_of(layer):
+    return layer.get_base_layer() if isinstance(layer, BaseTunerLayer) else getattr(layer, "base", layer)
+
+
 def _in_features(layer) -> int:
-    base = layer.get_base_layer() if isinstance(layer, BaseTunerLayer) else getattr(layer, "base", layer)
-    return base.in_features
+    return _base_of(layer).in_features
 
 
 def _dequantized(weight) -> torch.Tensor:
@@ -183,7 +195,10 @@ def test_merge_keeps_the_logits_and_unloads_the_adapters(store_path, name, label
     with torch.no_grad():
         before = kind.logits(adapted.model, fixed)
     layers = _adapted_layers(adapted.model)
-    unmerged = {n: _effective_weight(layer, _in_features(layer)) for n, layer in layers.items()}
+    # LN tuning adapts normalization layers, not linear ones: those are compared by their
+    # parameters and the model's logits (a merge there swaps in the trained copy, no rounding).
+    norms = {n for n, layer in layers.items() if not hasattr(_base_of(layer), "in_features")}
+    unmerged = {n: _effective_weight(layer, _in_features(layer)) for n, layer in layers.items() if n not in norms}
     # peft merges the active adapters of a layer one after the other; on a 4-bit base each one
     # is a dequantize-add-requantize round (Double-LoRA: two).
     sequential = {n: [_dequantized(layer.get_base_layer().weight).double(),
@@ -208,7 +223,9 @@ def test_merge_keeps_the_logits_and_unloads_the_adapters(store_path, name, label
     assert before.std(0).max() > 1e-3, f"{label}: logits no longer depend on the input"
     fresh = base_model(cfg)
     fresh_w = _base_weights(fresh)
-    moved = max(float((unmerged[n] - fresh_w[n].double()).abs().max()) for n in layers)
+    moved = max([float((unmerged[n] - fresh_w[n].double()).abs().max()) for n in unmerged]
+                + [float((a - b).abs().max()) for n in norms for a, b in
+                   zip(model.get_submodule(n).parameters(), fresh.get_submodule(n).parameters())])
     assert moved > 5e-4, f"{label}: the adapters barely moved ({moved}); raise PINS['lr']"
 
     # The adapters are gone: the base architecture is back, with the base model's parameters.
@@ -220,7 +237,12 @@ def test_merge_keeps_the_logits_and_unloads_the_adapters(store_path, name, label
             == {n: tuple(p.shape) for n, p in fresh.named_parameters()})
     merged_w = _base_weights(model)
 
-    merged_layers = {n: model.get_submodule(n) for n in layers}
+    merged_layers = {n: model.get_submodule(n) for n in layers if n not in norms}
+    for n in norms:
+        assert type(model.get_submodule(n)) is type(fresh.get_submodule(n)), n
+    if norms and not merged_layers:  # only normalization layers adapted: nothing was rounded
+        torch.testing.assert_close(after, before, atol=1e-5, rtol=0)
+        return
     if not adapted.ctx.four_bit:
         for n, layer in merged_layers.items():
             assert type(layer) is torch.nn.Linear, (n, type(layer))

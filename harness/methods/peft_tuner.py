@@ -28,8 +28,9 @@ class PeftMethodConfig(MethodConfig):
     alpha_option: Optional[str] = None
     dropout_option: Optional[str] = None
     seed_option: Optional[str] = None  # the tuner's keyword for the seed of its random parts
-    targets: str = "model"
+    targets: str = "model"  # model | norms | peft | none (soft prompts: no layer is adapted)
     mergeable: bool = True  # peft can fold the trained tuner into the base weights
+    merge_on_4bit: bool = True  # ... into a 4-bit base too (re-quantizing the sum)
     task_types: Optional[list[str]] = None  # null: every task type
     families: Optional[list[str]] = None  # model families it applies to; null: any
     reference: str = ""
@@ -40,7 +41,8 @@ class PeftMethodConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        targets = ("model", "norms", "peft")  # (literal: the schema is built from this class's source)
+        # (literal: the schema is built from this class's source); none: a soft prompt, no layer
+        targets = ("model", "norms", "peft", "none")
         _check(self.targets in targets,
                f"method.targets must be one of {', '.join(targets)}; got {self.targets!r}")
         _check(not self.use_dora or self.peft_type == "LORA",
@@ -82,7 +84,7 @@ def peft_config(m: PeftMethodConfig, ctx):
         kwargs["target_modules"] = list(ctx.target_modules)
     elif m.targets == "norms":
         kwargs["target_modules"] = list(ctx.norm_modules)
-    if ctx.head_modules:
+    if ctx.head_modules and m.targets != "none":
         kwargs["modules_to_save"] = list(ctx.head_modules)
     if m.use_dora:
         kwargs["use_dora"] = True
@@ -97,6 +99,8 @@ def build(model, m: PeftMethodConfig, ctx):
 
     class TunerAdapted(PeftAdapted):
         def merge(self) -> bool:
-            return super().merge() if m.mergeable else False
+            if not m.mergeable or (ctx.four_bit and not m.merge_on_4bit):
+                return False  # latency is then timed unmerged only
+            return super().merge()
 
     return TunerAdapted(get_peft_model(prepare_base(model, ctx), peft_config(m, ctx)), m, ctx)

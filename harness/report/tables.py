@@ -4,7 +4,7 @@ A table is built once as text cells (mean, ± std, a significance mark, whether 
 its column) and every format renders those same cells, so the PDF, the Markdown and the LaTeX
 show the same numbers. The CSV holds every number behind the table, unrounded. The comparison
 table also gives each configuration's learning rate (flagged ``MIXED`` where its runs do not share
-one) and, in a note, whether its runs had the same budget (:mod:`harness.report.budget`).
+one) and, in notes, its runs' budget (:mod:`harness.report.budget`) and its baselines.
 """
 from __future__ import annotations
 
@@ -109,9 +109,8 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
     runs = analysis.per_run[(analysis.per_run.task == task) & (analysis.per_run.model == model)]
     majority = runs.drop_duplicates("seed")["majority_accuracy"].to_numpy()
     spread = f"± {format_value(float(np.std(majority, ddof=1)), 4)}" if len(majority) > 1 else ""
-    rows.append([Cell("majority class"), Cell(str(len(majority))), Cell(""),
-                 Cell(format_value(float(np.mean(majority)), 4), spread)]
-                + [Cell("—") for _ in metrics[1:]] + [Cell("")])
+    rows.append([Cell("majority class"), Cell(str(len(majority))), Cell(""), Cell(format_value(
+        float(np.mean(majority)), 4), spread)] + [Cell("—") for _ in metrics[1:]] + [Cell("")])
     ref_name = next((r for (t, mo, _), r in analysis.references.items() if (t, mo) == (task, model) and r), None)
     notes = [
         "Mean ± standard deviation over seeds; n = runs. ↑ higher is better, ↓ lower is better; "
@@ -132,9 +131,8 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
         notes.append(f"{MIXED}: the runs of {', '.join(mixed)} did NOT share one learning rate; "
                      "those rows average over rates and are not one configuration's result "
                      "(report one stage, e.g. --stage final, or one rate).")
-    notes.append(f"Budget: {analysis.budget(task, model).sentence}")
-    notes += baseline_notes(analysis.runs(task, model))
-    notes += integrity_notes(analysis, task, model)
+    notes += [f"Budget: {analysis.budget(task, model).sentence}", *baseline_notes(analysis.runs(task, model)),
+              *integrity_notes(analysis, task, model)]
     return Table(f"{task} — {model}", headers, rows, notes)
 
 
