@@ -106,6 +106,9 @@ BUILDER_PINS = {
     "hyperlora": {"lr": 1e-3},  # every layer's factors move with the one hypernetwork
     "dylora": {"lr": 2e-2},  # frozen mode: one row and column per step
 }
+# ... and per config where its start differs: LoftQ's adapter starts at the quantization error
+# (B != 0), so at the shared rate 4 steps move the held-out loss less than the 4-bit tolerance.
+METHOD_PINS = {"loftq": {"lr": 2e-2}}
 
 
 class UnpinnedField(Exception):
@@ -141,7 +144,7 @@ def pinned_overrides(name: str, store: Path) -> list[str]:
     """The command-line overrides of this method's reference run: the run's, every field of the
     method config pinned, and the 4-bit base's settings when the config selects one."""
     cfg = validate(tiny_config(store, f"method={name}"))
-    pins = {**PINS, **BUILDER_PINS.get(builder_name(cfg.method), {})}
+    pins = {**PINS, **BUILDER_PINS.get(builder_name(cfg.method), {}), **METHOD_PINS.get(name, {})}
     fields = [f.name for f in dataclasses.fields(cfg.method)]
     unpinned = sorted(set(fields) - IDENTITY - set(pins))
     if unpinned:

@@ -75,7 +75,9 @@ def peft_config(m: PeftMethodConfig, ctx):
     if m.peft_type not in PeftType.__members__:
         raise ValueError(f"method.peft_type={m.peft_type!r} is not a tuner of the installed peft; "
                          f"allowed: {', '.join(PeftType.__members__)}")
-    kwargs = dict(m.options)
+    from harness.methods.lora_inits import split_options
+
+    init, kwargs, _ = split_options(m.options)
     for option, value in ((m.rank_option, m.r), (m.alpha_option, m.alpha),
                           (m.dropout_option, m.dropout), (m.seed_option, int(ctx.seed))):
         if option:
@@ -95,12 +97,33 @@ def peft_config(m: PeftMethodConfig, ctx):
 def build(model, m: PeftMethodConfig, ctx):
     from peft import get_peft_model
 
+    from harness.methods import lora_inits
     from harness.methods.lora import PeftAdapted, prepare_base
 
+    init, _, own = lora_inits.split_options(m.options) if m.peft_type == "LORA" else (None, {}, {})
+
     class TunerAdapted(PeftAdapted):
+        facts: dict = {}
+
+        def before_training(self, start) -> None:
+            # EVA and CorDA read training data (harness/methods/lora_inits.py)
+            if init == "eva":
+                self.facts = lora_inits.eva(self.model, ctx.task_type, start.train_batches,
+                                            own["max_batches"], ctx.seed)
+            elif init == "corda":
+                self.facts = lora_inits.corda(self.model, ctx.task_type, start.train_batches,
+                                              own["corda_config"], own["calibration"], ctx.seed,
+                                              start.device)
+
+        def details(self) -> dict:
+            return {init: self.facts} if init else {}
+
         def merge(self) -> bool:
             if not m.mergeable or (ctx.four_bit and not m.merge_on_4bit):
                 return False  # latency is then timed unmerged only
             return super().merge()
 
-    return TunerAdapted(get_peft_model(prepare_base(model, ctx), peft_config(m, ctx)), m, ctx)
+    adapted = TunerAdapted(get_peft_model(prepare_base(model, ctx), peft_config(m, ctx)), m, ctx)
+    if init == "loftq" and ctx.four_bit:  # LoftQ reads the full-precision weights, not data: at build time
+        adapted.facts = lora_inits.loftq(adapted.model, own["loftq_iter"])
+    return adapted
