@@ -74,9 +74,27 @@ def _formula(cfg, adapted) -> int | None:
         "c3a": lambda i, out: i * out // o["block_size"],  # one kernel per block pair
         "rslora": lambda i, out: m.r * (i + out), "pissa": lambda i, out: m.r * (i + out),
         "olora": lambda i, out: m.r * (i + out),
+        "corda": lambda i, out: m.r * (i + out), "loftq": lambda i, out: m.r * (i + out),
+        "hira": lambda i, out: m.r * (i + out),  # A (r x in) and B (out x r), Hadamard with W0
+        "delora": lambda i, out: m.r * (i + out) + 1,  # A, B and the strength lambda
+        "gralora": lambda i, out: m.r * (i + out),  # k x k blocks of rank r/k: LoRA's count
+        "pvera": lambda i, out: out + 2 * m.r,  # lambda_b, and lambda_d's mean and spread
+        # logits over the shared bank for every sub-vector of length L of A's and B's rows
+        "vblora": lambda i, out: m.r * o["num_vectors"] * (i + out) // o["vector_length"],
+        "deft": lambda i, out: m.r * (i + out),  # P and R of the projection
+        "waveft": lambda i, out: o["n_frequency"],  # the wavelet coefficients
+        "beft": lambda i, out: out,  # the layer's bias
+        "road": lambda i, out: out,  # road_1: one angle and one scale per pair of outputs
+        # block-diagonal orthogonal R: in/b blocks, each a b x b skew-symmetric (Cayley) generator
+        "oft": lambda i, out: (i // o["oft_block_size"]) * o["oft_block_size"] * (o["oft_block_size"] - 1) // 2,
     }
+    if m.name == "vblora":  # the bank of num_vectors vectors, shared by every layer
+        return (sum(per_module["vblora"](i, out) for i, out in shapes)
+                + o["num_vectors"] * o["vector_length"] + head_size(cfg))
     if m.name in per_module:
         return sum(per_module[m.name](i, out) for i, out in shapes) + head_size(cfg)
+    if m.name == "unilora":  # one trainable vector for every layer's factors
+        return o["theta_d_length"] + head_size(cfg)
     base = base_model(cfg)
     if m.name == "ln_tuning":  # every normalization layer's scale and shift
         return sum(p.numel() for name, mod in base.named_modules() if name.split(".")[-1] in cfg.model.norm_modules
@@ -93,7 +111,8 @@ def _formula(cfg, adapted) -> int | None:
 
 
 @pytest.mark.parametrize("method", ["loha", "hra", "fourierft", "shira", "c3a", "rslora", "pissa", "olora",
-                                    "ln_tuning", "ia3"])
+                                    "ln_tuning", "ia3", "corda", "loftq", "hira", "deft", "waveft", "beft",
+                                    "road", "oft", "unilora", "delora", "gralora", "pvera", "vblora"])
 def test_trainable_counts_follow_each_papers_formula(store_path, method):
     cfg = build_config(store_path, f"method={method}")
     adapted = build_from(cfg, base_model(cfg))

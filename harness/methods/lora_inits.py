@@ -4,7 +4,7 @@ LoftQ reads the full-precision weights behind a 4-bit base.
 They run through peft's LoRA tuner (``builder: peft``, ``options.init_lora_weights``); peft has
 the algorithms, the harness gives them the run's data and model:
 
-- **EVA** (Paschalidou et al. 2024, arXiv:2410.07170): ``lora_A`` of each layer starts from the
+- **EVA** (Paischer et al. 2024, arXiv:2410.07170): ``lora_A`` of each layer starts from the
   top right-singular vectors of that layer's inputs on training batches (peft's incremental SVD,
   read until the components converge), and the rank budget (``r`` per layer) is redistributed
   to the layers whose inputs need it most (at most ``rho * r`` each). Run by the "before training"
