@@ -77,6 +77,10 @@ def _formula(cfg, adapted) -> int | None:
         "corda": lambda i, out: m.r * (i + out), "loftq": lambda i, out: m.r * (i + out),
         "hira": lambda i, out: m.r * (i + out),  # A (r x in) and B (out x r), Hadamard with W0
         "delora": lambda i, out: m.r * (i + out) + 1,  # A, B and the strength lambda
+        "miss": lambda i, out: m.r * out,  # one shared r x out block
+        # n butterfly factors of in/b blocks, each b x b as peft stores it, and the output scale
+        "boft": lambda i, out: (o["boft_n_butterfly_factor"] * (i // o["boft_block_size"])
+                                * o["boft_block_size"] ** 2 + out),
         "gralora": lambda i, out: m.r * (i + out),  # k x k blocks of rank r/k: LoRA's count
         "pvera": lambda i, out: out + 2 * m.r,  # lambda_b, and lambda_d's mean and spread
         # logits over the shared bank for every sub-vector of length L of A's and B's rows
@@ -112,7 +116,8 @@ def _formula(cfg, adapted) -> int | None:
 
 @pytest.mark.parametrize("method", ["loha", "hra", "fourierft", "shira", "c3a", "rslora", "pissa", "olora",
                                     "ln_tuning", "ia3", "corda", "loftq", "hira", "deft", "waveft", "beft",
-                                    "road", "oft", "unilora", "delora", "gralora", "pvera", "vblora"])
+                                    "road", "oft", "unilora", "delora", "gralora", "pvera", "vblora",
+                                    "miss", "boft"])
 def test_trainable_counts_follow_each_papers_formula(store_path, method):
     cfg = build_config(store_path, f"method={method}")
     adapted = build_from(cfg, base_model(cfg))
