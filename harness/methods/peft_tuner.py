@@ -77,7 +77,7 @@ def peft_config(m: PeftMethodConfig, ctx):
                          f"allowed: {', '.join(PeftType.__members__)}")
     from harness.methods.lora_inits import split_options
 
-    init, kwargs, _ = split_options(m.options)
+    kwargs = split_options(m.options)[1]  # EVA, CorDA, LoftQ: the init runs in build() below
     for option, value in ((m.rank_option, m.r), (m.alpha_option, m.alpha),
                           (m.dropout_option, m.dropout), (m.seed_option, int(ctx.seed))):
         if option:
