@@ -34,13 +34,30 @@ def in_group() -> bool:
     return int(os.environ.get(WORLD_ENV, "1")) > 1
 
 
+def allotted_cpus() -> int:
+    """The cores this job may use: SLURM's ``--cpus-per-task`` where SLURM started it (a node
+    without CPU binding shows every core), else the cores this process may run on."""
+    if os.environ.get("SLURM_CPUS_PER_TASK", "").isdigit():
+        return int(os.environ["SLURM_CPUS_PER_TASK"])
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
+def use_threads(configured: int | None) -> None:
+    """``trainer.num_threads`` where given; else, in a SLURM job with no ``OMP_NUM_THREADS``, the
+    job's ``--cpus-per-task`` (torch would otherwise take the node's every core)."""
+    if configured:
+        torch.set_num_threads(configured)
+    elif "OMP_NUM_THREADS" not in os.environ and "SLURM_CPUS_PER_TASK" in os.environ:
+        torch.set_num_threads(allotted_cpus())
+
+
 def launch(job: str, result: str, processes: int) -> int:
     """Start ``processes`` workers on this job with torchrun (a rendezvous on a free local port,
     so that runs on one host do not collide); their exit code. Runs in the run's own process
     group: a stopped run stops them too. Each process gets an equal share of the CPU's threads
-    (``OMP_NUM_THREADS``, unless set; ``trainer.num_threads`` applies per process)."""
+    (``OMP_NUM_THREADS``, unless set, of the cores the job may use; ``trainer.num_threads`` applies per process)."""
     env = dict(os.environ)
-    env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // processes)))
+    env.setdefault("OMP_NUM_THREADS", str(max(1, allotted_cpus() // processes)))
     for r in range(processes):
         rank_error_file(result, r).unlink(missing_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",

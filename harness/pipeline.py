@@ -22,7 +22,7 @@ from harness.fingerprint import cpu_has_bf16
 from harness.measure import PeakMemory, pick_device
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models import LoadedModel, cache_dir, load_model
-from harness.parallel import Parallel, in_group, recorded
+from harness.parallel import Parallel, in_group, recorded, use_threads
 from harness.registry import Registry
 from harness.tasks import TaskData, load_task
 from harness.tasks.encoding import Encoded, encode_cached, encode_split
@@ -218,8 +218,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     data-parallel run (:mod:`harness.parallel`) every process trains; only the first goes on to
     test and measure, and the others return None."""
     t0 = time.perf_counter()
-    if cfg.trainer.num_threads:
-        torch.set_num_threads(cfg.trainer.num_threads)
+    use_threads(cfg.trainer.num_threads)
     spec = METHODS.get(builder_name(cfg.method))
     if spec.standalone:  # a classical baseline runs itself (harness.methods.tfidf)
         return RunResult(*spec.build(cfg, isolated, work_dir, tracker))

@@ -56,5 +56,17 @@ def device_info(device: torch.device) -> dict:
     return info
 
 
+# What a cluster scheduler tells its job about itself (SLURM's sbatch environment).
+SLURM_ENV = {"job_id": "SLURM_JOB_ID", "array_job_id": "SLURM_ARRAY_JOB_ID", "array_task_id": "SLURM_ARRAY_TASK_ID",
+             "partition": "SLURM_JOB_PARTITION", "nodelist": "SLURM_JOB_NODELIST", "cpus_on_node": "SLURM_CPUS_ON_NODE"}
+
+
+def placement() -> dict:
+    """Where the run ran: the host, and the SLURM job that ran it (when one did), to find its log
+    and its accounting record on the cluster."""
+    slurm = {k: os.environ[v] for k, v in SLURM_ENV.items() if v in os.environ}
+    return {"host": platform.node(), **({"slurm": slurm} if slurm else {})}
+
+
 def collect(device: torch.device) -> dict:
-    return {**git_state(), "versions": versions(), "hardware": device_info(device)}
+    return {**git_state(), "versions": versions(), "hardware": device_info(device), **placement()}

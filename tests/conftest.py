@@ -90,4 +90,18 @@ def pg_url(postgres_server) -> str:
     return postgres_server.database()
 
 
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A real one-node SLURM cluster for the session (tests/slurm_cluster.py); skips, with the
+    reason in one line, where the SLURM or MUNGE binaries are not installed."""
+    from tests.slurm_cluster import Cluster
+
+    try:
+        cluster = Cluster()
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    yield cluster
+    cluster.stop()
+
+
 __all__ = ["compose_config", "tiny_config", "validate", "TINY"]

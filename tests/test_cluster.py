@@ -31,12 +31,12 @@ def _env() -> dict:
     return env
 
 
-def harness(args: list[str], cwd: Path) -> subprocess.Popen:
+def harness(args: list[str], cwd: Path, env: dict | None = None) -> subprocess.Popen:
     """``python -m harness -m <tiny> *args`` in ``cwd``, its output in a log file of its own."""
     log = cwd / f"harness-{time.time_ns()}.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "harness", "-m", *TINY, *FAST, *args], cwd=cwd,
-                                env=_env(), stdout=out, stderr=subprocess.STDOUT)
+                                env={**(env or os.environ), **_env()}, stdout=out, stderr=subprocess.STDOUT)
     proc.log = log
     return proc
 
@@ -46,11 +46,12 @@ def finish(proc: subprocess.Popen, timeout: float = 400) -> tuple[int, str]:
     return code, proc.log.read_text()
 
 
-def check_store(url: str) -> None:
+def check_store(url: str, each: int = 3) -> None:
+    """``each`` finished and ``each`` failed runs, every configuration once."""
     runs = load(url, decode=False)
-    assert runs["config_hash"].is_unique and len(runs) == 6, runs[["method", "seed", "status"]]
+    assert runs["config_hash"].is_unique and len(runs) == 2 * each, runs[["method", "seed", "status"]]
     by = runs.groupby("status")["seed"].count().to_dict()
-    assert by == {"finished": 3, "failed": 3}
+    assert by == {"finished": each, "failed": each}
     assert set(runs.loc[runs["status"] == "failed", "error"].str.contains("always fails")) == {True}
 
 
@@ -85,6 +86,24 @@ def test_a_sweep_on_submitit_local_records_every_run_once(pg_url, tmp_path):
     code, out = finish(harness([*GRID, "hydra/launcher=submitit_local", f"store.url='{pg_url}'"], tmp_path))
     assert code == 1 and "3 finished, 3 failed" in out, out[-3000:]
     check_store(pg_url)
+
+
+def test_a_sweep_on_a_slurm_cluster_records_every_run_once(slurm_cluster, pg_url, tmp_path):
+    """The submitit_slurm launcher as on a real cluster: sbatch into a partition, each job in its
+    own SLURM allocation (one core, 2 GB), the results in the shared store."""
+    pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'peft-harness[cluster]'")
+    from tests.slurm_cluster import PARTITION
+
+    launcher = ["hydra/launcher=submitit_slurm", f"hydra.launcher.partition={PARTITION}",
+                "hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2", "hydra.launcher.timeout_min=10"]
+    grid = ["method.builder=lora,raises_test", "seed=0,1", "plugins=[tests.failing_methods]"]
+    code, out = finish(harness([*grid, *launcher, f"store.url='{pg_url}'"], tmp_path, slurm_cluster.env))
+    assert code == 1 and "2 finished, 2 failed" in out, out[-3000:]
+    check_store(pg_url, each=2)
+    # Each job ran inside a SLURM allocation of its own, in the partition asked for.
+    slurm = [p.get("slurm", {}) for p in load(pg_url)["provenance"]]
+    assert {s.get("partition") for s in slurm} == {PARTITION}, slurm
+    assert len({(s["array_job_id"], s["array_task_id"]) for s in slurm}) == 4, slurm
 
 
 def test_killing_the_driver_and_running_again_finishes_the_rest(ray_cluster, pg_url, tmp_path):
