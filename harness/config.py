@@ -62,6 +62,11 @@ class Autocast(str, enum.Enum):
     off = "off"
 
 
+class Strategy(str, enum.Enum):
+    ddp = "ddp"  # every process holds the whole model; gradients averaged (DistributedDataParallel)
+    fsdp = "fsdp"  # every process holds 1/N of each tensor, gathered block by block (FSDP2)
+
+
 class Select(str, enum.Enum):
     final = "final"  # test the weights after the last epoch
     best = "best"  # test the weights of the epoch with the best validation metric
@@ -101,6 +106,11 @@ class MethodConfig:
     target_modules: Optional[list[str]] = None
     quant: QuantNeed = QuantNeed.any
     builder: Optional[str] = None  # the registered method that builds this config; null: the method's name
+
+    @property
+    def unshardable(self) -> Optional[str]:
+        """Why this method cannot train with ``trainer.strategy=fsdp`` (None: it can)."""
+        return None
 
     def __post_init__(self) -> None:
         _positive_int("method.r", self.r)
@@ -253,9 +263,14 @@ class TrainerConfig:
     # Data parallel (harness.parallel): the run trains in this many processes, one device each
     # (GPUs, or shares of the CPU), through accelerate; batch_size stays the global batch.
     processes: int = 1
+    # How the processes share the model: ddp (a whole copy each) or fsdp (each keeps 1/N of every
+    # tensor, weights, gradients and optimizer states, and gathers one block at a time).
+    strategy: Strategy = Strategy.ddp
 
     def __post_init__(self) -> None:
         _positive_int("trainer.processes", self.processes)
+        _check(self.strategy == Strategy.ddp or self.processes > 1,
+               "trainer.strategy=fsdp shards the model over the run's processes: it needs trainer.processes > 1")
         _check(self.processes == 1 or self.isolate,
                "trainer.processes > 1 needs trainer.isolate=true (the run's processes are started "
                "from its worker process)")

@@ -15,6 +15,10 @@ UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report"
             "protocol.seeds", "task.cache_tokens", "trainer.isolate", "trainer.num_threads",
             "trainer.timeout_s")
 
+# Keys added after runs were recorded, left out of the hash while they hold the value every run
+# before them had, so that adding a choice does not change the identity of the runs that exist.
+LATER_KEYS = {"trainer.strategy": "ddp"}
+
 
 def hashed_part(container: dict) -> dict:
     """The part of a resolved config that decides a run's numbers, with what it was computed from
@@ -23,12 +27,13 @@ def hashed_part(container: dict) -> dict:
     from harness.fingerprint import run_identity
 
     data = json.loads(json.dumps(container))
-    for key in UNHASHED:
+    for key in (*UNHASHED, *LATER_KEYS):
         *parents, leaf = key.split(".")
         node = data
         for p in parents:
             node = node.get(p, {})
-        node.pop(leaf, None)
+        if key not in LATER_KEYS or node.get(leaf) == LATER_KEYS[key]:
+            node.pop(leaf, None)
     data["_identity"] = run_identity(container)
     return data
 

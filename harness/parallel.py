@@ -8,10 +8,21 @@ averages the gradients, and hands each process its share of every training batch
 (``split_batches``: ``trainer.batch_size`` stays the global batch, so a run on N processes takes
 the same optimizer steps on the same batches as a run on one).
 
+With ``trainer.strategy=fsdp`` the model is not copied but sharded with PyTorch's FSDP2
+(``torch.distributed.fsdp.fully_shard``, what accelerate's FSDP2 plugin applies on GPUs): each
+transformer block (the model's ``_no_split_modules``) and then the whole model become units
+whose every tensor (frozen weights, trainable weights, their gradients and optimizer states) is
+split in N along its first dimension; a unit's weights are gathered for its forward and backward
+and freed after, and gradients are reduce-scattered. The optimizer is made after sharding, so it
+holds 1/N of the states.
+
 Every process evaluates the validation split after each epoch (the best/final choice is the same
 in all); after training, the per-process peak memory is gathered and only the first process
-(rank 0) tests, times, saves the adapter and reports the run. The run records ``world_size`` and
-each rank's peak memory (``details_json``: ``peak_memory_per_rank_bytes``).
+(rank 0) tests, times, saves the adapter and reports the run. An FSDP run first gathers its full
+trained state on the first process, which builds the model again as the run built it and loads
+that state into it (the measurements then run on an ordinary, unsharded model). The run records
+``world_size``, the strategy and each rank's peak memory (``details_json``:
+``parallel_strategy``, ``peak_memory_per_rank_bytes``).
 """
 from __future__ import annotations
 
@@ -83,11 +94,17 @@ def first_error(result: str, processes: int) -> str | None:
 class Parallel:
     """This process's part of a data-parallel run (accelerate's Accelerator)."""
 
-    def __init__(self, cpu: bool) -> None:
+    def __init__(self, cpu: bool, fsdp: bool = False) -> None:
         from accelerate import Accelerator, DataLoaderConfiguration
 
         self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
+        self.fsdp = fsdp
         self.peaks: list[int] = []
+        self.held: list[int] = []  # parameters each process holds (FSDP: its shards)
+
+    @property
+    def strategy(self) -> str:
+        return "fsdp" if self.fsdp else "ddp"
 
     @property
     def device(self) -> torch.device:
@@ -101,16 +118,47 @@ class Parallel:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
+    def shard(self, model: torch.nn.Module) -> None:
+        """With FSDP, shard ``model`` in place over the processes (before its optimizer is made):
+        each transformer block one unit, then the rest of the model; nothing with DDP."""
+        if not self.fsdp:
+            return
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.fsdp import fully_shard
+
+        mesh = init_device_mesh(self.device.type, (self.world_size,))
+        blocks = {name for m in model.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
+        units = [m for m in model.modules() if type(m).__name__ in blocks]
+        if not units:
+            raise RuntimeError(f"trainer.strategy=fsdp: no transformer block found to shard in "
+                               f"{type(model).__name__} (the model names none in _no_split_modules)")
+        for unit in units:
+            fully_shard(unit, mesh=mesh)
+        fully_shard(model, mesh=mesh)
+        held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
+        t = torch.tensor([held], dtype=torch.int64, device=self.device)
+        self.held = [int(v) for v in self.accelerator.gather(t).tolist()]
+
     def prepare(self, model: torch.nn.Module, optimizer, batches):
-        """The model wrapped for data parallelism, the optimizer, and this process's share of the
-        training batches. Every tensor the optimizer trains must be the model's: DDP averages
-        the gradients of the model's parameters only."""
+        """The model wrapped for data parallelism (DDP; a sharded model as it is), the optimizer,
+        and this process's share of the training batches. Every tensor the optimizer trains must
+        be the model's: DDP and FSDP synchronize the gradients of the model's parameters only."""
         own = {id(p) for p in model.parameters()}
         outside = sum(1 for g in optimizer.param_groups for p in g["params"] if id(p) not in own)
         if outside:
             raise RuntimeError(f"the method trains {outside} tensor(s) outside the model; "
                                "data-parallel runs (trainer.processes > 1) need them in the model")
+        if self.fsdp:
+            return (model, *self.accelerator.prepare(optimizer, batches))
         return self.accelerator.prepare(model, optimizer, batches)
+
+    def gather_full(self, model: torch.nn.Module) -> dict | None:
+        """An FSDP model's full state (every process takes part), on the first process only, in
+        CPU memory; None on the others."""
+        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
+
+        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
+        return state if self.is_main else None
 
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
@@ -123,18 +171,36 @@ class Parallel:
         t = torch.tensor(values, dtype=torch.float64, device=self.device)
         return self.accelerator.reduce(t, reduction="sum").tolist()
 
-    def after_training(self, memory) -> bool:
-        """Gather every process's peak memory until now (``memory``: a PeakMemory); whether this
-        process goes on (the first one), else its part of the run is over."""
+    def after_training(self, memory, s, cfg, build) -> bool:
+        """Gather every process's peak memory until now (``memory``: a PeakMemory) and, with
+        FSDP, the trained state into the model built again on the first process (``s``: the
+        run's Setup, ``build``: how the run built its model, :func:`harness.pipeline.build`);
+        whether this process goes on (the first one), else its part is over."""
+        full = self.gather_full(s.adapted.model) if self.fsdp else None
         t = torch.tensor([memory.peak_so_far()], dtype=torch.int64, device=self.device)
         self.peaks = [int(v) for v in self.accelerator.gather(t).tolist()]
         if not self.is_main:
             memory.stop()
             self.end()
+        elif full is not None:
+            unshard(s, cfg, full, build)
         return self.is_main
 
     def end(self) -> None:
         self.accelerator.end_training()  # destroys the process group
+
+
+def unshard(s, cfg, state: dict, build) -> None:
+    """An FSDP run's trained ``state`` (gathered on the first process) in the model built again
+    by ``build`` as the run's setup built it, so that testing and measuring see an ordinary model."""
+    from harness.methods import TrainingStart
+    from harness.train import total_steps
+
+    s.loaded = s.adapted = None  # the sharded model
+    s.loaded, s.adapted = build(cfg, s.kind, s.data.num_labels, s.device)
+    s.adapted.before_training(TrainingStart(total_steps(len(s.batches["train"]), cfg.trainer),
+                                            s.batches["train"], s.device))
+    s.adapted.model.load_state_dict(state)
 
 
 def recorded(parallel: Parallel | None, memory: dict) -> tuple[dict, dict]:
@@ -143,4 +209,6 @@ def recorded(parallel: Parallel | None, memory: dict) -> tuple[dict, dict]:
     if parallel is None:
         return memory, {"world_size": 1}
     return ({**memory, "peak_memory_bytes": max(memory["peak_memory_bytes"], *parallel.peaks)},
-            {"world_size": parallel.world_size, "peak_memory_per_rank_bytes": parallel.peaks})
+            {"world_size": parallel.world_size, "parallel_strategy": parallel.strategy,
+             "peak_memory_per_rank_bytes": parallel.peaks,
+             **({"parameters_per_rank": parallel.held} if parallel.held else {})})

@@ -104,19 +104,23 @@ def build_method(cfg: RunConfig, model: torch.nn.Module, ctx: MethodContext) -> 
     return METHODS.get(builder_name(cfg.method)).build(model, cfg.method, ctx)
 
 
-def setup(cfg: RunConfig, device: torch.device) -> Setup:
-    """Data, model and method; then the method's one "before training" hook."""
-    data = load_task(cfg.task)
-    kind = data.type
+def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device) -> tuple[LoadedModel, Adapted]:
+    """The run's model, and its method on it, from the run's seed."""
     seed_everything(cfg.seed)
-    loaded = load_model(cfg.model, cfg.quant, kind.head_size(data.num_labels), device,
+    loaded = load_model(cfg.model, cfg.quant, kind.head_size(num_labels), device,
                         problem_type=kind.problem_type, causal_lm=kind.causal_lm)
     if cfg.trainer.gradient_checkpointing:  # recompute activations in the backward pass
         loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         loaded.model.config.use_cache = False
     seed_everything(cfg.seed)  # adapters start from the seed whatever the loader consumed
-    adapted = build_method(cfg, loaded.model, method_context(cfg, kind, device))
+    return loaded, build_method(cfg, loaded.model, method_context(cfg, kind, device))
 
+
+def setup(cfg: RunConfig, device: torch.device) -> Setup:
+    """Data, model and method; then the method's one "before training" hook."""
+    data = load_task(cfg.task)
+    kind = data.type
+    loaded, adapted = build(cfg, kind, data.num_labels, device)
     tok, collate = loaded.tokenizer, kind.collator(loaded.tokenizer)
     folder = cache_dir() / "tokens" if cfg.task.cache_tokens else None
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
@@ -127,8 +131,7 @@ def setup(cfg: RunConfig, device: torch.device) -> Setup:
                             cfg.trainer.group_by_length)
                for name, enc in encoded.items()}
     s = Setup(device, wants_bf16(cfg, device), data, kind, loaded, adapted, encoded, batches)
-    steps = total_steps(len(batches["train"]), cfg.trainer)
-    adapted.before_training(TrainingStart(steps, batches["train"], device))
+    adapted.before_training(TrainingStart(total_steps(len(batches["train"]), cfg.trainer), batches["train"], device))
     s.trainable, s.total = adapted.count_parameters()
     return s
 
@@ -223,17 +226,14 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     if spec.standalone:  # a classical baseline runs itself (harness.methods.tfidf)
         return RunResult(*spec.build(cfg, isolated, work_dir, tracker))
     device = pick_device(cfg.trainer.device.value)
-    parallel = None
-    if in_group():
-        parallel = Parallel(cpu=device.type == "cpu")
-        device = parallel.device
+    parallel = Parallel(device.type == "cpu", cfg.trainer.strategy.value == "fsdp") if in_group() else None
+    device = parallel.device if parallel is not None else device
     memory = PeakMemory(device, isolated).start()
-    energy = EnergyMeter(device.type, device.index or 0)
-    energy.start()
+    (energy := EnergyMeter(device.type, device.index or 0)).start()
     with memory.phase("setup"):
         s = setup(cfg, device)
     trained = fit(s, cfg, tracker, memory, parallel)
-    if parallel is not None and not parallel.after_training(memory):
+    if parallel is not None and not parallel.after_training(memory, s, cfg, build):
         return None
     with memory.phase("eval"):
         with s.adapted.inference():

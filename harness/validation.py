@@ -58,6 +58,9 @@ def check_run(run: RunConfig) -> RunConfig:
            f"method={method.name} does not support task type {kind} (task={run.task.name}); "
            f"supported: {', '.join(spec.task_types or ())}")
     check_language_model(run, spec)
+    why = getattr(method, "unshardable", None)
+    _check(run.trainer.strategy.value != "fsdp" or why is None,
+           f"method={method.name} cannot train with trainer.strategy=fsdp: {why}; use trainer.strategy=ddp")
     if hasattr(method, "check_run"):  # a method schema's checks that need the rest of the run
         method.check_run(run)
     return run

@@ -30,20 +30,32 @@ def harness(args: list[str], cwd) -> subprocess.CompletedProcess:
                           text=True, timeout=600, env=env)
 
 
-def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
-    url = str(tmp_path / "r.db")
-    done = harness(["-m", *SAME, "trainer.processes=1,2", f"store.url={url}"], tmp_path)
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    runs = load(url).set_index("world_size")
-    assert sorted(runs.index) == [1, 2] and set(runs["status"]) == {"finished"}
-    one, two = runs.loc[1], runs.loc[2]
+@pytest.fixture(scope="module")
+def three_runs(tmp_path_factory):
+    """One run on 1 process, on 2 with DDP and on 2 with FSDP, dropout off, in one store."""
+    folder = tmp_path_factory.mktemp("parallel")
+    url = str(folder / "r.db")
+    for args in (["trainer.processes=1,2"], ["trainer.processes=2", "trainer.strategy=fsdp"]):
+        done = harness(["-m", *SAME, *args, f"store.url={url}"], folder)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    runs = load(url)
+    runs["strategy"] = [json.loads(d).get("parallel_strategy", "none") for d in runs["details_json"]]
+    assert sorted(runs["strategy"]) == ["ddp", "fsdp", "none"] and set(runs["status"]) == {"finished"}
+    return url, runs.set_index("strategy")
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_processes_match_one_with_the_same_global_batch(three_runs, strategy):
+    url, runs = three_runs
+    one, two = runs.loc["none"], runs.loc[strategy]
+    assert one["world_size"] == 1 and two["world_size"] == 2
     # The same optimizer steps over the same examples and tokens: batches are split, not added.
     for key in ("optimizer_steps", "train_examples_seen", "train_tokens"):
         assert one[key] == two[key], key
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
     curves = load_curves(url)
-    by_run = {w: curves[curves["run_id"] == runs.loc[w, "run_id"]].set_index(["epoch", "split", "metric"])["value"]
-              for w in (1, 2)}
+    by_run = {w: curves[curves["run_id"] == r["run_id"]].set_index(["epoch", "split", "metric"])["value"]
+              for w, r in ((1, one), (2, two))}
     train_loss = by_run[1].xs(("train", "loss"), level=("split", "metric"))
     assert len(train_loss) == 2  # both epochs
     for key in [("train", "loss"), ("validation", "eval_loss")]:
@@ -55,6 +67,17 @@ def test_two_processes_match_one_with_the_same_global_batch(tmp_path):
     assert details["world_size"] == 2 and len(peaks) == 2 and min(peaks) > 100 * 2**20
     assert two["peak_memory_bytes"] >= max(peaks)
     assert "peak_memory_per_rank_bytes" not in json.loads(one["details_json"])
+
+
+def test_fsdp_keeps_half_of_every_tensor_on_each_of_two_processes(three_runs):
+    """FSDP's mechanism through the run itself: after sharding, each process holds its shards
+    of the model's parameters (dim-0 chunks), together every parameter once; DDP holds all."""
+    _, runs = three_runs
+    fsdp, ddp = (json.loads(runs.loc[k, "details_json"]) for k in ("fsdp", "ddp"))
+    held, total = fsdp["parameters_per_rank"], int(runs.loc["fsdp", "total_params"])
+    assert len(held) == 2 and sum(held) == total
+    assert max(held) - min(held) <= 0.02 * total  # halves, up to tensors of an odd first dimension
+    assert "parameters_per_rank" not in ddp and ddp["parallel_strategy"] == "ddp"
 
 
 @pytest.mark.parametrize("builder,error", [
@@ -74,6 +97,13 @@ def test_a_failing_process_fails_the_run_in_one_line(tmp_path, builder, error):
     (["trainer.processes=3"], "trainer.batch_size (8) must be a multiple of trainer.processes (3)"),
     (["trainer.processes=2", "trainer.isolate=false"], "trainer.processes > 1 needs trainer.isolate=true"),
     (["trainer.processes=0"], "trainer.processes must be a positive integer, got 0"),
+    (["trainer.strategy=fsdp"], "trainer.strategy=fsdp shards the model over the run's processes: it needs "
+                                "trainer.processes > 1"),
+    (["trainer.processes=2", "trainer.strategy=zero3"], "trainer.strategy"),
+    (["trainer.processes=2", "trainer.strategy=fsdp", "method=vblora"],
+     "method=vblora cannot train with trainer.strategy=fsdp: it trains tensors that several layers share"),
+    (["trainer.processes=2", "trainer.strategy=fsdp", "method=adalora"],
+     "method=adalora cannot train with trainer.strategy=fsdp: its rank allocator"),
 ])
 def test_bad_process_counts_are_refused_before_training(tmp_path, args, needle):
     done = harness([*TINY, "trainer.isolate=true", *args, f"store.url={tmp_path / 'r.db'}"], tmp_path)

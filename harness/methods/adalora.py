@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from peft import AdaLoraConfig, get_peft_model
@@ -40,6 +41,11 @@ class AdaLoraMethodConfig(MethodConfig):
     beta1: float = 0.85  # EMA of the sensitivity
     beta2: float = 0.85  # EMA of its uncertainty
     orth_reg_weight: float = 0.1  # weight of the ‖PᵀP−I‖ + ‖QQᵀ−I‖ penalty
+
+    @property
+    def unshardable(self) -> Optional[str]:
+        return ("its rank allocator prunes each layer's singular values from the whole tensors, which FSDP "
+                "splits over the processes")
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -44,6 +44,10 @@ class DeltaLoraMethodConfig(MethodConfig):
     start_steps: Optional[int] = None  # an explicit K, in steps; overrides start_ratio
     dropout: float = 0.0  # the paper removes dropout from the adapter path; nothing else is allowed
 
+    @property
+    def unshardable(self) -> Optional[str]:
+        return "it adds the adapter's delta to the frozen base weights by hand, outside the sharded tensors"
+
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(not self.use_dora, "method=delta_lora has no DoRA variant: set method.use_dora=false")

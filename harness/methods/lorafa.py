@@ -13,6 +13,7 @@ machine is recorded with the run (``details()["lorafa_projection_dtype"]``).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from peft import get_peft_model
@@ -27,6 +28,11 @@ from harness.methods.lora import PeftAdapted, lora_config, prepare_base
 
 @dataclass
 class LoraFaMethodConfig(MethodConfig):
+    @property
+    def unshardable(self) -> Optional[str]:
+        return ("its optimizer projects B's gradient with the whole frozen A (A·Aᵀ), which FSDP splits over "
+                "the processes")
+
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(not self.use_dora, "method=lorafa has no DoRA variant (peft's LoRA-FA optimizer "

@@ -35,9 +35,43 @@ class PeftMethodConfig(MethodConfig):
     families: Optional[list[str]] = None  # model families it applies to; null: any
     reference: str = ""
 
+    # peft's rules on the sizes of the layers a tuner adapts, which peft checks only when it builds
+    # the model (peft/tuners/<name>/layer.py): (option, peft's default, harness.shapes.RULES kind,
+    # the (option, value) it applies under, if any). Checked before training by check_layers.
+    LAYER_RULES = {
+        "C3A": [("block_size", 256, "in_out", None)],  # c3a/layer.py: update_layer
+        "ROAD": [("group_size", 64, "out_even", None)],  # road/config.py __post_init__, road/layer.py
+        "VBLORA": [("vector_length", 256, "in_out", None)],  # vblora/layer.py: update_layer
+        "GRALORA": [("gralora_k", 2, "in_out", None)],  # gralora/layer.py: update_layer
+        "SHIRA": [("r", 32, "shira", None)],  # shira/layer.py: update_layer
+        "WAVEFT": [("n_frequency", 2592, "in_times_out", None)],  # waveft/layer.py
+        "FOURIERFT": [("n_frequency", 1000, "in_times_out", None)],  # fourierft/layer.py
+        "OFT": [("oft_block_size", 32, "in", None), ("r", 0, "in", None)],  # oft/layer.py (adjusted)
+        "BOFT": [("boft_block_size", 4, "boft_size", None), ("boft_block_num", 0, "boft_num", None)],
+        "MISS": [("r", 64, "at_most_in", None), ("r", 64, "in_out", ("init_weights", "bat")),
+                 ("mini_r", 1, "out", ("init_weights", "mini"))],  # miss/layer.py: update_layer
+        "PSOFT": [("r", 32, "at_most_min", None)],  # psoft/layer.py: update_layer
+    }
+    # the fields of peft's EvaConfig and CordaConfig (peft/tuners/lora/config.py)
+    EVA_FIELDS = ("rho", "tau", "use_label_mask", "label_mask_value", "whiten", "adjust_scaling_factors")
+    CORDA_FIELDS = ("cache_file", "covariance_file", "corda_method", "verbose", "use_float16_for_covariance",
+                    "prune_temporary_fields")
+
     @property
     def ranked(self) -> bool:
         return self.rank_option is not None
+
+    @property
+    def unshardable(self) -> Optional[str]:
+        shared = ("VBLORA", "UNILORA", "TINYLORA", "LILY")  # literal: the schema is built from source
+        if self.peft_type in shared:
+            return "it trains tensors that several layers share, which FSDP cannot shard with one layer's block"
+        if self.peft_type == "BOFT":
+            return "peft's BOFT aborts (SIGABRT) under FSDP2 as of peft 0.21"
+        if self.peft_type == "OSF":
+            return ("its gradient hooks project against the frozen singular vectors, which FSDP splits "
+                    "over the processes")
+        return None
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -50,6 +84,37 @@ class PeftMethodConfig(MethodConfig):
         reserved = {"target_modules", "modules_to_save", "task_type"} & set(self.options)
         _check(not reserved, f"method.options may not set {', '.join(sorted(reserved))}: the run "
                              "decides them (method.targets, the model's head, the task)")
+        k = self.options.get("gralora_k", 2)  # gralora/config.py: __post_init__
+        _check(self.peft_type != "GRALORA" or not isinstance(k, int) or k <= 0 or self.r % k == 0,
+               f"method={self.name}: method.options.gralora_k={k} must divide method.r={self.r} (peft's "
+               f"GraloraConfig); divisors of r: {', '.join(str(d) for d in range(1, self.r + 1) if self.r % d == 0)}")
+        self.check_init_options()
+
+    def check_init_options(self) -> None:
+        """What peft's EvaConfig and CordaConfig refuse when the run builds (unknown keys, rho < 1,
+        tau outside [0, 1], a CorDA mode other than ipm/kpm), and the harness's own settings of
+        those inits (harness/methods/lora_inits.py split_options): refused here in one line."""
+        o, key = self.options, "method.options"
+        for sub, fields in (("eva_config", self.EVA_FIELDS), ("corda_config", self.CORDA_FIELDS)):
+            given = o.get(sub, {})
+            _check(isinstance(given, dict), f"{key}.{sub} must be a mapping of {', '.join(fields)}; got {given!r}")
+            unknown = sorted(set(given) - set(fields))
+            _check(not unknown, f"{key}.{sub} has no setting {', '.join(unknown)} (peft's "
+                                f"{sub.split('_')[0].capitalize()}Config); allowed: {', '.join(fields)}")
+        eva, corda = o.get("eva_config", {}), o.get("corda_config", {})
+        rho, tau = eva.get("rho", 2.0), eva.get("tau", 0.99)
+        number = (int, float)
+        _check(isinstance(rho, number) and not isinstance(rho, bool) and rho >= 1.0,
+               f"{key}.eva_config.rho must be a number >= 1.0 (peft's EvaConfig), got {rho!r}")
+        _check(isinstance(tau, number) and not isinstance(tau, bool) and 0.0 <= tau <= 1.0,
+               f"{key}.eva_config.tau must be a number in [0.0, 1.0] (peft's EvaConfig), got {tau!r}")
+        mode = corda.get("corda_method", "ipm")
+        _check(mode in ("ipm", "kpm"), f"{key}.corda_config.corda_method must be ipm or kpm, got {mode!r}")
+        own = {"calibration": o.get("calibration", 256), "max_batches": o.get("max_batches", 100),
+               "loftq_config.loftq_iter": (o.get("loftq_config") or {}).get("loftq_iter", 1)}
+        for name, value in own.items():
+            _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                   f"{key}.{name} must be a positive integer, got {value!r}")
 
     def check_run(self, run) -> None:
         kind = run.task.task_type
@@ -62,6 +127,16 @@ class PeftMethodConfig(MethodConfig):
         _check(self.targets != "norms" or bool(run.model.norm_modules),
                f"method={self.name} trains normalization layers and model={run.model.name} names "
                "none: set model.norm_modules")
+        self.check_layers(run)
+
+    def check_layers(self, run) -> None:
+        """LAYER_RULES against the sizes of the layers this run adapts, read from the model's config
+        (harness/shapes.py; a model whose config is not on disk is left to peft, at build time)."""
+        from harness import shapes
+
+        if self.targets == "model" and self.peft_type in self.LAYER_RULES:
+            shapes.check_rules(self, self.LAYER_RULES[self.peft_type], run.model,
+                               self.target_modules or run.model.target_modules)
 
 
 register_method_schema("peft", PeftMethodConfig)
