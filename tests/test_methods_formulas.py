@@ -136,3 +136,30 @@ def test_trainable_counts_follow_the_formula_off_the_defaults(store_path, method
     cfg = build_config(store_path, f"method={method}", *overrides)
     adapted = build_from(cfg, base_model(cfg))
     assert adapted.count_parameters()[0] == _formula(cfg)
+
+
+def _soft_prompt_formula(cfg, config) -> int:
+    """The soft prompts' counts on a causal LM (``config``: its transformers config), from the
+    virtual tokens V, the layers L and the encoder width h."""
+    o = cfg.method.options
+    v = o["num_virtual_tokens"]
+    if cfg.method.name == "prefix_tuning":
+        # a key and a value vector per virtual token in every layer, without the projection MLP;
+        # peft sizes them as the attention's keys: head_dim x key/value heads (grouped-query)
+        head_dim = config.hidden_size // config.num_attention_heads
+        return v * config.num_hidden_layers * 2 * head_dim * config.num_key_value_heads
+    # P-tuning's MLP encoder: V embeddings of width d, then d -> h -> h -> d with biases
+    d, h = config.hidden_size, o["encoder_hidden_size"]
+    return v * d + (d * h + h) + (h * h + h) + (h * d + d)
+
+
+@pytest.mark.parametrize("method", ["prefix_tuning", "p_tuning"])
+def test_soft_prompt_counts_follow_their_formula(store_path, method):
+    """(Prompt tuning's V x width is checked in test_methods_catalogue.py.)"""
+    from harness.models import load_model
+
+    cfg = build_config(store_path, f"method={method}", "model=tiny_llama", "task=rotten_tomatoes_prompt")
+    lm = load_model(cfg.model, cfg.quant, 0, torch.device("cpu"), causal_lm=True).model
+    assert lm.config.num_key_value_heads < lm.config.num_attention_heads  # grouped-query: the case that differs
+    adapted = build_from(cfg, lm)
+    assert adapted.count_parameters()[0] == _soft_prompt_formula(cfg, lm.config)
