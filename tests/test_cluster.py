@@ -81,6 +81,7 @@ def test_a_sweep_on_a_local_ray_cluster_records_every_run_once(ray_cluster, pg_u
     assert len(load(pg_url)) == 6  # nothing trained or recorded twice
 
 
+@pytest.mark.slow  # submitit's launcher is run by default through SLURM below
 def test_a_sweep_on_submitit_local_records_every_run_once(pg_url, tmp_path):
     pytest.importorskip("hydra_plugins.hydra_submitit_launcher", reason="pip install 'peft-harness[cluster]'")
     code, out = finish(harness([*GRID, "hydra/launcher=submitit_local", f"store.url='{pg_url}'"], tmp_path))
@@ -106,6 +107,7 @@ def test_a_sweep_on_a_slurm_cluster_records_every_run_once(slurm_cluster, pg_url
     assert len({(s["array_job_id"], s["array_task_id"]) for s in slurm}) == 4, slurm
 
 
+@pytest.mark.slow  # resuming a killed sweep runs by default in test_cli.py (joblib, SQLite)
 def test_killing_the_driver_and_running_again_finishes_the_rest(ray_cluster, pg_url, tmp_path):
     launcher = ["hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={ray_cluster}"]
     args = ["method=lora,dora", "seed=0,1,2", *launcher, f"store.url='{pg_url}'", "trainer.max_steps=40",

@@ -154,7 +154,9 @@ def test_pissa_and_olora_start_from_the_weight_and_freeze_its_residual(store_pat
 QUANTIZED = [m for m in CATALOGUE if OmegaConf.load(conf_dir() / "method" / f"{m}.yaml").get("quant") == "any"]
 
 
-@pytest.mark.parametrize("method", QUANTIZED)
+# EVA on 4-bit: ~1,500 SVD batches of random tokens (its mechanism runs by default on a full-precision
+# base in test_lora_inits.py, and a 4-bit LoRA base in QLoRA's tests)
+@pytest.mark.parametrize("method", [pytest.param(m, marks=pytest.mark.slow) if m == "eva" else m for m in QUANTIZED])
 def test_tuners_declared_4bit_train_on_a_base_that_stays_4bit(store_path, method):
     import bitsandbytes as bnb
 

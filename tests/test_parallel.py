@@ -81,7 +81,8 @@ def test_fsdp_keeps_half_of_every_tensor_on_each_of_two_processes(three_runs):
 
 
 @pytest.mark.parametrize("builder,error", [
-    ("raises_test", "Boom: this method always fails"),  # every process, before training
+    # every process, before training (slow: the second case covers the first error's recording)
+    pytest.param("raises_test", "Boom: this method always fails", marks=pytest.mark.slow),
     ("second_rank_fails_test", "Boom: the second process failed"),  # rank 1 alone, mid-training
 ])
 def test_a_failing_process_fails_the_run_in_one_line(tmp_path, builder, error):
