@@ -100,7 +100,9 @@ _GGUF = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q"
 
 @lru_cache(maxsize=8)
 def _gguf_config(path: str, mtime: int) -> dict | None:
-    """A llama-style config from a GGUF file's metadata (what transformers maps it from)."""
+    """A llama-style config from a GGUF file's metadata (what transformers maps it from). Read
+    here rather than with ``gguf.GGUFReader``, which parses every tensor's header and the token
+    lists first (about 2-5 s for SmolLM2-135M): preflight needs seven keys near the file's start."""
     wanted = {"general.architecture", "embedding_length", "feed_forward_length", "block_count",
               "attention.head_count", "attention.head_count_kv", "attention.key_length"}
     found: dict = {}
@@ -119,8 +121,10 @@ def _gguf_config(path: str, mtime: int) -> dict | None:
                     inner, n = read("I"), read("Q")
                     if inner in _GGUF:  # skipped whole: a token list is not needed
                         fh.seek(n * struct.calcsize(_GGUF[inner]), 1)
-                        return None
-                    return [value(inner) for _ in range(n)] and None
+                    else:  # strings or nested arrays: read past them one by one
+                        for _ in range(n):
+                            value(inner)
+                    return None
                 return read(_GGUF[kind])
 
             if fh.read(4) != b"GGUF" or read("I") < 2:
