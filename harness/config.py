@@ -67,6 +67,13 @@ class Strategy(str, enum.Enum):
     fsdp = "fsdp"  # every process holds 1/N of each tensor, gathered block by block (FSDP2)
 
 
+class FsdpLoad(str, enum.Enum):
+    """Who reads an FSDP run's weights (harness.fsdp)."""
+    auto = "auto"  # first where the run allows it, else every
+    first = "first"  # the first process reads them into CPU memory and sends each process its shards
+    every = "every"  # every process loads the whole model on its device, then keeps its shards
+
+
 class Select(str, enum.Enum):
     final = "final"  # test the weights after the last epoch
     best = "best"  # test the weights of the epoch with the best validation metric
@@ -111,6 +118,12 @@ class MethodConfig:
     def unshardable(self) -> Optional[str]:
         """Why this method cannot train with ``trainer.strategy=fsdp`` (None: it can)."""
         return None
+
+    @property
+    def reads_data_before_training(self) -> bool:
+        """Whether its "before training" hook passes training data through the loaded weights
+        (so every FSDP process needs them: ``trainer.fsdp_load=every``)."""
+        return False
 
     def __post_init__(self) -> None:
         _positive_int("method.r", self.r)
@@ -266,11 +279,17 @@ class TrainerConfig:
     # How the processes share the model: ddp (a whole copy each) or fsdp (each keeps 1/N of every
     # tensor, weights, gradients and optimizer states, and gathers one block at a time).
     strategy: Strategy = Strategy.ddp
+    # FSDP: auto, first (only the first process reads the weights; the others build the model
+    # without them and receive their shards) or every (each loads the whole model, then shards it).
+    fsdp_load: FsdpLoad = FsdpLoad.auto
 
     def __post_init__(self) -> None:
         _positive_int("trainer.processes", self.processes)
         _check(self.strategy == Strategy.ddp or self.processes > 1,
                "trainer.strategy=fsdp shards the model over the run's processes: it needs trainer.processes > 1")
+        _check(self.fsdp_load == FsdpLoad.auto or self.strategy == Strategy.fsdp,
+               f"trainer.fsdp_load={self.fsdp_load.value} says who reads an FSDP run's weights: it needs "
+               "trainer.strategy=fsdp (allowed with ddp: auto)")
         _check(self.processes == 1 or self.isolate,
                "trainer.processes > 1 needs trainer.isolate=true (the run's processes are started "
                "from its worker process)")
@@ -426,6 +445,16 @@ class RunConfig:
     summary: bool = True
     # Modules (or .py files) of the user's own plug-ins, imported before the config is checked.
     plugins: list[str] = field(default_factory=list)
+
+    @property
+    def fsdp_every_process_loads(self) -> Optional[str]:
+        """Why every process of an FSDP run must load the weights itself (None: the first one can
+        read them and send each process its shards, harness.fsdp)."""
+        if self.quant.load_in_4bit:
+            return "bitsandbytes' 4-bit weights cannot be built without their data (on the meta device)"
+        if self.method.reads_data_before_training:
+            return f"method={self.method.name} passes training data through the loaded weights before training"
+        return None
 
     def __post_init__(self) -> None:
         _check(self.seed >= 0, f"seed must be an integer >= 0, got {self.seed!r}")

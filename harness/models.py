@@ -149,11 +149,24 @@ def bnb_config(quant_cfg, skip_modules: list[str]) -> BitsAndBytesConfig | None:
     )
 
 
+def empty_model(auto, path: str, kwargs: dict, revision: dict) -> torch.nn.Module:
+    """The model ``auto.from_pretrained(path, **kwargs)`` would load, on the meta device, from its
+    config alone."""
+    from transformers import AutoConfig
+
+    options = {k: kwargs[k] for k in ("num_labels", "problem_type") if k in kwargs}
+    config = AutoConfig.from_pretrained(path, trust_remote_code=kwargs["trust_remote_code"], **options, **revision)
+    with torch.device("meta"):
+        return auto.from_config(config, dtype=kwargs["dtype"], trust_remote_code=kwargs["trust_remote_code"])
+
+
 def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
-               problem_type: str | None = None, causal_lm: bool = False) -> LoadedModel:
+               problem_type: str | None = None, causal_lm: bool = False, empty: bool = False) -> LoadedModel:
     """``num_labels`` outputs on a sequence-classification head; ``problem_type`` as transformers
     names it (multi-label heads need ``multi_label_classification``). ``causal_lm``: the model
-    with its own output layer instead (``AutoModelForCausalLM``), which stays out of 4-bit."""
+    with its own output layer instead (``AutoModelForCausalLM``), which stays out of 4-bit.
+    ``empty``: the same model built from its config on the meta device, no weight read (an FSDP
+    process that receives its shards from another, :mod:`harness.fsdp`)."""
     path = build_tiny(model_cfg.tiny) if model_cfg.tiny else resolve_source(model_cfg.source)
     if path.endswith(".gguf"):
         path = gguf_to_safetensors(path)
@@ -173,12 +186,17 @@ def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code,
                                               **revision)
     auto = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
-    model = auto.from_pretrained(path, **kwargs, **revision)
+    if empty:
+        if quant is not None:
+            raise ValueError("a 4-bit model cannot be built without its weights")
+        model = empty_model(auto, path, kwargs, revision)
+    else:
+        model = auto.from_pretrained(path, **kwargs, **revision)
     if tokenizer.pad_token is None:  # decoder tokenizers often have none
         tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if quant is None:
+    if quant is None and not empty:
         model.to(device)
     elif device.type == "cpu":
         keep_4bit_weights_trainable_on_cpu(model)

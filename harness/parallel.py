@@ -9,12 +9,10 @@ averages the gradients, and hands each process its share of every training batch
 the same optimizer steps on the same batches as a run on one).
 
 With ``trainer.strategy=fsdp`` the model is not copied but sharded with PyTorch's FSDP2
-(``torch.distributed.fsdp.fully_shard``, what accelerate's FSDP2 plugin applies on GPUs): each
-transformer block (the model's ``_no_split_modules``) and then the whole model become units
-whose every tensor (frozen weights, trainable weights, their gradients and optimizer states) is
-split in N along its first dimension; a unit's weights are gathered for its forward and backward
-and freed after, and gradients are reduce-scattered. The optimizer is made after sharding, so it
-holds 1/N of the states.
+(:mod:`harness.fsdp`, which also says which processes read the weights): every tensor (frozen
+weights, trainable weights, their gradients and optimizer states) is split in N; a block's
+weights are gathered for its forward and backward and freed after, and gradients are
+reduce-scattered. The optimizer is made after sharding, so it holds 1/N of the states.
 
 Every process evaluates the validation split after each epoch (the best/final choice is the same
 in all); after training, the per-process peak memory is gathered and only the first process
@@ -94,13 +92,15 @@ def first_error(result: str, processes: int) -> str | None:
 class Parallel:
     """This process's part of a data-parallel run (accelerate's Accelerator)."""
 
-    def __init__(self, cpu: bool, fsdp: bool = False) -> None:
+    def __init__(self, cpu: bool, loading: str | None = None) -> None:
         from accelerate import Accelerator, DataLoaderConfiguration
 
         self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
-        self.fsdp = fsdp
+        self.loading = loading  # FSDP: who reads the weights, first or every (harness.fsdp); None: DDP
+        self.fsdp = loading is not None
         self.peaks: list[int] = []
         self.held: list[int] = []  # parameters each process holds (FSDP: its shards)
+        self.read: list[int] = []  # FSDP: whether each process read the weights itself (1) or not (0)
 
     @property
     def strategy(self) -> str:
@@ -118,26 +118,30 @@ class Parallel:
     def is_main(self) -> bool:
         return self.accelerator.is_main_process
 
+    def build(self, build_fn, cfg, kind, num_labels: int):
+        """This process's model and method, built where :func:`harness.fsdp.build` says; and the
+        device its "before training" hook runs on."""
+        from harness import fsdp
+
+        loaded, adapted, where = fsdp.build(build_fn, cfg, kind, num_labels, self.device,
+                                            self.loading == "first", self.is_main)
+        self.read = self.gather_ints(int(where != fsdp.META)) if self.fsdp else []
+        return loaded, adapted, where
+
+    def gather_ints(self, value: int) -> list[int]:
+        t = torch.tensor([value], dtype=torch.int64, device=self.device)
+        return [int(v) for v in self.accelerator.gather(t).tolist()]
+
     def shard(self, model: torch.nn.Module) -> None:
-        """With FSDP, shard ``model`` in place over the processes (before its optimizer is made):
-        each transformer block one unit, then the rest of the model; nothing with DDP."""
+        """With FSDP, shard ``model`` in place over the processes (before its optimizer is made,
+        :func:`harness.fsdp.shard`); nothing with DDP."""
         if not self.fsdp:
             return
-        from torch.distributed.device_mesh import init_device_mesh
-        from torch.distributed.fsdp import fully_shard
+        from harness.fsdp import shard
 
-        mesh = init_device_mesh(self.device.type, (self.world_size,))
-        blocks = {name for m in model.modules() for name in (getattr(m, "_no_split_modules", None) or [])}
-        units = [m for m in model.modules() if type(m).__name__ in blocks]
-        if not units:
-            raise RuntimeError(f"trainer.strategy=fsdp: no transformer block found to shard in "
-                               f"{type(model).__name__} (the model names none in _no_split_modules)")
-        for unit in units:
-            fully_shard(unit, mesh=mesh)
-        fully_shard(model, mesh=mesh)
-        held = sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel() for p in model.parameters())
-        t = torch.tensor([held], dtype=torch.int64, device=self.device)
-        self.held = [int(v) for v in self.accelerator.gather(t).tolist()]
+        shard(model, self.device, self.world_size, self.loading == "first", self.is_main)
+        self.held = self.gather_ints(sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel()
+                                         for p in model.parameters()))
 
     def prepare(self, model: torch.nn.Module, optimizer, batches):
         """The model wrapped for data parallelism (DDP; a sharded model as it is), the optimizer,
@@ -151,14 +155,6 @@ class Parallel:
         if self.fsdp:
             return (model, *self.accelerator.prepare(optimizer, batches))
         return self.accelerator.prepare(model, optimizer, batches)
-
-    def gather_full(self, model: torch.nn.Module) -> dict | None:
-        """An FSDP model's full state (every process takes part), on the first process only, in
-        CPU memory; None on the others."""
-        from torch.distributed.checkpoint.state_dict import StateDictOptions, get_model_state_dict
-
-        state = get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
-        return state if self.is_main else None
 
     def backward(self, loss: torch.Tensor) -> None:
         self.accelerator.backward(loss)
@@ -176,31 +172,19 @@ class Parallel:
         FSDP, the trained state into the model built again on the first process (``s``: the
         run's Setup, ``build``: how the run built its model, :func:`harness.pipeline.build`);
         whether this process goes on (the first one), else its part is over."""
-        full = self.gather_full(s.adapted.model) if self.fsdp else None
-        t = torch.tensor([memory.peak_so_far()], dtype=torch.int64, device=self.device)
-        self.peaks = [int(v) for v in self.accelerator.gather(t).tolist()]
+        from harness import fsdp
+
+        full = fsdp.gather_full(s.adapted.model, self.is_main) if self.fsdp else None
+        self.peaks = self.gather_ints(memory.peak_so_far())
         if not self.is_main:
             memory.stop()
             self.end()
         elif full is not None:
-            unshard(s, cfg, full, build)
+            fsdp.unshard(s, cfg, full, build)
         return self.is_main
 
     def end(self) -> None:
         self.accelerator.end_training()  # destroys the process group
-
-
-def unshard(s, cfg, state: dict, build) -> None:
-    """An FSDP run's trained ``state`` (gathered on the first process) in the model built again
-    by ``build`` as the run's setup built it, so that testing and measuring see an ordinary model."""
-    from harness.methods import TrainingStart
-    from harness.train import total_steps
-
-    s.loaded = s.adapted = None  # the sharded model
-    s.loaded, s.adapted = build(cfg, s.kind, s.data.num_labels, s.device)
-    s.adapted.before_training(TrainingStart(total_steps(len(s.batches["train"]), cfg.trainer),
-                                            s.batches["train"], s.device))
-    s.adapted.model.load_state_dict(state)
 
 
 def recorded(parallel: Parallel | None, memory: dict) -> tuple[dict, dict]:
@@ -211,4 +195,5 @@ def recorded(parallel: Parallel | None, memory: dict) -> tuple[dict, dict]:
     return ({**memory, "peak_memory_bytes": max(memory["peak_memory_bytes"], *parallel.peaks)},
             {"world_size": parallel.world_size, "parallel_strategy": parallel.strategy,
              "peak_memory_per_rank_bytes": parallel.peaks,
-             **({"parameters_per_rank": parallel.held} if parallel.held else {})})
+             **({"parameters_per_rank": parallel.held, "fsdp_load": parallel.loading,
+                 "weights_read_per_rank": parallel.read} if parallel.fsdp else {})})

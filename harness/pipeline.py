@@ -6,7 +6,6 @@ store: :mod:`harness.runner` records what :func:`execute` returns.
 """
 from __future__ import annotations
 
-import json
 import math
 import time
 from dataclasses import dataclass, field
@@ -18,17 +17,19 @@ from torch.utils.data import DataLoader
 
 from harness.config import RunConfig
 from harness.energy import EnergyMeter
+from harness.fsdp import loading as fsdp_loading
 from harness.fingerprint import cpu_has_bf16
 from harness.measure import PeakMemory, pick_device
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models import LoadedModel, cache_dir, load_model
-from harness.parallel import Parallel, in_group, recorded, use_threads
+from harness.parallel import Parallel, in_group, use_threads
+from harness.row import record_fields
 from harness.registry import Registry
 from harness.tasks import TaskData, load_task
 from harness.tasks.encoding import Encoded, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.types import TaskType
-from harness.timing import Measured, measure
+from harness.timing import measure
 from harness.train import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
 
 SPLITS = ("train", "validation", "test")
@@ -104,11 +105,13 @@ def build_method(cfg: RunConfig, model: torch.nn.Module, ctx: MethodContext) -> 
     return METHODS.get(builder_name(cfg.method)).build(model, cfg.method, ctx)
 
 
-def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device) -> tuple[LoadedModel, Adapted]:
-    """The run's model, and its method on it, from the run's seed."""
+def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device,
+          empty: bool = False) -> tuple[LoadedModel, Adapted]:
+    """The run's model, and its method on it, from the run's seed; ``empty``: on the meta device,
+    its weights not read (:mod:`harness.fsdp`)."""
     seed_everything(cfg.seed)
     loaded = load_model(cfg.model, cfg.quant, kind.head_size(num_labels), device,
-                        problem_type=kind.problem_type, causal_lm=kind.causal_lm)
+                        problem_type=kind.problem_type, causal_lm=kind.causal_lm, empty=empty)
     if cfg.trainer.gradient_checkpointing:  # recompute activations in the backward pass
         loaded.model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
         loaded.model.config.use_cache = False
@@ -116,11 +119,13 @@ def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device)
     return loaded, build_method(cfg, loaded.model, method_context(cfg, kind, device))
 
 
-def setup(cfg: RunConfig, device: torch.device) -> Setup:
-    """Data, model and method; then the method's one "before training" hook."""
+def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None) -> Setup:
+    """Data, model and method (where ``parallel`` builds them, if given); then the method's one
+    "before training" hook."""
     data = load_task(cfg.task)
     kind = data.type
-    loaded, adapted = build(cfg, kind, data.num_labels, device)
+    loaded, adapted, where = (parallel.build(build, cfg, kind, data.num_labels) if parallel is not None
+                              else (*build(cfg, kind, data.num_labels, device), device))
     tok, collate = loaded.tokenizer, kind.collator(loaded.tokenizer)
     folder = cache_dir() / "tokens" if cfg.task.cache_tokens else None
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
@@ -131,7 +136,7 @@ def setup(cfg: RunConfig, device: torch.device) -> Setup:
                             cfg.trainer.group_by_length)
                for name, enc in encoded.items()}
     s = Setup(device, wants_bf16(cfg, device), data, kind, loaded, adapted, encoded, batches)
-    adapted.before_training(TrainingStart(total_steps(len(batches["train"]), cfg.trainer), batches["train"], device))
+    adapted.before_training(TrainingStart(total_steps(len(batches["train"]), cfg.trainer), batches["train"], where))
     s.trainable, s.total = adapted.count_parameters()
     return s
 
@@ -175,47 +180,6 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
     return tested
 
 
-def record_fields(s: Setup, cfg: RunConfig, trained: TrainResult, tested: Tested,
-                  measured: Measured, memory: dict, parallel=None) -> dict:
-    """The run's row fields (names declared in :mod:`harness.fields`)."""
-    majority = s.data.majority_metrics()
-    memory, spread = recorded(parallel, memory)
-    details = {**spread, "data_source": s.data.source, "model_source": s.loaded.source,
-               "label_names": s.data.label_names, "steps": trained.steps,
-               "task_type": s.kind.name, "majority": majority,
-               "tokens_from_cache": all(e.cached for e in s.encoded.values()),
-               "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,
-               **s.adapted.details()}
-    return {
-        **{k: float(v) for k, v in tested.metrics.items()},
-        "best_epoch": int(trained.best_epoch),
-        "select_metric": cfg.trainer.select_metric,
-        "precision": "bf16_autocast" if s.use_bf16 else "fp32",
-        "select_value": trained.selected_value,
-        "majority_accuracy": majority["accuracy"],
-        "majority_f1_macro": majority.get("f1_macro"),
-        **{f"n_truncated_{name}": enc.n_truncated for name, enc in s.encoded.items()},
-        "trainable_params": int(s.trainable),
-        "total_params": int(s.total),
-        "trainable_pct": 100.0 * s.trainable / s.total,
-        "adapter_bytes": measured.adapter_bytes,
-        **memory,
-        "train_samples_per_s": trained.samples / trained.train_s if trained.steps else None,
-        "train_tokens_per_s": trained.tokens / trained.train_s if trained.steps else None,
-        "infer_latency_ms": measured.latency_ms,
-        "infer_latency_merged_ms": measured.latency_merged_ms,
-        **measured.generation,
-        "train_s": trained.train_s,
-        "optimizer_steps": int(trained.steps),
-        "train_examples_seen": int(trained.samples),
-        "train_tokens": int(trained.tokens),
-        "n_train": len(s.data.train), "n_validation": len(s.data.validation),
-        "n_test": len(s.data.test), "dropped_rows": s.data.dropped_rows,
-        "world_size": spread["world_size"], "baseline": getattr(cfg.method, "baseline", None),
-        "details_json": json.dumps(details, sort_keys=True, default=str),
-    }
-
-
 def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResult | None:
     """setup -> fit -> test -> measure, with this run's peak memory and wall time. In a
     data-parallel run (:mod:`harness.parallel`) every process trains; only the first goes on to
@@ -226,12 +190,12 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     if spec.standalone:  # a classical baseline runs itself (harness.methods.tfidf)
         return RunResult(*spec.build(cfg, isolated, work_dir, tracker))
     device = pick_device(cfg.trainer.device.value)
-    parallel = Parallel(device.type == "cpu", cfg.trainer.strategy.value == "fsdp") if in_group() else None
+    parallel = Parallel(device.type == "cpu", fsdp_loading(cfg)) if in_group() else None
     device = parallel.device if parallel is not None else device
     memory = PeakMemory(device, isolated).start()
     (energy := EnergyMeter(device.type, device.index or 0)).start()
     with memory.phase("setup"):
-        s = setup(cfg, device)
+        s = setup(cfg, device, parallel)
     trained = fit(s, cfg, tracker, memory, parallel)
     if parallel is not None and not parallel.after_training(memory, s, cfg, build):
         return None

@@ -61,6 +61,9 @@ def check_run(run: RunConfig) -> RunConfig:
     why = getattr(method, "unshardable", None)
     _check(run.trainer.strategy.value != "fsdp" or why is None,
            f"method={method.name} cannot train with trainer.strategy=fsdp: {why}; use trainer.strategy=ddp")
+    every = run.fsdp_every_process_loads
+    _check(run.trainer.fsdp_load.value != "first" or every is None,
+           f"trainer.fsdp_load=first cannot be used here: {every}; allowed: auto, every")
     if hasattr(method, "check_run"):  # a method schema's checks that need the rest of the run
         method.check_run(run)
     return run

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.results import load, load_curves
@@ -32,19 +33,26 @@ def harness(args: list[str], cwd) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def three_runs(tmp_path_factory):
-    """One run on 1 process, on 2 with DDP and on 2 with FSDP, dropout off, in one store."""
+    """One run on 1 process, on 2 with DDP, on 2 with FSDP (the first process reads the weights,
+    the default) and on 2 with FSDP where every process loads them, dropout off. The last is the
+    same configuration as the third (who reads the weights does not change what trains), so it
+    goes into a store of its own and its row is added to the others."""
     folder = tmp_path_factory.mktemp("parallel")
     url = str(folder / "r.db")
-    for args in (["trainer.processes=1,2"], ["trainer.processes=2", "trainer.strategy=fsdp"]):
-        done = harness(["-m", *SAME, *args, f"store.url={url}"], folder)
+    for args, store in ((["trainer.processes=1,2"], url), (["trainer.processes=2", "trainer.strategy=fsdp"], url),
+                        (["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_load=every"],
+                         str(folder / "every.db"))):
+        done = harness(["-m", *SAME, *args, f"store.url={store}"], folder)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    runs = load(url)
-    runs["strategy"] = [json.loads(d).get("parallel_strategy", "none") for d in runs["details_json"]]
-    assert sorted(runs["strategy"]) == ["ddp", "fsdp", "none"] and set(runs["status"]) == {"finished"}
+    runs = pd.concat([load(url), load(str(folder / "every.db"))], ignore_index=True)
+    details = [json.loads(d) for d in runs["details_json"]]
+    runs["strategy"] = [d.get("parallel_strategy", "none") + ("_every" if d.get("fsdp_load") == "every" else "")
+                        for d in details]
+    assert sorted(runs["strategy"]) == ["ddp", "fsdp", "fsdp_every", "none"] and set(runs["status"]) == {"finished"}
     return url, runs.set_index("strategy")
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp", "fsdp_every"])
 def test_two_processes_match_one_with_the_same_global_batch(three_runs, strategy):
     url, runs = three_runs
     one, two = runs.loc["none"], runs.loc[strategy]
@@ -53,7 +61,7 @@ def test_two_processes_match_one_with_the_same_global_batch(three_runs, strategy
     for key in ("optimizer_steps", "train_examples_seen", "train_tokens"):
         assert one[key] == two[key], key
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
-    curves = load_curves(url)
+    curves = pd.concat([load_curves(url), load_curves(url.replace("r.db", "every.db"))])
     by_run = {w: curves[curves["run_id"] == r["run_id"]].set_index(["epoch", "split", "metric"])["value"]
               for w, r in ((1, one), (2, two))}
     train_loss = by_run[1].xs(("train", "loss"), level=("split", "metric"))
@@ -78,6 +86,17 @@ def test_fsdp_keeps_half_of_every_tensor_on_each_of_two_processes(three_runs):
     assert len(held) == 2 and sum(held) == total
     assert max(held) - min(held) <= 0.02 * total  # halves, up to tensors of an odd first dimension
     assert "parameters_per_rank" not in ddp and ddp["parallel_strategy"] == "ddp"
+
+
+def test_fsdp_reads_the_weights_on_the_first_process_only_unless_told_otherwise(three_runs):
+    """trainer.fsdp_load through the run: by default the second process builds its model on the
+    meta device and never reads the weights (it receives its shards; its losses still match, see
+    above); with fsdp_load=every both read them. Both hold the same shards after sharding."""
+    _, runs = three_runs
+    first, every = (json.loads(runs.loc[k, "details_json"]) for k in ("fsdp", "fsdp_every"))
+    assert first["fsdp_load"] == "first" and first["weights_read_per_rank"] == [1, 0]
+    assert every["fsdp_load"] == "every" and every["weights_read_per_rank"] == [1, 1]
+    assert first["parameters_per_rank"] == every["parameters_per_rank"]
 
 
 @pytest.mark.parametrize("builder,error", [
@@ -105,6 +124,13 @@ def test_a_failing_process_fails_the_run_in_one_line(tmp_path, builder, error):
      "method=vblora cannot train with trainer.strategy=fsdp: it trains tensors that several layers share"),
     (["trainer.processes=2", "trainer.strategy=fsdp", "method=adalora"],
      "method=adalora cannot train with trainer.strategy=fsdp: its rank allocator"),
+    (["trainer.processes=2", "trainer.fsdp_load=first"],
+     "trainer.fsdp_load=first says who reads an FSDP run's weights: it needs trainer.strategy=fsdp"),
+    (["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_load=first", "method=qlora"],
+     "trainer.fsdp_load=first cannot be used here: bitsandbytes' 4-bit weights cannot be built without"),
+    (["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_load=first", "method=eva"],
+     "trainer.fsdp_load=first cannot be used here: method=eva passes training data through"),
+    (["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_load=all"], "trainer.fsdp_load"),
 ])
 def test_bad_process_counts_are_refused_before_training(tmp_path, args, needle):
     done = harness([*TINY, "trainer.isolate=true", *args, f"store.url={tmp_path / 'r.db'}"], tmp_path)

@@ -35,6 +35,10 @@ class LoRADropConfig(MethodConfig):
     sample_fraction: float = 0.1  # share of each label's training examples the probe uses
     probe_epochs: int = 1
 
+    @property
+    def reads_data_before_training(self) -> bool:
+        return True  # its probe trains on a sample and restructures the adapters
+
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.use_dora:

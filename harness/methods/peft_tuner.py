@@ -62,6 +62,10 @@ class PeftMethodConfig(MethodConfig):
         return self.rank_option is not None
 
     @property
+    def reads_data_before_training(self) -> bool:
+        return self.options.get("init_lora_weights") in ("eva", "corda")  # harness/methods/lora_inits.py
+
+    @property
     def unshardable(self) -> Optional[str]:
         shared = ("VBLORA", "UNILORA", "TINYLORA", "LILY")  # literal: the schema is built from source
         if self.peft_type in shared:

@@ -1,0 +1,54 @@
+"""The row the store keeps for a finished run: its fields (names declared in :mod:`harness.fields`)."""
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+from harness.config import RunConfig
+from harness.parallel import recorded
+
+if TYPE_CHECKING:
+    from harness.pipeline import Setup, Tested
+    from harness.timing import Measured
+    from harness.train import TrainResult
+
+
+def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "Tested",
+                  measured: "Measured", memory: dict, parallel=None) -> dict:
+    """The run's row fields (names declared in :mod:`harness.fields`)."""
+    majority = s.data.majority_metrics()
+    memory, spread = recorded(parallel, memory)
+    details = {**spread, "data_source": s.data.source, "model_source": s.loaded.source,
+               "label_names": s.data.label_names, "steps": trained.steps,
+               "task_type": s.kind.name, "majority": majority,
+               "tokens_from_cache": all(e.cached for e in s.encoded.values()),
+               "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,
+               **s.adapted.details()}
+    return {
+        **{k: float(v) for k, v in tested.metrics.items()},
+        "best_epoch": int(trained.best_epoch),
+        "select_metric": cfg.trainer.select_metric,
+        "precision": "bf16_autocast" if s.use_bf16 else "fp32",
+        "select_value": trained.selected_value,
+        "majority_accuracy": majority["accuracy"],
+        "majority_f1_macro": majority.get("f1_macro"),
+        **{f"n_truncated_{name}": enc.n_truncated for name, enc in s.encoded.items()},
+        "trainable_params": int(s.trainable),
+        "total_params": int(s.total),
+        "trainable_pct": 100.0 * s.trainable / s.total,
+        "adapter_bytes": measured.adapter_bytes,
+        **memory,
+        "train_samples_per_s": trained.samples / trained.train_s if trained.steps else None,
+        "train_tokens_per_s": trained.tokens / trained.train_s if trained.steps else None,
+        "infer_latency_ms": measured.latency_ms,
+        "infer_latency_merged_ms": measured.latency_merged_ms,
+        **measured.generation,
+        "train_s": trained.train_s,
+        "optimizer_steps": int(trained.steps),
+        "train_examples_seen": int(trained.samples),
+        "train_tokens": int(trained.tokens),
+        "n_train": len(s.data.train), "n_validation": len(s.data.validation),
+        "n_test": len(s.data.test), "dropped_rows": s.data.dropped_rows,
+        "world_size": spread["world_size"], "baseline": getattr(cfg.method, "baseline", None),
+        "details_json": json.dumps(details, sort_keys=True, default=str),
+    }
