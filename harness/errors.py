@@ -14,6 +14,6 @@ class UnknownNameError(KeyError):
 
 
 def first_line(exc: BaseException) -> str:
-    """An exception's message cut to its first line (its type's name when it has none)."""
+    """An exception's message cut to its first line that is not blank (its type's name when it has none)."""
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__

@@ -10,10 +10,13 @@ import json
 from pathlib import Path
 
 from harness.config import RunConfig
+from harness.errors import first_line
 
 
 def one_line_error(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {exc}".splitlines()[0][:2000]
+    """``Type: message``, the message cut to its first line that is not blank (``Type`` alone
+    when it has none)."""
+    return (f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__)[:2000]
 
 
 def execute(cfg: RunConfig, isolated: bool, work_dir: Path,

@@ -103,14 +103,20 @@ def load_from_first(model: torch.nn.Module, full: dict, device: torch.device, ma
     from torch.distributed.tensor import DTensor, distribute_tensor
 
     loaded: dict[str, torch.Tensor] = {}
-    for name, mine in model.state_dict().items():
+    first_name: dict[int, str] = {}  # a tensor that several modules share (tied embeddings) is loaded once
+    for name, mine in model.state_dict(keep_vars=True).items():
+        if id(mine) in first_name:
+            loaded[name] = loaded[first_name[id(mine)]]
+            continue
+        first_name[id(mine)] = name
         value = (full[name].detach().to(device) if main
                  else torch.empty(mine.shape, dtype=mine.dtype, device=device))
         if isinstance(mine, DTensor):  # scattered from the first process (src_data_rank=0)
-            loaded[name] = distribute_tensor(value, mine.device_mesh, mine.placements)
+            value = distribute_tensor(value, mine.device_mesh, mine.placements)
         else:
             dist.broadcast(value, src=0)
-            loaded[name] = value
+        # one Parameter object per shared tensor: assigning it keeps the modules tied
+        loaded[name] = torch.nn.Parameter(value, mine.requires_grad) if isinstance(mine, torch.nn.Parameter) else value
     model.load_state_dict(loaded, assign=True)
 
 

@@ -132,3 +132,13 @@ def test_a_writer_killed_mid_write_leaves_the_store_consistent(tmp_path):
     assert 20 <= n_runs < 100000
     _write(path, 1, 3)  # and the store still takes new runs
     assert _check_consistent(path)[0] == n_runs + 3
+
+
+def test_an_error_whose_message_starts_with_a_blank_line_is_recorded_by_its_text():
+    """safetensors' refusal of shared tensors starts with a newline: the row keeps its first
+    line of text, not an empty message."""
+    from harness.execution import one_line_error
+
+    exc = RuntimeError("\n            Some tensors share memory: [{'lm_head.weight'}].\n  More text")
+    assert one_line_error(exc) == "RuntimeError: Some tensors share memory: [{'lm_head.weight'}]."
+    assert one_line_error(ValueError()) == "ValueError"

@@ -21,7 +21,7 @@ from harness.results import check_row, load
 from harness.tasks.types import TASK_TYPES
 from harness.train import total_steps, training_loss
 from tests.conftest import compose_config
-from tests.method_helpers import (base_model, batch, build, build_config, method_context, start,
+from tests.method_helpers import (CPU, base_model, batch, build, build_config, build_from, method_context, start,
                                   task_type_examples, train_steps)
 
 CORE = ["full", "lora", "dora", "qlora", "qdora"]
@@ -78,6 +78,26 @@ def test_full_fine_tuning_trains_every_parameter(store_path):
     adapted = build(store_path, "method=full")
     trainable, total = adapted.count_parameters()
     assert trainable == total == sum(p.numel() for p in adapted.model.parameters())
+
+
+def test_full_fine_tuning_saves_tied_embeddings_once(store_path, tmp_path):
+    """A model whose output layer shares the input embeddings (tiny Llama, as SmolLM2) saves and
+    loads back: the shared tensor once, the file the size of the parameters."""
+    from safetensors.torch import load_file, load_model
+
+    from harness.models import load_model as load_base
+
+    cfg = build_config(store_path, "method=full", "model=tiny_llama")
+    model = load_base(cfg.model, cfg.quant, 0, CPU, causal_lm=True).model
+    assert model.lm_head.weight is model.get_input_embeddings().weight
+    adapted = build_from(cfg, model)
+    size = adapted.save(tmp_path / "full")
+    saved = load_file(tmp_path / "full" / "model.safetensors")
+    assert sum(v.numel() for v in saved.values()) == adapted.count_parameters()[1]
+    assert 4 * adapted.count_parameters()[1] <= size < 4 * adapted.count_parameters()[1] + 2**16
+    again = load_base(cfg.model, cfg.quant, 0, CPU, causal_lm=True).model
+    load_model(again, tmp_path / "full" / "model.safetensors")
+    assert torch.equal(again.lm_head.weight, model.lm_head.weight)
 
 
 def test_same_seed_gives_identical_metrics(run_tiny):

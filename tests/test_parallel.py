@@ -99,6 +99,24 @@ def test_fsdp_reads_the_weights_on_the_first_process_only_unless_told_otherwise(
     assert first["parameters_per_rank"] == every["parameters_per_rank"]
 
 
+def test_fsdp_keeps_tied_embeddings_tied(tmp_path):
+    """Full fine-tuning of a causal LM whose output layer is its input embeddings (tiny Llama, as
+    SmolLM2), the second process receiving its shards from the first: the shared tensor stays
+    one tensor (the processes hold every parameter once, and it trains as one), and the test
+    loss is one process's."""
+    url = str(tmp_path / "r.db")
+    tied = ["model=tiny_llama", "task=rotten_tomatoes_prompt", "trainer=smoke", *SAME[len(TINY):],
+            "method=full", f"store.url={url}"]
+    for args in (["trainer.processes=1"], ["trainer.processes=2", "trainer.strategy=fsdp"]):
+        done = harness([*tied, *args], tmp_path)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, two = (r for _, r in load(url).sort_values("world_size").iterrows())
+    details = json.loads(two["details_json"])
+    assert details["fsdp_load"] == "first" and details["weights_read_per_rank"] == [1, 0]
+    assert sum(details["parameters_per_rank"]) == two["total_params"] == one["total_params"]
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
+
+
 @pytest.mark.parametrize("builder,error", [
     # every process, before training (slow: the second case covers the first error's recording)
     pytest.param("raises_test", "Boom: this method always fails", marks=pytest.mark.slow),

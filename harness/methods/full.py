@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from safetensors.torch import save_file
+from safetensors.torch import save_model
 
 from harness.methods.spec import register_method
 from harness.methods.base import Adapted, MethodContext
@@ -11,10 +11,10 @@ from harness.methods.base import Adapted, MethodContext
 
 class FullFineTuning(Adapted):
     def save(self, folder: Path) -> int:
-        # The "adapter" of full fine-tuning is the whole model.
+        # The "adapter" of full fine-tuning is the whole model; a tensor that several modules
+        # share (tied input and output embeddings) is saved once, as from_pretrained expects.
         folder.mkdir(parents=True, exist_ok=True)
-        state = {k: v.contiguous() for k, v in self.model.state_dict().items()}
-        save_file(state, str(folder / "model.safetensors"))
+        save_model(self.model, str(folder / "model.safetensors"), force_contiguous=True)
         return (folder / "model.safetensors").stat().st_size
 
 
