@@ -8,9 +8,11 @@ side in one run of this script.
     python experiments/fsdp_loading.py --extra trainer.device=cuda       # 2 GPUs
 
 Both runs are the same configuration (who reads the weights does not change what trains), so
-each goes into a store of its own. Prints, per process, the peak memory (RSS on CPU, the
-allocator's peak on a GPU), whether it read the weights, the parameters it held after sharding,
-and the ratio first / every; and both runs' test loss, which must agree.
+each goes into a store of its own. Prints, per process, the peak memory through loading and
+training (RSS on CPU, the allocator's peak on a GPU), whether it read the weights, the
+parameters it held after sharding, and the ratio first / every; then each run's test loss
+(they must agree) and its recorded peak, which includes the first process testing the whole
+model after training.
 """
 from __future__ import annotations
 
@@ -67,7 +69,7 @@ def main() -> None:
     print(table.to_string(float_format=lambda v: f"{v:.3f}" if v < 10 else f"{v:.0f}"))
     for mode, r in runs.items():
         print(f"{mode}: test loss {r['row']['eval_loss']:.6f}, accuracy {r['row']['accuracy']:.4f}, "
-              f"wall {r['row']['wall_s']:.1f} s")
+              f"recorded peak {r['row']['peak_memory_bytes'] / 2**20:.0f} MiB, wall {r['row']['wall_s']:.1f} s")
 
 
 if __name__ == "__main__":

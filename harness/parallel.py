@@ -119,12 +119,14 @@ class Parallel:
         return self.accelerator.is_main_process
 
     def build(self, build_fn, cfg, kind, num_labels: int):
-        """This process's model and method, built where :func:`harness.fsdp.build` says; and the
+        """This process's model and method, built where :func:`harness.fsdp.build` says, the first
+        process's first (what it downloads, converts or caches, the others then find); and the
         device its "before training" hook runs on."""
         from harness import fsdp
 
-        loaded, adapted, where = fsdp.build(build_fn, cfg, kind, num_labels, self.device,
-                                            self.loading == "first", self.is_main)
+        with self.accelerator.main_process_first():
+            loaded, adapted, where = fsdp.build(build_fn, cfg, kind, num_labels, self.device,
+                                                self.loading == "first", self.is_main)
         self.read = self.gather_ints(int(where != fsdp.META)) if self.fsdp else []
         return loaded, adapted, where
 
