@@ -62,11 +62,17 @@ def main() -> None:
         table[f"{mode}_params_held"] = r["details"]["parameters_per_rank"]
     table["peak_first/every"] = table["first_peak_MiB"] / table["every_peak_MiB"]
     table.index.name = "rank"
+    phases = pd.DataFrame({(mode, phase): [b / 2**20 for b in peaks]
+                           for mode, r in runs.items()
+                           for phase, peaks in r["details"]["peak_memory_per_rank_by_phase_bytes"].items()})
+    phases.index.name = "rank"
     row = runs["first"]["row"]
     weights = row["total_params"] * 4 / 2**20  # fp32 (model.dtype=float32, the default)
     print(f"\n{args.model}, {args.method}, {args.processes} processes, FSDP; {row['total_params']:,} parameters "
           f"({weights:.0f} MiB in fp32)")
     print(table.to_string(float_format=lambda v: f"{v:.3f}" if v < 10 else f"{v:.0f}"))
+    print("\npeak MiB per phase (setup: loading, building, sharding; train; eval: validation)")
+    print(phases.to_string(float_format=lambda v: f"{v:.0f}"))
     for mode, r in runs.items():
         print(f"{mode}: test loss {r['row']['eval_loss']:.6f}, accuracy {r['row']['accuracy']:.4f}, "
               f"recorded peak {r['row']['peak_memory_bytes'] / 2**20:.0f} MiB, wall {r['row']['wall_s']:.1f} s")

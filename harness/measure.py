@@ -120,6 +120,12 @@ class PeakMemory:
             bucket["cuda"] = max(bucket["cuda"], allocated)
             bucket["cuda_reserved"] = max(bucket["cuda_reserved"], reserved)
 
+    def phase_peak(self, name: str) -> int:
+        """The peak inside phase ``name`` until now (0 if it has not run): the kind of
+        ``peak_memory_bytes``, device memory on a GPU, RSS on CPU."""
+        bucket = self.phases.get(name, {})
+        return int(bucket.get("cuda" if self.device.type == "cuda" else "rss", 0))
+
     def peak_so_far(self) -> int:
         """The run's peak until now (peak_memory_bytes's kind), without stopping."""
         if self.device.type == "cuda":

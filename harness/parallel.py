@@ -32,6 +32,7 @@ from pathlib import Path
 import torch
 
 WORLD_ENV = "WORLD_SIZE"
+PHASES = ("setup", "train", "eval")  # harness.measure.PeakMemory's phases until training ends
 
 
 def rank() -> int:
@@ -99,6 +100,7 @@ class Parallel:
         self.loading = loading  # FSDP: who reads the weights, first or every (harness.fsdp); None: DDP
         self.fsdp = loading is not None
         self.peaks: list[int] = []
+        self.phase_peaks: dict[str, list[int]] = {}  # each process's peak in setup, train, eval
         self.held: list[int] = []  # parameters each process holds (FSDP: its shards)
         self.read: list[int] = []  # FSDP: whether each process read the weights itself (1) or not (0)
 
@@ -178,6 +180,7 @@ class Parallel:
 
         full = fsdp.gather_full(s.adapted.model, self.is_main) if self.fsdp else None
         self.peaks = self.gather_ints(memory.peak_so_far())
+        self.phase_peaks = {name: self.gather_ints(memory.phase_peak(name)) for name in PHASES}
         if not self.is_main:
             memory.stop()
             self.end()
@@ -197,5 +200,6 @@ def recorded(parallel: Parallel | None, memory: dict) -> tuple[dict, dict]:
     return ({**memory, "peak_memory_bytes": max(memory["peak_memory_bytes"], *parallel.peaks)},
             {"world_size": parallel.world_size, "parallel_strategy": parallel.strategy,
              "peak_memory_per_rank_bytes": parallel.peaks,
+             "peak_memory_per_rank_by_phase_bytes": parallel.phase_peaks,
              **({"parameters_per_rank": parallel.held, "fsdp_load": parallel.loading,
                  "weights_read_per_rank": parallel.read} if parallel.fsdp else {})})

@@ -143,9 +143,10 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
                                    for k, v in metrics.items()],
                            selected_value=float(metrics[t.select_metric]))
     total = total_steps(len(train_batches), t)
-    if parallel is not None:
-        parallel.shard(model)  # FSDP: before the optimizer, which then holds the shards
-    optimizer = adapted.make_optimizer()
+    with phase("setup"):  # measured with the setup: sharding, and the optimizer's states
+        if parallel is not None:
+            parallel.shard(model)  # FSDP: before the optimizer, which then holds the shards
+        optimizer = adapted.make_optimizer()
     scheduler = get_linear_schedule_with_warmup(optimizer, math.ceil(t.warmup_ratio * total), total)
     params = [p for g in optimizer.param_groups for p in g["params"]]
     forward = model
