@@ -11,9 +11,9 @@ does it:
 - ``first``: only the first process reads them, into CPU memory, and builds the method on them.
   The others build the same model and method on PyTorch's meta device (shapes, no memory, nothing
   read). Every process then moves its model to the meta device, shards it, and receives its
-  shards from the first, on its own
-  device (``distribute_tensor`` scatters each tensor from the first process); the buffers kept
-  out of the state dict (position ids, rotary frequencies) are sent too. No process but the first ever holds the whole model, and none holds it on its device.
+  shards from the first on its own device (``distribute_tensor`` scatters each tensor from the
+  first process); the buffers kept out of the state dict (position ids, rotary frequencies) are
+  sent too. No process but the first ever holds the whole model, and none holds it on its device.
 - ``every``: every process loads the whole model on its device and shards it there (a peak of
   one whole model per device). Needed by 4-bit bases (bitsandbytes' 4-bit weights cannot be
   built on the meta device, so accelerate does not load them from one process either) and by

@@ -98,11 +98,14 @@ class Parallel:
 
         self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
         self.loading = loading  # FSDP: who reads the weights, first or every (harness.fsdp); None: DDP
-        self.fsdp = loading is not None
         self.peaks: list[int] = []
         self.phase_peaks: dict[str, list[int]] = {}  # each process's peak in setup, train, eval
         self.held: list[int] = []  # parameters each process holds (FSDP: its shards)
         self.read: list[int] = []  # FSDP: whether each process read the weights itself (1) or not (0)
+
+    @property
+    def fsdp(self) -> bool:
+        return self.loading is not None
 
     @property
     def strategy(self) -> str:

@@ -61,7 +61,7 @@ def test_two_processes_match_one_with_the_same_global_batch(three_runs, strategy
     for key in ("optimizer_steps", "train_examples_seen", "train_tokens"):
         assert one[key] == two[key], key
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
-    curves = pd.concat([load_curves(url), load_curves(url.replace("r.db", "every.db"))])
+    curves = pd.concat([load_curves(url), load_curves(str(Path(url).with_name("every.db")))])
     by_run = {w: curves[curves["run_id"] == r["run_id"]].set_index(["epoch", "split", "metric"])["value"]
               for w, r in ((1, one), (2, two))}
     train_loss = by_run[1].xs(("train", "loss"), level=("split", "metric"))
