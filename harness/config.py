@@ -74,6 +74,12 @@ class FsdpLoad(str, enum.Enum):
     every = "every"  # every process loads the whole model on its device, then keeps its shards
 
 
+class FsdpTest(str, enum.Enum):
+    """Where an FSDP run is tested after training (harness.fsdp)."""
+    gathered = "gathered"  # the first process builds the whole model again on its device
+    sharded = "sharded"  # every process tests its shards together; the model never whole on a device
+
+
 class Select(str, enum.Enum):
     final = "final"  # test the weights after the last epoch
     best = "best"  # test the weights of the epoch with the best validation metric
@@ -282,6 +288,10 @@ class TrainerConfig:
     # FSDP: auto, first (only the first process reads the weights; the others build the model
     # without them and receive their shards) or every (each loads the whole model, then shards it).
     fsdp_load: FsdpLoad = FsdpLoad.auto
+    # FSDP, after training: gathered (the first process tests and measures the whole model on its
+    # device) or sharded (the processes test it sharded, for a model larger than one device;
+    # latency and generation speed are then not measured, and the adapter is saved from CPU memory).
+    fsdp_test: FsdpTest = FsdpTest.gathered
 
     def __post_init__(self) -> None:
         _positive_int("trainer.processes", self.processes)
@@ -290,6 +300,9 @@ class TrainerConfig:
         _check(self.fsdp_load == FsdpLoad.auto or self.strategy == Strategy.fsdp,
                f"trainer.fsdp_load={self.fsdp_load.value} says who reads an FSDP run's weights: it needs "
                "trainer.strategy=fsdp (allowed with ddp: auto)")
+        _check(self.fsdp_test == FsdpTest.gathered or self.strategy == Strategy.fsdp,
+               f"trainer.fsdp_test={self.fsdp_test.value} says where an FSDP run is tested: it needs "
+               "trainer.strategy=fsdp (allowed with ddp: gathered)")
         _check(self.processes == 1 or self.isolate,
                "trainer.processes > 1 needs trainer.isolate=true (the run's processes are started "
                "from its worker process)")

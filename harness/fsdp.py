@@ -20,8 +20,17 @@ does it:
   methods whose "before training" hook passes data through the weights (EVA, CorDA, LoRA-drop).
 - ``auto`` (default): ``first`` where the run allows it, else ``every``.
 
-After training the full trained state is gathered on the first process, which builds the model
-again as the run built it and loads that state (testing and measuring see an ordinary model).
+After training (``trainer.fsdp_test``):
+
+- ``gathered`` (default): the full trained state is gathered on the first process, which builds
+  the model again on its device as the run built it and loads that state; testing and measuring
+  (latency, merged latency, generation speed, the adapter's size) see an ordinary model, as in a
+  one-process run. The whole model must then fit on one device.
+- ``sharded``: every process runs the test split through the sharded model together (as the
+  validation after each epoch does), so no device ever holds the whole model; then the first
+  process gathers the trained state into a model built again in CPU memory, only to save the
+  adapter (its size is recorded). Latency and generation speed are not measured (null): a sharded
+  forward pass is not what serving costs, and the CPU copy is not on the device.
 """
 from __future__ import annotations
 
@@ -129,14 +138,16 @@ def gather_full(model: torch.nn.Module, main: bool) -> dict | None:
     return state if main else None
 
 
-def unshard(s, cfg, state: dict, build_fn) -> None:
-    """A run's trained ``state`` (gathered on the first process) in the model built again by
-    ``build_fn`` as the run's setup built it, so that testing and measuring see an ordinary model."""
+def unshard(s, cfg, state: dict, build_fn, device: torch.device) -> None:
+    """A run's trained ``state`` (gathered on the first process) in the model built again on
+    ``device`` by ``build_fn`` as the run's setup built it, so that what follows sees an ordinary
+    model (``s.device`` becomes ``device``)."""
     from harness.methods import TrainingStart
     from harness.train import total_steps
 
     s.loaded = s.adapted = None  # the sharded model
-    s.loaded, s.adapted = build_fn(cfg, s.kind, s.data.num_labels, s.device)
+    s.device = device
+    s.loaded, s.adapted = build_fn(cfg, s.kind, s.data.num_labels, device)
     s.adapted.before_training(TrainingStart(total_steps(len(s.batches["train"]), cfg.trainer),
-                                            s.batches["train"], s.device))
+                                            s.batches["train"], device))
     s.adapted.model.load_state_dict(state)

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report", "plugins",
             "protocol.name", "protocol.lr_factors", "protocol.lr_grid", "protocol.search_seed",
             "protocol.seeds", "task.cache_tokens", "trainer.isolate", "trainer.num_threads",
-            "trainer.timeout_s", "trainer.fsdp_load")
+            "trainer.timeout_s", "trainer.fsdp_load", "trainer.fsdp_test")
 
 # Keys added after runs were recorded, left out of the hash while they hold the value every run
 # before them had, so that adding a choice does not change the identity of the runs that exist.

@@ -93,19 +93,26 @@ def first_error(result: str, processes: int) -> str | None:
 class Parallel:
     """This process's part of a data-parallel run (accelerate's Accelerator)."""
 
-    def __init__(self, cpu: bool, loading: str | None = None) -> None:
+    def __init__(self, cpu: bool, loading: str | None = None, testing: str = "gathered") -> None:
         from accelerate import Accelerator, DataLoaderConfiguration
 
         self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
         self.loading = loading  # FSDP: who reads the weights, first or every (harness.fsdp); None: DDP
+        self.testing = testing  # FSDP: where the run is tested, gathered or sharded (harness.fsdp)
         self.peaks: list[int] = []
         self.phase_peaks: dict[str, list[int]] = {}  # each process's peak in setup, train, eval
         self.held: list[int] = []  # parameters each process holds (FSDP: its shards)
+        self.held_bytes: list[int] = []  # FSDP: the bytes of the storages behind them
         self.read: list[int] = []  # FSDP: whether each process read the weights itself (1) or not (0)
 
     @property
     def fsdp(self) -> bool:
         return self.loading is not None
+
+    @property
+    def test_sharded(self) -> bool:
+        """Whether every process tests its shards together (else the first tests the whole model)."""
+        return self.fsdp and self.testing == "sharded"
 
     @property
     def strategy(self) -> str:
@@ -147,8 +154,11 @@ class Parallel:
         from harness.fsdp import shard
 
         shard(model, self.device, self.world_size, self.loading == "first", self.is_main)
-        self.held = self.gather_ints(sum(p.to_local().numel() if hasattr(p, "to_local") else p.numel()
-                                         for p in model.parameters()))
+        local = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
+        self.held = self.gather_ints(sum(t.numel() for t in local))
+        # the memory behind them: a shard that is a view of a whole tensor keeps all of it
+        self.held_bytes = self.gather_ints(sum({t.untyped_storage().data_ptr(): t.untyped_storage().nbytes()
+                                                for t in local}.values()))
 
     def prepare(self, model: torch.nn.Module, optimizer, batches):
         """The model wrapped for data parallelism (DDP; a sharded model as it is), the optimizer,
@@ -187,8 +197,8 @@ class Parallel:
         if not self.is_main:
             memory.stop()
             self.end()
-        elif full is not None:
-            fsdp.unshard(s, cfg, full, build)
+        elif full is not None:  # sharded testing: built again in CPU memory, not on the device
+            fsdp.unshard(s, cfg, full, build, torch.device("cpu") if self.test_sharded else s.device)
         return self.is_main
 
     def end(self) -> None:
@@ -205,4 +215,5 @@ def recorded(parallel: Parallel | None, memory: dict) -> tuple[dict, dict]:
              "peak_memory_per_rank_bytes": parallel.peaks,
              "peak_memory_per_rank_by_phase_bytes": parallel.phase_peaks,
              **({"parameters_per_rank": parallel.held, "fsdp_load": parallel.loading,
+                 "fsdp_test": parallel.testing, "parameter_storage_bytes_per_rank": parallel.held_bytes,
                  "weights_read_per_rank": parallel.read} if parallel.fsdp else {})})

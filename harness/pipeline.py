@@ -190,19 +190,26 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     if spec.standalone:  # a classical baseline runs itself (harness.methods.tfidf)
         return RunResult(*spec.build(cfg, isolated, work_dir, tracker))
     device = pick_device(cfg.trainer.device.value)
-    parallel = Parallel(device.type == "cpu", fsdp_loading(cfg)) if in_group() else None
+    parallel = (Parallel(device.type == "cpu", fsdp_loading(cfg), cfg.trainer.fsdp_test.value)
+                if in_group() else None)
     device = parallel.device if parallel is not None else device
     memory = PeakMemory(device, isolated).start()
     (energy := EnergyMeter(device.type, device.index or 0)).start()
     with memory.phase("setup"):
         s = setup(cfg, device, parallel)
     trained = fit(s, cfg, tracker, memory, parallel)
+    sharded = parallel is not None and parallel.test_sharded
+    tested = None
+    if sharded:  # every process tests its shards together (harness.fsdp)
+        with memory.phase("eval"), s.adapted.inference():
+            tested = test(s, cfg, trained)
     if parallel is not None and not parallel.after_training(memory, s, cfg, build):
         return None
     with memory.phase("eval"):
-        with s.adapted.inference():
-            tested = test(s, cfg, trained)
-        measured = measure(s, cfg, work_dir)
+        if tested is None:
+            with s.adapted.inference():
+                tested = test(s, cfg, trained)
+        measured = measure(s, cfg, work_dir, timed=not sharded)
     fields = record_fields(s, cfg, trained, tested, measured, memory.stop(), parallel)
     fields.update(energy.stop())
     for name in MEASUREMENTS:

@@ -17,14 +17,18 @@ if TYPE_CHECKING:
 @dataclass
 class Measured:
     adapter_bytes: int
-    latency_ms: float
+    latency_ms: float | None  # None: not measured (an FSDP run tested sharded)
     latency_merged_ms: float | None
     generation: dict = field(default_factory=dict)  # gen_tokens_per_s, gen_ttft_ms
 
 
-def measure(s: "Setup", cfg: "RunConfig", work_dir: Path) -> Measured:
-    """Inference latency (adapters unmerged, then merged where the method can) and adapter size."""
+def measure(s: "Setup", cfg: "RunConfig", work_dir: Path, timed: bool = True) -> Measured:
+    """Inference latency (adapters unmerged, then merged where the method can) and adapter size;
+    without ``timed``, the adapter's size only (an FSDP run tested sharded: its model, built again
+    in CPU memory, is not where it trained, so nothing is timed)."""
     t = cfg.trainer
+    if not timed:
+        return Measured(int(s.adapted.save(work_dir / "adapter")), None, None)
     batch = next(iter(loader(s.encoded["test"].examples, s.loaded.tokenizer, t.latency_batch_size,
                              False, cfg.seed, s.kind.collator(s.loaded.tokenizer))))
     inputs = s.kind.model_inputs(batch)

@@ -34,13 +34,15 @@ def harness(args: list[str], cwd) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def three_runs(tmp_path_factory):
     """One run on 1 process, on 2 with DDP, on 2 with FSDP (the first process reads the weights,
-    the default) and on 2 with FSDP where every process loads them, dropout off. The last is the
-    same configuration as the third (who reads the weights does not change what trains), so it
-    goes into a store of its own and its row is added to the others."""
+    and tests the whole model, the defaults) and on 2 with FSDP where every process loads the
+    weights and tests its shards, dropout off. The last is the same configuration as the third
+    (who reads the weights and where the model is tested do not change what trains), so it goes
+    into a store of its own and its row is added to the others."""
     folder = tmp_path_factory.mktemp("parallel")
     url = str(folder / "r.db")
     for args, store in ((["trainer.processes=1,2"], url), (["trainer.processes=2", "trainer.strategy=fsdp"], url),
-                        (["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_load=every"],
+                        (["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_load=every",
+                          "trainer.fsdp_test=sharded"],
                          str(folder / "every.db"))):
         done = harness(["-m", *SAME, *args, f"store.url={store}"], folder)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -97,17 +99,37 @@ def test_fsdp_reads_the_weights_on_the_first_process_only_unless_told_otherwise(
     assert first["fsdp_load"] == "first" and first["weights_read_per_rank"] == [1, 0]
     assert every["fsdp_load"] == "every" and every["weights_read_per_rank"] == [1, 1]
     assert first["parameters_per_rank"] == every["parameters_per_rank"]
+    # ... and the memory of their shards only (a shard that were a view of the whole tensor it
+    # was cut from would keep all of it alive); fp32: 4 bytes a parameter, padding aside
+    whole = 4 * int(runs.loc["fsdp", "total_params"])
+    for held in (first["parameter_storage_bytes_per_rank"], every["parameter_storage_bytes_per_rank"]):
+        assert len(held) == 2 and all(0.45 * whole < b < 0.55 * whole for b in held), (held, whole)
+
+
+def test_fsdp_tests_the_model_sharded_when_told(three_runs):
+    """trainer.fsdp_test=sharded through the run: the processes test the sharded model together
+    (its test loss is one process's, see above), the adapter saved from the model gathered in CPU
+    memory is the one-process run's size, and latency is recorded as not measured; the default
+    (gathered) tests and times the whole model on the first process."""
+    _, runs = three_runs
+    sharded, gathered, one = runs.loc["fsdp_every"], runs.loc["fsdp"], runs.loc["none"]
+    assert json.loads(sharded["details_json"])["fsdp_test"] == "sharded"
+    assert json.loads(gathered["details_json"])["fsdp_test"] == "gathered"
+    assert sharded["adapter_bytes"] == gathered["adapter_bytes"] == one["adapter_bytes"] > 0
+    assert pd.isna(sharded["infer_latency_ms"]) and pd.isna(sharded["infer_latency_merged_ms"])
+    assert gathered["infer_latency_ms"] > 0 and gathered["infer_latency_merged_ms"] > 0
 
 
 def test_fsdp_keeps_tied_embeddings_tied(tmp_path):
     """Full fine-tuning of a causal LM whose output layer is its input embeddings (tiny Llama, as
     SmolLM2), the second process receiving its shards from the first: the shared tensor stays
     one tensor (the processes hold every parameter once, and it trains as one), and the test
-    loss is one process's."""
+    loss is one process's, the model tested sharded (a causal LM's prompt task, which scores
+    answer tokens) and saved from the state gathered in CPU memory."""
     url = str(tmp_path / "r.db")
     tied = ["model=tiny_llama", "task=rotten_tomatoes_prompt", "trainer=smoke", *SAME[len(TINY):],
             "method=full", f"store.url={url}"]
-    for args in (["trainer.processes=1"], ["trainer.processes=2", "trainer.strategy=fsdp"]):
+    for args in (["trainer.processes=1"], ["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_test=sharded"]):
         done = harness([*tied, *args], tmp_path)
         assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     one, two = (r for _, r in load(url).sort_values("world_size").iterrows())
@@ -115,6 +137,7 @@ def test_fsdp_keeps_tied_embeddings_tied(tmp_path):
     assert details["fsdp_load"] == "first" and details["weights_read_per_rank"] == [1, 0]
     assert sum(details["parameters_per_rank"]) == two["total_params"] == one["total_params"]
     assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-4)
+    assert details["fsdp_test"] == "sharded" and two["adapter_bytes"] == one["adapter_bytes"]
 
 
 @pytest.mark.parametrize("builder,error", [
@@ -142,6 +165,8 @@ def test_a_failing_process_fails_the_run_in_one_line(tmp_path, builder, error):
      "method=vblora cannot train with trainer.strategy=fsdp: it trains tensors that several layers share"),
     (["trainer.processes=2", "trainer.strategy=fsdp", "method=adalora"],
      "method=adalora cannot train with trainer.strategy=fsdp: its rank allocator"),
+    (["trainer.processes=2", "trainer.fsdp_test=sharded"],
+     "trainer.fsdp_test=sharded says where an FSDP run is tested: it needs trainer.strategy=fsdp"),
     (["trainer.processes=2", "trainer.fsdp_load=first"],
      "trainer.fsdp_load=first says who reads an FSDP run's weights: it needs trainer.strategy=fsdp"),
     (["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_load=first", "method=qlora"],
