@@ -34,6 +34,13 @@ def tiny_config(store: Path, *overrides: str):
     return compose_config([*TINY, f"store.url={store}", *overrides])
 
 
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject's addopts): a test process per core this run may use (its CPU
+    affinity, not the host's count), up to 4; each runs torch on one thread (above)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(4, cores)
+
+
 def pytest_collection_modifyitems(config, items):
     """Tests marked ``gpu`` are skipped where torch sees no CUDA device."""
     import torch

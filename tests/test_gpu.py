@@ -78,3 +78,29 @@ def test_bf16_base_weights_with_fp32_adapters(store_path):
     assert base and all(p.dtype == torch.bfloat16 for p in base)
     assert adapters and all(p.dtype == torch.float32 for p in adapters)
     pipeline.fit(s, cfg, None)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs 2 CUDA GPUs")
+@pytest.mark.parametrize("method", ["lora", "qlora"])
+def test_fsdp_on_two_gpus_matches_one_gpu_and_keeps_the_model_sharded(tmp_path, method):
+    """FSDP over NCCL on 2 GPUs, the model tested sharded (trainer.fsdp_test=sharded): the test
+    loss is one GPU's, each GPU held its half of the parameters, and each process's peak is a
+    CUDA peak (LoRA: the second process never read the weights; QLoRA: 4-bit, every process)."""
+    import json
+
+    from harness.results import load
+    from tests.test_parallel import SAME, harness
+
+    url = str(tmp_path / "r.db")
+    for args in (["trainer.processes=1"], ["trainer.processes=2", "trainer.strategy=fsdp", "trainer.fsdp_test=sharded"]):
+        done = harness([*SAME, "trainer.device=cuda", "trainer.autocast=off", f"method={method}",
+                        f"store.url={url}", *args], tmp_path)
+        assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    one, two = (r for _, r in load(url).sort_values("world_size").iterrows())
+    details = json.loads(two["details_json"])
+    assert details["parallel_strategy"] == "fsdp" and two["memory_kind"] == "cuda_allocated"
+    assert details["weights_read_per_rank"] == ([1, 0] if method == "lora" else [1, 1])
+    if method == "lora":  # (4-bit weights are held packed, two to a byte)
+        assert sum(details["parameters_per_rank"]) == two["total_params"] == one["total_params"]
+    assert two["eval_loss"] == pytest.approx(one["eval_loss"], rel=1e-3)
+    assert two["adapter_bytes"] == one["adapter_bytes"]
