@@ -18,7 +18,9 @@ Every process evaluates the validation split after each epoch (the best/final ch
 in all); after training, the per-process peak memory is gathered and only the first process
 (rank 0) tests, times, saves the adapter and reports the run. An FSDP run first gathers its full
 trained state on the first process, which builds the model again as the run built it and loads
-that state into it (the measurements then run on an ordinary, unsharded model). The run records
+that state into it (the measurements then run on an ordinary, unsharded model); with
+``trainer.fsdp_test=sharded`` every process tests the sharded model first, and the copy is built
+in CPU memory only to save the adapter (:mod:`harness.fsdp`). The run records
 ``world_size``, the strategy and each rank's peak memory (``details_json``:
 ``parallel_strategy``, ``peak_memory_per_rank_bytes``).
 """
