@@ -199,14 +199,13 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
         s = setup(cfg, device, parallel)
     trained = fit(s, cfg, tracker, memory, parallel)
     sharded = parallel is not None and parallel.test_sharded
-    tested = None
     if sharded:  # every process tests its shards together (harness.fsdp)
         with memory.phase("eval"), s.adapted.inference():
             tested = test(s, cfg, trained)
     if parallel is not None and not parallel.after_training(memory, s, cfg, build):
         return None
     with memory.phase("eval"):
-        if tested is None:
+        if not sharded:
             with s.adapted.inference():
                 tested = test(s, cfg, trained)
         measured = measure(s, cfg, work_dir, timed=not sharded)
