@@ -12,6 +12,7 @@ import enum
 import math
 import re
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Optional
 
 from harness.errors import ConfigError  # noqa: F401  (re-exported: schemas raise it)
@@ -168,7 +169,14 @@ class ModelConfig:
     dtype: Dtype = Dtype.float32
 
 
+# Loaders of a user's own file (harness.tasks.files): their runs take the file's name as task name.
+FILE_LOADERS = ("csv", "jsonl", "parquet")
+MIN_LENGTH = 8  # task.max_length below this leaves a text a token or two beside [CLS]/[SEP] or a template
+
+
 class Truncation(str, enum.Enum):
+    # The task type's own: head for classification, tail for prompt tasks (where the question is).
+    auto = "auto"
     head = "head"  # keep the start of long texts
     tail = "tail"  # keep the end
     head_tail = "head_tail"  # a quarter from the start, the rest from the end
@@ -181,6 +189,10 @@ class TaskConfig:
     data_path: Optional[str] = None
     text_column: str = "text"
     label_column: str = "label"
+    # CSV/TSV: whether the first row names the columns; false: columns are named by position, from
+    # 0 (task.text_column=0 task.label_column=1). Any column may be given by position when no
+    # column has that name.
+    header: bool = True
     # --- task types, own data, long documents (docs/tasks.md) ---
     # single_label | multi_label | multiple_choice (harness.tasks.types).
     task_type: str = "single_label"
@@ -192,7 +204,7 @@ class TaskConfig:
     labels: Optional[list[str]] = None
     subset: Optional[str] = None  # LexGLUE: ecthr_a, ecthr_b, scotus, eurlex, ledgar, unfair_tos, case_hold
     prefix_parties: bool = False  # SCOTUS: start the text with the names of the two parties
-    truncation: Truncation = Truncation.head
+    truncation: Truncation = Truncation.auto
     cache_tokens: bool = True  # keep tokenized splits on disk, keyed by data, tokenizer, settings
     max_length: int = 128
     # Examples drawn per split (null: all the split has). The splits come from split_seed.
@@ -222,7 +234,14 @@ class TaskConfig:
     answer_pattern: Optional[str] = None
 
     def __post_init__(self) -> None:
+        if self.loader in FILE_LOADERS and self.name == self.loader and self.data_path:
+            # A file task is named after its file, so that a report never pools two files' runs
+            # under "csv" (the config hash, computed from the config as written, is unchanged).
+            self.name = Path(str(self.data_path)).stem or self.name
         _positive_int("task.max_length", self.max_length)
+        _check(self.max_length >= MIN_LENGTH, f"task.max_length must be at least {MIN_LENGTH} tokens "
+                                              f"(room for a text beside the model's special tokens), "
+                                              f"got {self.max_length}")
         if self.max_new_tokens is not None:
             _positive_int("task.max_new_tokens", self.max_new_tokens)
         if self.answer_pattern is not None:
@@ -320,6 +339,9 @@ class TrainerConfig:
         if self.max_steps is not None:
             _positive_int("trainer.max_steps", self.max_steps)
         _check(self.latency_batches >= 1, "trainer.latency_batches must be >= 1")
+        _check(isinstance(self.warmup_ratio, (int, float)) and math.isfinite(self.warmup_ratio)
+               and 0 <= self.warmup_ratio < 1,
+               f"trainer.warmup_ratio must be in [0, 1) (the share of steps that warm up), got {self.warmup_ratio!r}")
         # Gradients are clipped to this norm at every step: 0 would zero them, inf/NaN clip nothing.
         _positive_finite("trainer.max_grad_norm", self.max_grad_norm)
         _check(self.num_threads is None or self.num_threads >= 0,

@@ -17,13 +17,14 @@ UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report"
 
 # Keys added after runs were recorded, left out of the hash while they hold the value every run
 # before them had, so that adding a choice does not change the identity of the runs that exist.
-LATER_KEYS = {"trainer.strategy": "ddp"}
+LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True}
 
 
-def hashed_part(container: dict) -> dict:
+def hashed_part(container: dict, identity: dict | None = None) -> dict:
     """The part of a resolved config that decides a run's numbers, with what it was computed from
     besides the config (:func:`harness.fingerprint.run_identity`: data and model content, device
-    kind, harness version) under ``_identity``."""
+    kind, harness version) under ``_identity``; ``identity`` gives one recorded elsewhere (an
+    imported run's, checked on another machine) instead of this machine's."""
     from harness.fingerprint import run_identity
 
     data = json.loads(json.dumps(container))
@@ -34,13 +35,29 @@ def hashed_part(container: dict) -> dict:
             node = node.get(p, {})
         if key not in LATER_KEYS or node.get(leaf) == LATER_KEYS[key]:
             node.pop(leaf, None)
-    data["_identity"] = run_identity(container)
+    _resolve_defaults(data.get("task"))
+    data["_identity"] = run_identity(container) if identity is None else identity
     return data
 
 
-def config_hash(container: dict) -> str:
+def _resolve_defaults(task: dict | None) -> None:
+    """Hash what a run applies, not the word that chose it: ``task.truncation=auto`` is hashed as
+    the side it keeps for the task's type, so a classification run hashes as it did when ``head``
+    was the default (its store is reused), while a prompt task's hash says ``tail``."""
+    from harness.tasks.types import resolve_truncation
+
+    if not isinstance(task, dict):
+        return
+    if task.get("truncation") == "auto":
+        task["truncation"] = resolve_truncation("auto", str(task.get("task_type", "single_label")))
+    for sub in (task.get("subtasks") or {}).values():
+        _resolve_defaults(sub)
+
+
+def config_hash(container: dict, identity: dict | None = None) -> str:
     """The identity of a run: equal hashes mean the same numbers are expected (docs/robustness.md)."""
-    return hashlib.sha256(json.dumps(hashed_part(container), sort_keys=True).encode()).hexdigest()[:16]
+    part = hashed_part(container, identity)
+    return hashlib.sha256(json.dumps(part, sort_keys=True).encode()).hexdigest()[:16]
 
 
 def now_utc() -> str:

@@ -160,6 +160,24 @@ def empty_model(auto, path: str, kwargs: dict, revision: dict) -> torch.nn.Modul
         return auto.from_config(config, dtype=kwargs["dtype"], trust_remote_code=kwargs["trust_remote_code"])
 
 
+def model_folder(model_cfg) -> str:
+    """The folder (or hub id) the model and its tokenizer load from: a tiny model built once, a
+    GGUF file converted once, else ``model.source`` resolved."""
+    path = build_tiny(model_cfg.tiny) if model_cfg.tiny else resolve_source(model_cfg.source)
+    return gguf_to_safetensors(path) if path.endswith(".gguf") else path
+
+
+def load_tokenizer(model_cfg, path: str | None = None):
+    """The model's tokenizer as a run uses it (a decoder's missing pad token is its end token), so
+    that what the preflight tokenizes is what the run's token cache finds."""
+    revision = {"revision": model_cfg.revision} if getattr(model_cfg, "revision", None) else {}
+    tokenizer = AutoTokenizer.from_pretrained(path or model_folder(model_cfg),
+                                              trust_remote_code=model_cfg.trust_remote_code, **revision)
+    if tokenizer.pad_token is None:  # decoder tokenizers often have none
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
 def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
                problem_type: str | None = None, causal_lm: bool = False, empty: bool = False) -> LoadedModel:
     """``num_labels`` outputs on a sequence-classification head; ``problem_type`` as transformers
@@ -167,9 +185,7 @@ def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
     with its own output layer instead (``AutoModelForCausalLM``), which stays out of 4-bit.
     ``empty``: the same model built from its config on the meta device, no weight read (an FSDP
     process that receives its shards from another, :mod:`harness.fsdp`)."""
-    path = build_tiny(model_cfg.tiny) if model_cfg.tiny else resolve_source(model_cfg.source)
-    if path.endswith(".gguf"):
-        path = gguf_to_safetensors(path)
+    path = model_folder(model_cfg)
     kwargs: dict = {"trust_remote_code": model_cfg.trust_remote_code, "use_safetensors": True,
                     "dtype": _DTYPES[model_cfg.dtype.value]}
     if not causal_lm:  # a saved head with another number of labels is replaced by a new one
@@ -183,8 +199,7 @@ def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
         kwargs["device_map"] = {"": device.index or 0} if device.type == "cuda" else {"": "cpu"}
     # A hub id loads at model.revision (a commit, tag or branch); the run identity records it.
     revision = {"revision": model_cfg.revision} if getattr(model_cfg, "revision", None) else {}
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=model_cfg.trust_remote_code,
-                                              **revision)
+    tokenizer = load_tokenizer(model_cfg, path)
     auto = AutoModelForCausalLM if causal_lm else AutoModelForSequenceClassification
     if empty:
         if quant is not None:
@@ -192,8 +207,6 @@ def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
         model = empty_model(auto, path, kwargs, revision)
     else:
         model = auto.from_pretrained(path, **kwargs, **revision)
-    if tokenizer.pad_token is None:  # decoder tokenizers often have none
-        tokenizer.pad_token = tokenizer.eos_token
     if getattr(model.config, "pad_token_id", None) is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if quant is None and not empty:

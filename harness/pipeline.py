@@ -22,13 +22,13 @@ from harness.fingerprint import cpu_has_bf16
 from harness.measure import PeakMemory, pick_device
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models import LoadedModel, cache_dir, load_model
-from harness.parallel import Parallel, in_group, use_threads
+from harness.parallel import Parallel, in_group, rank, use_threads
 from harness.row import record_fields
 from harness.registry import Registry
 from harness.tasks import TaskData, load_task
-from harness.tasks.encoding import Encoded, encode_cached, encode_split
+from harness.tasks.encoding import Encoded, cut_line, cut_summary, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
-from harness.tasks.types import TaskType
+from harness.tasks.types import TaskType, resolve_truncation
 from harness.timing import measure
 from harness.train import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
 
@@ -119,6 +119,11 @@ def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device,
     return loaded, build_method(cfg, loaded.model, method_context(cfg, kind, device))
 
 
+def truncation(cfg: RunConfig) -> str:
+    """The side of a long text the run keeps: ``task.truncation``, ``auto`` resolved by task type."""
+    return resolve_truncation(cfg.task.truncation.value, cfg.task.task_type)
+
+
 def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None) -> Setup:
     """Data, model and method (where ``parallel`` builds them, if given); then the method's one
     "before training" hook."""
@@ -128,8 +133,12 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
                               else (*build(cfg, kind, data.num_labels, device), device))
     tok, collate = loaded.tokenizer, kind.collator(loaded.tokenizer)
     folder = cache_dir() / "tokens" if cfg.task.cache_tokens else None
+    strategy = truncation(cfg)
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
-                                   cfg.task.truncation.value, folder, kind) for name in SPLITS}
+                                   strategy, folder, kind) for name in SPLITS}
+    line = cut_line(cut_summary(encoded, cfg.task.max_length, strategy))
+    if line and rank() == 0:
+        print(f"[harness] note: task {cfg.task.name}: {line}", flush=True)
     kind.prepare(tok, encoded["train"].examples)
     batches = {name: loader(enc.examples, tok, cfg.trainer.batch_size if name == "train"
                             else cfg.trainer.eval_batch_size, name == "train", cfg.seed, collate,
@@ -152,25 +161,28 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
     (a method's extra settings, e.g. DyLoRA's ranks) as curves rows."""
     model, kind = s.adapted.model, s.kind
 
-    def score(batches, labels=None, keep=None) -> dict:
-        return evaluate(model, batches, s.device, s.data.num_labels, s.use_bf16, labels, kind, keep)
+    def score(batches, labels=None, keep=None, progress=None) -> dict:
+        return evaluate(model, batches, s.device, s.data.num_labels, s.use_bf16, labels, kind, keep,
+                        progress if cfg.trainer.progress and rank() == 0 else None)
 
     def rows(variant: str, scores: dict) -> list[dict]:
         return [{"epoch": trained.best_epoch, "variant": variant, "split": "test", "metric": k,
                  "value": v} for k, v in scores.items()]
 
     kept: dict = {}
-    tested = Tested(score(s.batches["test"], keep=kept))
+    tested = Tested(score(s.batches["test"], keep=kept, progress="test"))
     if not math.isfinite(tested.metrics["eval_loss"]):
         raise NonFiniteLossError(f"test loss is {tested.metrics['eval_loss']}")
     guess = kind.majority_prediction(s.data.train.labels)
+    texts = kind.texts_to_keep(kept)  # what a generation run wrote (harness.results.load_answers)
     kept = {k: kind.prediction_ids(v) for k, v in
             (("labels", kept["labels"]), ("predictions", kept["predictions"]),
              ("majority", [guess] * len(kept["labels"])))}
-    if None not in kept.values():  # open-ended generations have no per-example classes to keep
-        tested.predictions["test"] = {k: np.asarray(v) for k, v in kept.items()}
+    arrays = {k: np.asarray(v) for k, v in kept.items()} if None not in kept.values() else {}
+    if arrays or texts:  # open-ended generations have no per-example classes, only their texts
+        tested.predictions["test"] = {**arrays, **texts}
     for task, split, labels in per_task_splits(s.data, s.data.test):  # multi-task data only
-        enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, cfg.task.truncation.value, kind)
+        enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, truncation(cfg), kind)
         tested.curves += rows(f"task:{task}", score(loader(
             enc.examples, s.loaded.tokenizer, cfg.trainer.eval_batch_size, False, cfg.seed,
             kind.collator(s.loaded.tokenizer), cfg.trainer.group_by_length), labels))

@@ -19,6 +19,7 @@ from omegaconf import OmegaConf
 from harness.errors import ConfigError
 from harness.identity import config_hash
 from harness.launchers import check_ray_address, check_store_reach
+from harness.limits import out_of_reach
 from harness.overrides import one_line, parse_overrides
 from harness.paths import conf_dir
 from harness.plugins import plugins_in_overrides
@@ -170,6 +171,11 @@ def check_files(cfg, data=None) -> None:
             data(cfg.task)
         except TaskDataError as exc:
             raise PreflightError(str(exc)) from None
+    reason = out_of_reach(cfg)  # a length past the model's positions, hub data offline
+    if reason:
+        raise PreflightError(reason)
+    if data is not None and path:
+        data.cut_note(cfg)
 
 
 def _check_job(job: list[str], config_name: str, data=None) -> tuple[str, dict]:

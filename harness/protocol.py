@@ -82,7 +82,7 @@ def expected_hashes(container: dict, finished) -> list[str]:
 
 def run_grid_point(cfg: DictConfig, work_dir: Path | None = None) -> list[dict]:
     """The rows of one grid point: one run (fixed), or its search trials and final runs (tuned)."""
-    from harness.results import load
+    from harness.results.retry import load_patiently as load  # waits out an outage of the store
     from harness.runner import run_job
 
     if cfg.protocol.name != "tuned":

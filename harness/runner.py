@@ -21,9 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import identity
 from harness.config import RunConfig
-from harness.execution import execute, lists, one_line_error
+from harness.execution import execute, one_line_error
 from harness.isolation import WorkerError, run_worker, watch_sweep
-from harness.results.store import SCHEMA_VERSION, open_store, redact
+from harness.results.retry import PatientStore
+from harness.results.store import SCHEMA_VERSION, redact
+from harness.unrecorded import UNRECORDED, keep_unrecorded, mark_recorded  # noqa: F401 - UNRECORDED: API
 from harness.validation import validate
 
 
@@ -42,9 +44,6 @@ WORKER_COMMAND: list[str] | None = None
 # A run's claim on its configuration lasts this long unless renewed; its runner renews it every
 # LEASE_S / 4 while the run trains, so a claim outlives its owner by at most LEASE_S.
 LEASE_S = 300.0
-# The file a run's result is kept in when the store cannot take it (imported later with
-# ``python -m harness.results import``).
-UNRECORDED = "unrecorded.json"
 
 
 def _release_memory() -> None:
@@ -78,7 +77,8 @@ def _owner() -> str:
 
 
 class _Heartbeat:
-    """Renews a run's claim every ``lease_s / 4`` until stopped."""
+    """Renews a run's claim every ``lease_s / 4`` until stopped (waiting out an outage of the
+    store meanwhile, but never past the run's end)."""
 
     def __init__(self, store, row: dict, lease_s: float) -> None:
         self.stop_event = threading.Event()
@@ -88,7 +88,8 @@ class _Heartbeat:
     def _run(self) -> None:
         while not self.stop_event.wait(self.lease_s / 4):
             try:
-                self.store.renew(self.row["config_hash"], self.row["run_id"], self.lease_s)
+                self.store.renew(self.row["config_hash"], self.row["run_id"], self.lease_s,
+                                 stop=self.stop_event)
             except Exception:  # noqa: BLE001 - a missed renewal only shortens the lease
                 pass
 
@@ -101,13 +102,38 @@ class _Heartbeat:
         self.thread.join()
 
 
-def keep_unrecorded(work_dir: Path, row: dict, curves: list[dict], predictions: dict) -> Path:
-    """Write a run the store could not take to its folder, for ``python -m harness.results import``."""
-    path = work_dir / UNRECORDED
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"row": row, "curves": curves, "predictions": lists(predictions)}))
-    tmp.replace(path)
-    return path
+def _without_password(container: dict) -> dict:
+    """The config as a job file holds it: the worker needs no store, so no password either."""
+    store = container.get("store") or {}
+    return {**container, "store": {**store, "url": redact(store["url"])}} if store.get("url") else container
+
+
+def _record(store: PatientStore, row: dict, curves: list[dict], predictions: dict, run_dir: Path,
+            claimed: bool) -> dict:
+    """Record the run, waiting out an outage of the store with the run kept on disk meanwhile
+    (``unrecorded.json``, renamed once recorded); if the store cannot take it, the run stays kept
+    there and ``row["unrecorded"]`` names the file."""
+    kept: list[Path] = []
+
+    def keep() -> None:  # the store is unreachable: the run waits for it on disk
+        kept.append(keep_unrecorded(run_dir, row, curves, predictions))
+        print(f"[harness] run {row['run_id']} kept in {kept[0]} until the store is back", file=sys.stderr)
+
+    try:
+        store.record(row, curves, predictions, on_wait=keep)
+    except Exception as exc:  # noqa: BLE001 - the run is kept, the sweep goes on
+        path = kept[0] if kept else keep_unrecorded(run_dir, row, curves, predictions)
+        print(f"[harness] could not record run {row['run_id']} in the store ({one_line_error(exc)}); "
+              f"kept in {path}; `python -m harness.results import {path.parent} --store "
+              f"{redact(store.url)}` records it", file=sys.stderr)
+        row["unrecorded"] = str(path)
+        if claimed:
+            with contextlib.suppress(Exception):  # the lease runs out on its own
+                store.release(row["config_hash"], row["run_id"])
+        return row
+    if kept:
+        mark_recorded(kept[0])
+    return row
 
 
 def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
@@ -123,7 +149,7 @@ def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
     run_cfg = validate(cfg)  # a bad config fails here, before anything is trained or stored
     container = OmegaConf.to_container(cfg, resolve=True)
     watch_sweep()
-    store = open_store(run_cfg.store.url)
+    store = PatientStore(run_cfg.store.url)
     row = identity.base_row(run_cfg, container, identity.sweep_label(run_cfg.store.sweep),
                             SCHEMA_VERSION)
     claimed = True
@@ -147,8 +173,8 @@ def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
     try:
         with _Heartbeat(store, row, LEASE_S) if claimed else contextlib.nullcontext():
             if run_cfg.trainer.isolate:
-                fields, curves, predictions = run_worker(WORKER_COMMAND, container, row, run_dir,
-                                                         run_cfg.trainer.timeout_s)
+                fields, curves, predictions = run_worker(WORKER_COMMAND, _without_password(container),
+                                                         row, run_dir, run_cfg.trainer.timeout_s)
             else:
                 fields, curves, predictions = execute(run_cfg, isolated=False, work_dir=run_dir, row=row)
         row.update(fields, status="finished")
@@ -158,18 +184,4 @@ def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
             traceback.print_exc()
         _release_memory()
     row.update(_provenance(run_cfg))
-    try:
-        store.record(row, curves, predictions)
-    except Exception as exc:  # noqa: BLE001 - the run is kept, the sweep goes on
-        kept = keep_unrecorded(run_dir, row, curves, predictions)
-        print(f"[harness] could not record run {row['run_id']} in the store "
-              f"({one_line_error(exc)}); kept in {kept}; import it with: "
-              f"python -m harness.results import {kept.parent} --store {redact(run_cfg.store.url)}",
-              file=sys.stderr)
-        row["unrecorded"] = str(kept)
-        if claimed:
-            try:
-                store.release(row["config_hash"], row["run_id"])
-            except Exception:  # noqa: BLE001 - the lease runs out on its own
-                pass
-    return row
+    return _record(store, row, curves, predictions, run_dir, claimed)

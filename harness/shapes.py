@@ -104,7 +104,8 @@ def _gguf_config(path: str, mtime: int) -> dict | None:
     here rather than with ``gguf.GGUFReader``, which parses every tensor's header and the token
     lists first (about 2-5 s for SmolLM2-135M): preflight needs seven keys near the file's start."""
     wanted = {"general.architecture", "embedding_length", "feed_forward_length", "block_count",
-              "attention.head_count", "attention.head_count_kv", "attention.key_length"}
+              "attention.head_count", "attention.head_count_kv", "attention.key_length",
+              "context_length"}
     found: dict = {}
     try:
         with open(path, "rb") as fh:
@@ -150,6 +151,8 @@ def _gguf_config(path: str, mtime: int) -> dict | None:
               "num_key_value_heads": found.get("attention.head_count_kv")}
     if "attention.key_length" in found:
         config["head_dim"] = found["attention.key_length"]
+    if "context_length" in found:
+        config["max_position_embeddings"] = found["context_length"]
     return config
 
 

@@ -24,7 +24,17 @@ from harness import fields, identity
 PLAN_ENV = "PEFT_HARNESS_PLAN"
 
 
-def print_row(row: dict) -> None:
+def print_row(row: dict, store: str | None = None) -> None:
+    """A run's line on the terminal; then, for a run that trained, where its row and folder are."""
+    _print_outcome(row)
+    if row["status"] != "skipped" and not row.get("unrecorded") and store:
+        from harness.results.store import redact
+
+        print(f"          recorded as run {row['run_id']} in {redact(store)}"
+              + (f"; files in {row['run_dir']}" if row.get("run_dir") else ""))
+
+
+def _print_outcome(row: dict) -> None:
     if row["status"] == "skipped":
         why = (row.get("skip_reason") or "already finished in the store") + \
             f" (config {row['config_hash']})"
@@ -33,8 +43,7 @@ def print_row(row: dict) -> None:
         print(f"[harness] skipped {row['method']} on {row['task']} ({row['model']}, "
               f"quant={row['quant']}, r={row['r']}, seed {row['seed']}): {why}")
         return
-    if row.get("unrecorded"):
-        print(f"[harness] run {row['status']} but NOT recorded in the store; kept in {row['unrecorded']}")
+    if row.get("unrecorded"):  # the runner said it, in one line with the command that records it
         return
     if row["status"] != "finished":
         print(f"[harness] run FAILED ({row['method']}, seed {row['seed']}): {row.get('error')}")
@@ -102,14 +111,12 @@ def command_outcome(jobs: list[tuple[str, dict]], since: str, dynamic: bool = Fa
     ``dynamic`` sweeper (Optuna) the jobs are not known in advance: the configs with rows written
     since the command started are its jobs."""
     from harness.protocol import expected_hashes
-    from harness.results import load
-
-    from harness.results import open_store
+    from harness.results.retry import PatientStore, load_patiently
 
     parts = []
-    for url in dict.fromkeys(u for u, _ in jobs):
-        df = load(url, decode=False)
-        claims = open_store(url, create=False).claims()
+    for url in dict.fromkeys(u for u, _ in jobs):  # each store waited for if unreachable
+        df = load_patiently(url, decode=False)
+        claims = PatientStore(url, create=False).claims()
         finished = df[df["status"] == "finished"]
         if dynamic:
             hashes = list(df.loc[df["created_at"].astype(str) >= since, "config_hash"])
@@ -141,16 +148,21 @@ class SweepSummary(Callback):
     worked out from the same store rows by ``harness.__main__``."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from harness.results.store import StoreError
+        from harness.unrecorded import settle_kept
+
         sweep = identity.sweep_label(config.store.sweep, config.get("hydra"))
         plan = read_plan()
-        if plan is None:  # not started by ``python -m harness``: the sweep label selects
-            from harness.results import load
-
-            df = load(config.store.url, decode=False)
-            mine = df[df["sweep"] == sweep]
-            outcome = Outcome(mine[mine["status"] == "finished"], mine[mine["status"] != "finished"])
-        else:
-            outcome = command_outcome(*plan, dynamic=_is_dynamic(config))
+        # Runs kept on disk while the store was unreachable are recorded first, if it is back.
+        folder = ((config.get("hydra") or {}).get("sweep") or {}).get("dir")
+        kept = settle_kept(Path(str(folder)), [u for u, _ in plan[0]] if plan else [config.store.url],
+                           plan[1] if plan else "1970-01-01T00:00:00+00:00") if folder else []
+        try:
+            outcome = self._outcome(config, sweep, plan)
+        except StoreError as exc:  # unreachable past the patience, or gone: said, not raised
+            print(f"\n[harness] sweep {sweep}: the outcome cannot be read from the store: {exc}",
+                  *kept, sep="\n")
+            return
         done, failed = outcome.finished, outcome.failed
         if config.tracker.name == "wandb" and len(done) + len(failed):
             _log_to_tracker(config, sweep, done, failed)
@@ -168,9 +180,21 @@ class SweepSummary(Callback):
             what = (f"{row['method']} quant={row['quant']} r={row['r']} seed={row['seed']}"
                     if isinstance(row.get("method"), str) else f"config {row['config_hash']}")
             print(f"  FAILED {what}: {row['error']}")
+        for line in kept:
+            print(line)
+
+    @staticmethod
+    def _outcome(config: DictConfig, sweep: str, plan) -> Outcome:
+        if plan is None:  # not started by ``python -m harness``: the sweep label selects
+            from harness.results.retry import load_patiently
+
+            df = load_patiently(config.store.url, decode=False)
+            mine = df[df["sweep"] == sweep]
+            return Outcome(mine[mine["status"] == "finished"], mine[mine["status"] != "finished"])
+        return command_outcome(*plan, dynamic=is_dynamic(config))
 
 
-def _is_dynamic(config: DictConfig) -> bool:
+def is_dynamic(config: DictConfig) -> bool:
     target = str(config.get("hydra", {}).get("sweeper", {}).get("_target_", ""))
     return bool(target) and not target.endswith("BasicSweeper")
 

@@ -35,9 +35,16 @@ def measure(s: "Setup", cfg: "RunConfig", work_dir: Path, timed: bool = True) ->
     if s.kind.causal_lm:  # a forward pass of a language model at inference: the next token's logits
         inputs["logits_to_keep"] = 1
     generation = {}
+    say = print if t.progress else (lambda *a, **k: None)
+    say(f"[harness] timing inference: forward latency, {t.latency_batches} batches of "
+        f"{t.latency_batch_size} (trainer.latency_batches, trainer.latency_batch_size)", flush=True)
     with s.adapted.inference():
         unmerged = latency_ms(s.adapted.model, inputs, s.device, t.latency_batches, s.use_bf16)
         if s.kind.causal_lm:
+            say(f"[harness] timing generation: {t.generation_tokens} new tokens for "
+                f"{t.generation_batch_size} prompts, {t.latency_batches} times "
+                f"after a warm-up (fewer trainer.generation_tokens or trainer.latency_batches "
+                f"shorten it)", flush=True)
             from harness.lm import generation_speed
 
             prompts = next(iter(loader(s.encoded["test"].examples, s.loaded.tokenizer,

@@ -81,16 +81,24 @@ def autocast_context(device: torch.device, enabled: bool):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def _shows_progress(t, parallel=None) -> bool:
+    """Whether this process draws progress bars: ``trainer.progress``, and the first process of a
+    data-parallel run only."""
+    return bool(t.progress) and (parallel is None or parallel.is_main)
+
+
 @torch.no_grad()
 def evaluate(model, batches: DataLoader, device, num_labels: int, use_bf16: bool,
              labels: list[int] | None = None, task_type: TaskType | None = None,
-             keep: dict | None = None) -> dict:
+             keep: dict | None = None, progress: str | None = None) -> dict:
     """Loss and metrics on ``batches``; ``labels`` restricts F1 to some labels (one task's).
-    ``keep``: a dict that receives the per-example ``predictions`` and ``labels``, in order."""
+    ``keep``: a dict that receives the per-example ``predictions`` and ``labels``, in order.
+    ``progress``: the name of a progress bar over the batches (none when None)."""
     kind = task_type or SingleLabel()
     model.eval()
     preds, refs, loss_sum, n = [], [], 0.0, 0
-    for batch in batches:
+    for batch in tqdm(batches, desc=f"{progress}: {kind.scoring}", unit="batch", leave=False,
+                      disable=progress is None, dynamic_ncols=True):
         batch = to_device(batch, device)
         with autocast_context(device, use_bf16):
             batch_loss, weight, batch_preds, batch_refs = kind.score_batch(model, batch)
@@ -138,7 +146,8 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
     model = adapted.model
     if not any(p.requires_grad for p in model.parameters()):  # zero-shot: validation once, no steps
         with phase("eval"), adapted.inference():
-            metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind)
+            metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind,
+                               progress="validation" if _shows_progress(t, parallel) else None)
         return TrainResult(curves=[{"epoch": 0, "split": "validation", "metric": k, "value": v}
                                    for k, v in metrics.items()],
                            selected_value=float(metrics[t.select_metric]))
@@ -158,7 +167,7 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
     step = 0
     # One bar per run, over all its optimizer steps.
     bar = tqdm(total=total, desc=f"{cfg.method.name} (seed {cfg.seed})", unit="step",
-               disable=not t.progress or (parallel is not None and not parallel.is_main),
+               disable=not _shows_progress(t, parallel),
                dynamic_ncols=True)
     for epoch in range(1, t.epochs + 1):
         model.train()
@@ -198,7 +207,8 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
         result.train_s += time.perf_counter() - start
         result.steps = step
         with phase("eval"), adapted.inference():
-            metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind)
+            metrics = evaluate(model, val_batches, device, num_labels, use_bf16, task_type=kind,
+                               progress=f"epoch {epoch} validation" if not bar.disable else None)
         if not math.isfinite(metrics["eval_loss"]):
             raise NonFiniteLossError(f"validation loss became {metrics['eval_loss']} after epoch {epoch}")
         result.curves.append({"epoch": epoch, "split": "train", "metric": "loss", "value": loss_sum / max(seen, 1)})

@@ -13,6 +13,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness import config
 from harness.config import QuantNeed, RunConfig, _check
+from harness.errors import ConfigError
 from harness.plugins import load_plugins
 
 
@@ -97,7 +98,32 @@ def validate(cfg: DictConfig) -> RunConfig:
     load_plugins(cfg.get("plugins") or [])
     if OmegaConf.get_type(cfg) is not RunConfig:  # built from a plain dict (a protocol's run)
         return from_container(OmegaConf.to_container(cfg, resolve=True))
+    refuse_unknown_keys(cfg)
     return check_run(OmegaConf.to_object(cfg))  # runs every schema's __post_init__ first
+
+
+def refuse_unknown_keys(node: DictConfig, where: str = "") -> None:
+    """A key added with ``+`` that no schema declares (``+task.foo=1``): OmegaConf keeps it, but no
+    run would read it, and a worker rebuilding the config refuses it; so it is refused here, with
+    the keys allowed and the closest. Free-form dict fields (``model.tiny``, ``task.label_words``)
+    are not walked."""
+    import dataclasses
+    import difflib
+
+    schema = OmegaConf.get_type(node)
+    if not dataclasses.is_dataclass(schema):
+        return
+    allowed = {f.name for f in dataclasses.fields(schema)}
+    for key in node.keys():
+        name = f"{where}.{key}" if where else str(key)
+        if key not in allowed and not str(key).startswith("_"):
+            close = difflib.get_close_matches(str(key), sorted(allowed), n=1, cutoff=0.5)
+            raise ConfigError(f"unknown key {name!r}: {where or 'the config'} has no setting {key!r}; "
+                              f"its settings: {', '.join(sorted(allowed))}."
+                              + (f" Did you mean '{close[0]}'?" if close else ""))
+        child = node._get_node(key)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            refuse_unknown_keys(child, name)
 
 
 def from_container(container: dict) -> RunConfig:

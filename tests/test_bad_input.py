@@ -112,7 +112,7 @@ BAD_BYTE_AT = CSV_OK.index(b"bad 4") + 4  # "the film was bad 4" -> "bad \xff"
 
 # (file name, content, extra overrides, what the one line must say)
 DATA_CASES = {
-    "a folder": ("folder.csv", None, [], "is a folder, but task csv reads a data file"),
+    "a folder": ("folder.csv", None, [], "is a folder, but task folder reads a data file"),
     "an empty file": ("empty.csv", "", [], "data file is empty"),
     "a blank file": ("blank.jsonl", "\n  \n", ["task=jsonl"], "data file is empty"),
     "a header only": ("header.csv", "text,label\n", [], "has no rows (columns: ['text', 'label'])"),
@@ -252,7 +252,7 @@ def test_rows_without_a_label_are_counted_and_noted_and_short_splits_noted(tmp_p
     plan = preflight([*args, "task.train_size=500"])
     assert plan is not None and len(plan.jobs) == 1
     err = capsys.readouterr().err
-    assert f"[harness] note: task csv: 3 of 40 rows of {data} left out (2 no label, 1 no text)\n" in err
+    assert f"[harness] note: task d: 3 of 40 rows of {data} left out (2 no label, 1 no text)\n" in err
     assert "task.train_size=500 but the train split has 26 rows (37 in all: train 26, validation 4, test 7)" in err
     task = load_task(validate(compose_config(args)).task)
     assert task.dropped == {"no label": 2, "no text": 1} and task.dropped_rows == 3
@@ -278,7 +278,7 @@ print(sorted(m for m in ("torch", "transformers", "peft", "datasets") if m in sy
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "refused: task csv: column(s) ['y'] not in" in out.stdout
+    assert "refused: task d: column(s) ['y'] not in" in out.stdout
     assert out.stdout.strip().splitlines()[-1] == "[]"
 
 

@@ -10,7 +10,7 @@ import pytest
 from harness.config import ConfigError
 from harness.tasks import TaskDataError, load_task
 from harness.tasks.answers import final_answer
-from harness.tasks.prompts import Generation
+from harness.tasks.generation import Generation
 from tests.conftest import compose_config
 from harness.validation import validate
 

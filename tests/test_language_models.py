@@ -16,7 +16,8 @@ from harness.lm import IGNORE, answer_nll, option_scores
 from harness.models import load_model
 from harness.tasks import Split, load_task
 from harness.tasks.choice import Choice
-from harness.tasks.prompts import Generation, normalize
+from harness.tasks.generation import Generation
+from harness.tasks.answers import normalize
 from harness.validation import validate
 from tests.conftest import compose_config
 

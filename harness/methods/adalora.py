@@ -61,7 +61,8 @@ class AdaLoraMethodConfig(MethodConfig):
                f"{self.tinit_ratio} and {self.tfinal_ratio}")
         _positive_int("method.delta_t", self.delta_t)
         _check(0 < self.beta1 < 1 and 0 < self.beta2 < 1, "method.beta1 and method.beta2 must be in (0, 1)")
-        _check(self.orth_reg_weight >= 0, f"method.orth_reg_weight must be >= 0, got {self.orth_reg_weight}")
+        _check(math.isfinite(self.orth_reg_weight) and self.orth_reg_weight >= 0,
+               f"method.orth_reg_weight must be a finite number >= 0, got {self.orth_reg_weight}")
 
 
 register_method_schema("adalora", AdaLoraMethodConfig)

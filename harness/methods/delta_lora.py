@@ -53,7 +53,8 @@ class DeltaLoraMethodConfig(MethodConfig):
         _check(not self.use_dora, "method=delta_lora has no DoRA variant: set method.use_dora=false")
         _check(self.dropout == 0, "method=delta_lora has no dropout in its adapter path (Zi et al. "
                                   f"2023): set method.dropout=0 (got {self.dropout})")
-        _check(self.update_ratio >= 0, f"method.update_ratio must be >= 0, got {self.update_ratio}")
+        _check(math.isfinite(self.update_ratio) and self.update_ratio >= 0,
+               f"method.update_ratio must be a finite number >= 0, got {self.update_ratio}")
         _check(0 <= self.start_ratio < 1,
                f"method.start_ratio must be in [0, 1) so that W moves, got {self.start_ratio!r}")
         _check(self.start_steps is None or (isinstance(self.start_steps, int) and self.start_steps >= 0),

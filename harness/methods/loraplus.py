@@ -10,6 +10,8 @@ head bias at 16x the rate sends the classifier to the majority class (docs/metho
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import torch
@@ -31,7 +33,8 @@ class LoraPlusMethodConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(self.lr_ratio >= 1, f"method.lr_ratio (η_B/η_A) must be >= 1, got {self.lr_ratio}")
+        _check(math.isfinite(self.lr_ratio) and self.lr_ratio >= 1,
+               f"method.lr_ratio (η_B/η_A) must be a finite number >= 1, got {self.lr_ratio}")
 
 
 register_method_schema("loraplus", LoraPlusMethodConfig)

@@ -7,6 +7,8 @@ since trainable parameters grow with r only through λ_d.
 """
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 from peft import VeraConfig, get_peft_model
@@ -25,7 +27,8 @@ class VeraMethodConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         _check(not self.use_dora, "method=vera has no DoRA variant: set method.use_dora=false")
-        _check(self.d_initial > 0, f"method.d_initial must be > 0, got {self.d_initial}")
+        _check(math.isfinite(self.d_initial) and self.d_initial > 0,
+               f"method.d_initial must be a finite number > 0, got {self.d_initial}")
 
 
 register_method_schema("vera", VeraMethodConfig)

@@ -12,6 +12,7 @@ from harness.errors import first_line
 from harness.config import ReportConfig
 from harness.report import cost, plots, tables
 from harness.report.compare import Analysis, analyze
+from harness.report.data_notes import cut_setup_row, data_findings
 from harness.report.stats import RESAMPLES
 from harness.report.findings import Claim, default_claims, findings
 from harness.report.search import searches
@@ -154,7 +155,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
         raise ReportError(f"no runs in {redact(store)} match the selection ({selection.describe()}){hint}")
     claims = [c for text in options.claims for c in Claim.parse(text)]
     a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence,
-                predictions=load_predictions(store, finished))
+                predictions=(preds := load_predictions(store, finished)))
     finished = finished[~finished.run_id.isin(a.duplicates.run_id)] if len(a.duplicates) else finished
     curves = load_curves(store)
     curves = curves[curves.run_id.isin(finished.run_id)]
@@ -166,7 +167,8 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
     setup = setup_rows(finished, failed) if len(finished) else [("Runs", f"0 finished, {len(failed)} failed")]
     setup.insert(1, ("Protocol stage", _stage_text(selection, finished, search)))
     setup.insert(2, ("Duplicate rows", duplicates_text(a.duplicates)))
-    setup.insert(3, ("Per-example predictions", f"stored for {len(a.with_predictions)} of "
+    setup.insert(3, cut_setup_row(finished))
+    setup.insert(4, ("Per-example predictions", f"stored for {len(a.with_predictions)} of "
                      f"{len(a.per_run)} finished runs (tests on test examples where both sides have them)"))
     found, table_items, figure_items = [], [], []
     compared = set(zip(finished.task, finished.model))
@@ -200,7 +202,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
         figs += [(spent, COST_CAPTION)] if spent else []
         report.files += [p for p, _ in figs]
         figure_items += [("h2", f"{task} — {model}"), ("figures", figs)]
-        f = findings(a, curves, task, model, claims, lines)
+        f = {**findings(a, curves, task, model, claims, lines), **data_findings(finished, preds, task, model)}
         report.findings[(task, model)] = f
         found.append(("h2", f"{task} — {model}"))
         for heading, sentences in f.items():

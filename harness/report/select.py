@@ -37,13 +37,15 @@ class Selection:
 
     ``since`` / ``until`` bound ``created_at`` (ISO dates or times, inclusive; a bare date in
     ``until`` covers the whole day). ``stage`` is one of :data:`STAGES` (default ``final``: final
-    runs and fixed-protocol runs, never search trials).
+    runs and fixed-protocol runs, never search trials). ``config_hashes``: only runs of these
+    configurations (a sweep's grid, whichever command trained each point).
     """
 
     values: dict[str, list] = field(default_factory=dict)
     since: str | None = None
     until: str | None = None
     stage: str = "final"
+    config_hashes: list[str] | None = None
 
     def __post_init__(self) -> None:
         unknown = set(self.values) - set(AXES)
@@ -61,6 +63,8 @@ class Selection:
             parts.append(f"until {self.until}")
         if self.stage != "final":  # the default (final and fixed-protocol runs) is not spelled out
             parts.append(f"stage={self.stage}")
+        if self.config_hashes is not None:
+            parts.append(f"the {len(set(self.config_hashes))} configurations of the sweep's grid")
         return "; ".join(parts) or "all runs"
 
 
@@ -90,6 +94,8 @@ def _axes_mask(runs: pd.DataFrame, selection: Selection) -> pd.Series:
     for axis, wanted in selection.values.items():
         if wanted:
             keep &= _matches(runs[axis], list(wanted))
+    if selection.config_hashes is not None:
+        keep &= runs["config_hash"].isin(list(selection.config_hashes))
     created = runs["created_at"].astype(str)
     if selection.since:
         keep &= created >= selection.since

@@ -41,5 +41,22 @@ def load_curves(url: str | os.PathLike = DEFAULT_STORE) -> pd.DataFrame:
     return _existing(url).curves()
 
 
-__all__ = ["load", "load_curves", "open_store", "check_store", "check_row", "StoreError",
+def load_answers(url: str | os.PathLike = DEFAULT_STORE, run_ids=None) -> pd.DataFrame:
+    """What generation runs wrote for each test example, beside its reference: run_id, example
+    (its index in the test split), reference, generated, and match: the two texts equal as written
+    (a run's ``accuracy`` may score only their final answers, ``task.answer_pattern``)."""
+    import pandas as pd
+
+    frames = []
+    for run_id, arrays in _existing(url).predictions(run_ids, split="test").items():
+        if "generated" in arrays and "reference" in arrays:
+            generated, reference = [str(v) for v in arrays["generated"]], [str(v) for v in arrays["reference"]]
+            frames.append(pd.DataFrame({"run_id": run_id, "example": range(len(generated)),
+                                        "reference": reference, "generated": generated,
+                                        "match": [g == r for g, r in zip(generated, reference)]}))
+    columns = ["run_id", "example", "reference", "generated", "match"]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+
+
+__all__ = ["load", "load_curves", "load_answers", "open_store", "check_store", "check_row", "StoreError",
            "SCHEMA_VERSION", "DEFAULT_STORE", "STORE_BACKENDS", "ResultsStore"]

@@ -49,6 +49,12 @@ class StoreError(RuntimeError):
     scheme); the message is one line."""
 
 
+class StoreUnreachable(StoreError):
+    """The store's server could not be reached, or the connection to it was lost: an outage that
+    may end (a restart), unlike a wrong password or a missing right. The runner waits for the
+    store to come back (:mod:`harness.results.retry`); a backend raises it for nothing else."""
+
+
 def check_row(row: dict) -> None:
     """Raise ValueError if ``row`` does not fit the runs table (:data:`harness.fields.FIELDS`)."""
     unknown = [name for name in row if name not in FIELDS]
@@ -130,13 +136,18 @@ def check_store(url: str | os.PathLike) -> None:
     backend_for(url).check(os.fspath(url))
 
 
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^@]*@")
+# ``scheme://user:password@``: the password runs to the last ``@`` of the word, so that an ``@``,
+# ``:`` or ``/`` in it (raw or percent-encoded) is hidden whole; ``password=`` (a URL's query, a
+# libpq keyword string), its value quoted ('...', with \' inside) or not.
+_PASSWORD = re.compile(r"(://[^:/@\s]*:)\S*@")
+_PASSWORD_PARAM = re.compile(r"(password\s*=\s*)('(?:[^'\\]|\\.)*'?|[^&\s]*)", re.IGNORECASE)
 
 
 def redact(url: str | os.PathLike) -> str:
-    """A store URL fit to print: its password (``user:password@``, ``password=``) as ``***``.
-    Better still, keep passwords out of URLs (libpq reads ``~/.pgpass`` and ``PGPASSWORD``)."""
-    return re.sub(r"(password=)[^&\s]*", r"\1***", _PASSWORD.sub(r"\1***@", os.fspath(url)))
+    """A store URL (or a message holding one) fit to print: its password (``user:password@``,
+    ``password=``) as ``***``, whatever characters it holds. Better still, keep passwords out of
+    URLs (libpq reads ``~/.pgpass`` and ``PGPASSWORD``)."""
+    return _PASSWORD_PARAM.sub(r"\1***", _PASSWORD.sub(r"\1***@", os.fspath(url)))
 
 
 def missing_store_message(url: str) -> str:

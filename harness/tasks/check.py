@@ -43,6 +43,9 @@ class DataCheck:
         self._rows: dict[str, object] = {}
         self._notes: dict[str, list[str]] = {}
         self.notes: list[str] = []  # rows left out, short splits: shown once all jobs passed
+        self._data: dict[str, object] = {}  # the splits of each file task, as a run draws them
+        self._tokenizers: dict[str, object] = {}
+        self._cuts: set[str] = set()
 
     def __call__(self, task_cfg) -> None:
         """Check the local data of a run's task; raise :class:`TaskDataError` (one line)."""
@@ -89,6 +92,7 @@ class DataCheck:
             raise
         except Exception as exc:  # noqa: BLE001 - a loader's or parser's own error, on one line
             raise TaskDataError(f"task {cfg.name}: cannot load {path}: {first_line(exc)}") from None
+        self._data[key] = data
         notes = [f"task {cfg.name}: {line}" for line in short]
         if data.dropped_rows:
             reasons = ", ".join(f"{n} {reason}" for reason, n in data.dropped.items())
@@ -96,3 +100,39 @@ class DataCheck:
                          f"rows of {path} left out ({reasons})")
         self._notes[key] = notes
         return notes
+
+    def cut_note(self, run_cfg) -> None:
+        """Tokenize a file task's splits with the run's tokenizer, as the run will (into the same
+        token cache, so the run does not do it again), and note how many examples
+        ``task.max_length`` cuts and by how much. Runs of one file and tokenizer are counted once;
+        a tokenizer that cannot load here (a hub model offline) is left for the run to report."""
+        from harness.tasks.encoding import cut_line, cut_summary, encode_cached
+        from harness.tasks.types import resolve_truncation
+
+        task = run_cfg.task
+        data = self._data.get(repr(task))
+        key = repr((repr(task), repr(run_cfg.model)))
+        if data is None or key in self._cuts:
+            return
+        self._cuts.add(key)
+        try:
+            tokenizer = self._tokenizer(run_cfg.model)
+            from harness.models import cache_dir
+
+            strategy = resolve_truncation(task.truncation.value, task.task_type)
+            folder = cache_dir() / "tokens" if task.cache_tokens else None
+            encoded = {name: encode_cached(getattr(data, name), tokenizer, task.max_length, strategy,
+                                           folder, data.type) for name in ("train", "validation", "test")}
+        except Exception:  # noqa: BLE001 - see the docstring
+            return
+        line = cut_line(cut_summary(encoded, task.max_length, strategy))
+        if line:
+            self.notes.append(f"task {task.name} ({run_cfg.model.name}): {line}")
+
+    def _tokenizer(self, model_cfg):
+        from harness.models import load_tokenizer
+
+        key = repr(model_cfg)
+        if key not in self._tokenizers:
+            self._tokenizers[key] = load_tokenizer(model_cfg)
+        return self._tokenizers[key]

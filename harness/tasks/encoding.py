@@ -15,7 +15,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +32,8 @@ class Encoded:
     examples: list[dict]
     n_truncated: int
     cached: bool = False
+    # Tokens cut from each cut example (a lower bound for a text first cut in characters).
+    tokens_cut: list[int] = field(default_factory=list)
 
 
 # A token is rarely longer than this many characters: a text is cut to CHARS_PER_TOKEN characters
@@ -54,12 +56,15 @@ def cap_chars(text: str, budget: int, strategy: str) -> tuple[str, bool]:
     return text[:cap] + " " + text[-cap:], bool(_VISIBLE.search(text, cap, len(text) - cap))
 
 
-def cut_texts(texts: list[str], tokenizer, budget: int, strategy: str) -> tuple[list[str], int]:
-    """Shorten every text longer than ``budget`` tokens; return the texts and how many were cut.
+def cut_texts(texts: list[str], tokenizer, budget: int, strategy: str,
+              lost: list[int] | None = None) -> tuple[list[str], int]:
+    """Shorten every text longer than ``budget`` tokens; return the texts and how many were cut
+    (and append to ``lost``, when given, the tokens each cut text lost).
 
     Texts far longer than the budget are first cut in characters (:func:`cap_chars`), so the
     tokenizer never sees more than ``CHARS_PER_TOKEN`` characters per token of the budget; a text
-    cut there is counted as cut even if what is left fits."""
+    cut there is counted as cut even if what is left fits, and what it lost is counted from what
+    the characters kept (a lower bound)."""
     budget = max(budget, 1)
     capped = [cap_chars(t, budget, strategy) for t in texts]
     texts = [t for t, _ in capped]
@@ -69,8 +74,12 @@ def cut_texts(texts: list[str], tokenizer, budget: int, strategy: str) -> tuple[
         if len(spans) <= budget:
             out.append(text)
             n_cut += shortened
+            if shortened and lost is not None:
+                lost.append(1)
             continue
         n_cut += 1
+        if lost is not None:
+            lost.append(len(spans) - budget)
         if strategy == "head":
             out.append(text[:spans[budget - 1][1]])
         elif strategy == "tail":
@@ -111,7 +120,7 @@ def cache_key(split: Split, tokenizer, max_length: int, strategy: str,
     kind = task_type
     data = json.dumps([split.texts, split.labels, split.choices, split.task_ids], ensure_ascii=False)
     h = hashlib.sha256(data.encode())
-    h.update(f"|{tokenizer_fingerprint(tokenizer)}|{max_length}|{strategy}|{kind.name}|v2".encode())
+    h.update(f"|{tokenizer_fingerprint(tokenizer)}|{max_length}|{strategy}|{kind.name}|v3".encode())
     h.update(kind.settings().encode())  # a prompt task's templates and answer words
     return h.hexdigest()[:24]
 
@@ -125,13 +134,51 @@ def encode_cached(split: Split, tokenizer, max_length: int, strategy: str, folde
     path = Path(folder) / f"{cache_key(split, tokenizer, max_length, strategy, kind)}.json"
     if path.is_file():  # plain JSON: a cache file can hold nothing but token ids
         payload = json.loads(path.read_text())
-        return Encoded(payload["examples"], int(payload["n_truncated"]), cached=True)
+        return Encoded(payload["examples"], int(payload["n_truncated"]), cached=True,
+                       tokens_cut=[int(n) for n in payload.get("tokens_cut", [])])
     encoded = encode_split(split, tokenizer, max_length, strategy, kind)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + f".tmp{os.getpid()}")
-    tmp.write_text(json.dumps({"examples": encoded.examples, "n_truncated": encoded.n_truncated}))
+    tmp.write_text(json.dumps({"examples": encoded.examples, "n_truncated": encoded.n_truncated,
+                               "tokens_cut": encoded.tokens_cut}))
     os.replace(tmp, path)
     return encoded
+
+
+# A split whose share of cut examples is above this has its run's numbers flagged in the report.
+CUT_FLAG_SHARE = 0.05
+
+
+def cut_summary(encoded: dict[str, Encoded], max_length: int, strategy: str) -> dict:
+    """Per split: examples, how many were cut and by how many tokens (median, largest), for the
+    run's details and the report; ``strategy`` is the side that was kept."""
+    import statistics
+
+    splits = {}
+    for name, enc in encoded.items():
+        lost = enc.tokens_cut
+        splits[name] = {"examples": len(enc.examples), "cut": enc.n_truncated,
+                        "tokens_cut_median": statistics.median(lost) if lost else 0,
+                        "tokens_cut_max": max(lost, default=0)}
+    return {"max_length": max_length, "strategy": strategy, "splits": splits}
+
+
+def cut_line(summary: dict) -> str | None:
+    """One console line on what was cut, split by split, by how much and what to do; None when
+    nothing was."""
+    keeps = {"head": "its start", "tail": "its end", "head_tail": "its start and end"}
+    cut = {name: s for name, s in summary["splits"].items() if s["cut"]}
+    if not cut:
+        return None
+    counts = ", ".join(f"{name} {s['cut']} of {s['examples']}" for name, s in cut.items())
+    median = max(s["tokens_cut_median"] for s in cut.values())
+    most = max(s["tokens_cut_max"] for s in cut.values())
+    flag = any(s["cut"] / max(s["examples"], 1) > CUT_FLAG_SHARE for s in cut.values())
+    return (f"examples longer than task.max_length={summary['max_length']} were cut, each keeping "
+            f"{keeps.get(summary['strategy'], summary['strategy'])} (task.truncation={summary['strategy']}): "
+            f"{counts}; by {median:g} tokens (median) and at most {most}; task.max_length="
+            f"{summary['max_length'] + most} would keep them whole"
+            + (f". Over {CUT_FLAG_SHARE:.0%} of a split: the report flags this run" if flag else ""))
 
 
 class ChoiceCollator:

@@ -16,12 +16,20 @@ import pandas as pd
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
 
+def _delimited(sep: str):
+    """A CSV/TSV reader; ``header=False`` names the columns by position ("0", "1", ...)."""
+    def read(path, header: bool = True) -> pd.DataFrame:
+        frame = pd.read_csv(path, sep=sep, header=0 if header else None)
+        return frame if header else frame.rename(columns=str)
+    return read
+
+
 READERS = {
-    ".csv": lambda p: pd.read_csv(p),
-    ".tsv": lambda p: pd.read_csv(p, sep="\t"),
-    ".jsonl": lambda p: pd.read_json(p, lines=True),
-    ".json": lambda p: pd.read_json(p, lines=True),
-    ".parquet": lambda p: pd.read_parquet(p),
+    ".csv": _delimited(","),
+    ".tsv": _delimited("\t"),
+    ".jsonl": lambda p, header=True: pd.read_json(p, lines=True),
+    ".json": lambda p, header=True: pd.read_json(p, lines=True),
+    ".parquet": lambda p, header=True: pd.read_parquet(p),
 }
 
 
@@ -100,7 +108,7 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
     elif path.stat().st_size == 0:
         raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
     try:
-        frame = reader(path)
+        frame = reader(path, header=bool(getattr(cfg, "header", True)))
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
         raise TaskDataError(f"task {cfg.name}: cannot parse {path}: {str(exc).splitlines()[0]}") from None
     if len(frame) == 0:
@@ -119,17 +127,70 @@ def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
             wanted[column] = [getattr(cfg, f"{column}_column")]
     if cfg.split_column:
         wanted["split"] = [cfg.split_column]
+    wanted = {key: [by_position(df, c) for c in cols] for key, cols in wanted.items()}
     missing = [c for cols in wanted.values() for c in cols if c not in df.columns]
     if missing:
         raise TaskDataError(f"task {cfg.name}: column(s) {missing} not in {path}; "
-                            f"its columns: {list(df.columns)[:20]}")
+                            f"its columns: {[_cut(c) for c in list(df.columns)[:20]]}{header_hint(df, path, cfg)}")
+    text_cols = wanted["text"]
+    for column in text_cols:
+        refuse_non_text(df, column, cfg, path)
     out = pd.DataFrame({"text": df[text_cols].astype(str).agg("\n\n".join, axis=1)
                         if len(text_cols) > 1 else df[text_cols[0]],
-                        "label": df[cfg.label_column]})
+                        "label": df[wanted["label"][0]]})
     for key in [k for k in wanted if k not in ("text", "label")]:
         out[key] = df[wanted[key][0]]
     out.attrs["source"] = f"file:{Path(path).resolve()}"
     return out
+
+
+def by_position(df: pd.DataFrame, column) -> str:
+    """``column`` as the frame names it: itself, or, when no column has that name and it is a
+    whole number, the column at that position (from 0)."""
+    name = str(column)
+    if name in df.columns or not name.isdigit() or int(name) >= len(df.columns):
+        return name
+    return str(df.columns[int(name)])
+
+
+def header_hint(df: pd.DataFrame, path, cfg) -> str:
+    """Why configured columns may be missing: a CSV/TSV whose first row is data, not names."""
+    if Path(path).suffix.lower() not in (".csv", ".tsv") or not getattr(cfg, "header", True):
+        return ""
+    names = [str(c) for c in df.columns]
+    # A name is data-like when it is a number, a sentence, or pandas had to rename a duplicate.
+    datalike = [n for n in names if _number(n) or len(n) > 40 or len(n.split()) > 5
+                or (n.rpartition(".")[0] in names and n.rpartition(".")[2].isdigit())]
+    if not datalike:
+        return ""
+    text = max(range(len(names)), key=lambda i: len(names[i]))  # the longest cell: the text
+    label = min((i for i in range(len(names)) if i != text), key=lambda i: len(names[i]), default=text)
+    return (f". Its first row looks like data, not column names ({_cut(datalike[0])!r}): if the file "
+            f"has no header, set task.header=false and name the columns by position, here likely "
+            f"task.text_column={text} task.label_column={label}")
+
+
+def _cut(name, width: int = 40) -> str:
+    name = str(name)
+    return name if len(name) <= width else name[:width - 3] + "..."
+
+
+def _number(text: str) -> bool:
+    try:
+        float(text)
+        return True
+    except ValueError:
+        return False
+
+
+def refuse_non_text(df: pd.DataFrame, column: str, cfg, path) -> None:
+    """A text column holds text: a list or JSON object would be trained on as its Python form."""
+    for position, value in enumerate(df[column]):
+        if isinstance(value, (list, tuple, dict, set)) or hasattr(value, "tolist") and not hasattr(value, "item"):
+            kind = "a JSON object" if isinstance(value, dict) else "a list"
+            raise TaskDataError(f"task {cfg.name}: column {column!r} of {path} holds {kind} in row "
+                                f"{position + 1}, not text: name a text column (task.text_column), "
+                                f"or join the parts into one string")
 
 
 @TASK_LOADERS.register("csv", data_path="required", example="path/to/data.csv", reads="file")

@@ -6,10 +6,12 @@ hub id), its config (``subset``), its split and its two columns; a missing valid
 carved from train (``task.val_fraction``). ``datasets.load_dataset`` reads each one, from the hub
 or, with ``task.data_path=<folder>``, from ``<folder>/<hub id>``: a local copy of the dataset's
 repository (its README's ``configs`` and its data files, as ``git clone`` of the hub repo gives),
-read the same way, offline. ``task.max_chars`` leaves out training and validation rows whose
-prompt and completion are longer than that many characters together (counted as dropped rows;
-the test set stays whole, so scores compare with published ones), one cut for every model, as
-peft's benchmark filters MetaMathQA by characters rather than by any one tokenizer's tokens.
+read the same way, offline, through a cache of that folder's own content
+(:mod:`harness.tasks.localhub`); the preflight loads it too (:func:`check_local`).
+``task.max_chars`` leaves out training and validation rows whose prompt and completion are
+longer than that many characters together (counted as dropped rows; the test set stays whole,
+so scores compare with published ones), one cut for every model, as peft's benchmark filters
+MetaMathQA by characters rather than by any one tokenizer's tokens.
 """
 from __future__ import annotations
 
@@ -17,11 +19,12 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
+import numpy as np
 import pandas as pd
 
-from harness.errors import first_line
 from harness.config import ConfigError, TaskConfig, register_task_schema
 from harness.tasks.data import TASK_LOADERS, TaskDataError
+from harness.tasks.localhub import cache_dir, check_repo, reason
 from harness.tasks.splits import SPLITS
 
 
@@ -85,32 +88,49 @@ def _local_repo(cfg, src: HubSplit) -> Path:
 
 
 def check_local(cfg) -> None:
-    """The preflight's look at ``task.data_path``: a folder for every dataset the task reads."""
-    for src in cfg.splits().values():
-        folder = _local_repo(cfg, src)
-        if not any(p.is_file() for p in folder.rglob("*") if ".git" not in p.parts):
-            raise TaskDataError(f"task {cfg.name}: {folder} has no files (a copy of {src.dataset})")
+    """The preflight's look at ``task.data_path``: every dataset the task reads is loaded and
+    checked as the run loads it (:func:`load_hub`, the task type's checks of its answers), so a
+    card without data files, a broken file, a wrong column or a git-lfs pointer stops the command
+    in one line instead of failing the run."""
+    from harness.tasks.load import load_task
+
+    try:
+        load_task(cfg)
+    except TaskDataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader's error, on one line
+        raise TaskDataError(f"task {cfg.name}: cannot load {cfg.data_path}: {reason(exc)}") from None
+
+
+def _where(src: HubSplit) -> str:
+    return f"{src.dataset}{'/' + src.subset if src.subset else ''}:{src.split}"
 
 
 def _read(cfg, name: str, src: HubSplit) -> tuple[pd.DataFrame, str]:
     import datasets
 
-    where = f"{src.dataset}{'/' + src.subset if src.subset else ''}:{src.split}"
+    where = _where(src)
+    cache = None
     if cfg.data_path:
         folder = _local_repo(cfg, src)
+        check_repo(cfg, folder, f"a copy of {src.dataset}")
         location, source = str(folder), f"local:{folder.resolve()}{'/' + src.subset if src.subset else ''}:{src.split}"
+        cache = cache_dir(folder)  # this folder's content only: never another's or older rows
     else:
         location, source = src.dataset, f"hub:{where}{'@' + src.revision if src.revision else ''}"
     try:
-        ds = datasets.load_dataset(location, src.subset, split=src.split, revision=src.revision)
-    except (ValueError, FileNotFoundError) as exc:
+        ds = datasets.load_dataset(location, src.subset, split=src.split, revision=src.revision,
+                                   cache_dir=cache)
+    except Exception as exc:  # noqa: BLE001 - datasets' errors (YAML, JSON, configs), on one line
         raise TaskDataError(f"task {cfg.name}: cannot read {where} for the {name} split: "
-                            f"{first_line(exc)}") from None
+                            f"{reason(exc)}") from None
     text, label = src.text_column or cfg.text_column, src.label_column or cfg.label_column
     absent = [c for c in (text, label) if c not in ds.column_names]
     if absent:
         raise TaskDataError(f"task {cfg.name}: column(s) {absent} not in {where} "
                             f"(task.hub_splits.{name}); its columns: {ds.column_names[:20]}")
+    if ds.num_rows == 0:
+        raise TaskDataError(f"task {cfg.name}: {where} has no rows (task.hub_splits.{name})")
     frame = ds.select_columns([text, label]).to_pandas()
     return pd.DataFrame({"text": frame[text], "label": frame[label], "split": name}), source
 
@@ -127,9 +147,12 @@ def load_hub(cfg) -> pd.DataFrame:
     if cfg.max_chars:
         chars = out["text"].astype(str).str.len() + out["label"].astype(str).str.len()
         long = (chars > cfg.max_chars) & (out["split"] != "test")  # the test set stays whole
-        out = out[~long].reset_index(drop=True)
+        out = out[~long]  # the index stays: a bad row is named by its place in its split
         if long.any():
             dropped[f"longer than task.max_chars={cfg.max_chars}"] = int(long.sum())
+    starts = np.cumsum([0] + [len(f) for f in frames])  # rows are named per split (labels.row_of)
+    out.attrs["split_rows"] = {name: (int(start), f"{_where(src)}, column {src.label_column or cfg.label_column}")
+                               for (name, src), start in zip(cfg.splits().items(), starts)}
     out.attrs["source"] = "; ".join(sources)
     out.attrs["dropped"] = dropped
     return out

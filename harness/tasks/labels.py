@@ -2,6 +2,9 @@
 with clear errors for unknown labels. Each type decides itself how its labels are read."""
 from __future__ import annotations
 
+import json
+import numbers
+import re
 from typing import Iterable
 
 import numpy as np
@@ -65,3 +68,68 @@ def require_two_classes(labels, names: list[str], cfg) -> None:
     if len(found) < 2:
         raise TaskDataError(f"task {cfg.name}: every row has the label {found[0]!r}; a classifier "
                             f"needs at least 2 classes in the data (allowed: {names})")
+
+
+def row_of(frame: pd.DataFrame, position: int) -> str:
+    """Where a user finds the row at ``position``: "row 6 of data.csv", counted from 1 as the
+    loader numbered its rows (``frame.index``: a file's records, header and blank lines not
+    counted). A loader may count lines (``attrs["row_unit"] = "line"``) or number rows per split
+    (``attrs["split_rows"]``: split -> (index of its first row, where that split comes from))."""
+    index = frame.index[position]
+    number = int(index) + 1 if isinstance(index, (int, np.integer)) else position + 1
+    split_rows = frame.attrs.get("split_rows")
+    if split_rows and "split" in frame.columns:
+        split = str(frame["split"].iloc[position])
+        start, where = split_rows.get(split, (0, split))
+        return f"row {number - start} of the {split} split ({where})"
+    source = str(frame.attrs.get("source") or "")
+    where = re.sub(r"#\w+$", "", source.removeprefix("file:")) if source.startswith("file:") else source
+    return f"{frame.attrs.get('row_unit', 'row')} {number}" + (f" of {where}" if where else "")
+
+
+def kind_of(value) -> str | None:
+    """None for a string or a number (what an answer or a choice may be); else what it is."""
+    if isinstance(value, (str, numbers.Number, np.number, np.bool_)):  # True/False: a CSV's bools
+        return None
+    if isinstance(value, dict):
+        return "a JSON object"
+    if isinstance(value, (list, tuple, set, np.ndarray)):
+        return "a JSON list"
+    return f"a {type(value).__name__}"
+
+
+def preview(value, width: int = 60) -> str:
+    """A value as a message shows it: JSON where it can be, cut to ``width`` characters."""
+    try:
+        text = json.dumps(value.tolist() if isinstance(value, np.ndarray) else value, default=str)
+    except (TypeError, ValueError):
+        text = repr(value)
+    return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def refuse_nested(frame: pd.DataFrame, cfg, what: str = "answer") -> None:
+    """Answers are strings or numbers. A JSON object or list in the label column would be
+    trained on as its Python text ("{'a': 1}") and scored against itself, so it is refused here,
+    where preflight and run both read the labels, naming the row."""
+    for position, value in enumerate(frame["label"]):
+        kind = kind_of(value)
+        if kind:  # a hub split names its own column: row_of names the split
+            column = "" if frame.attrs.get("split_rows") else f" (task.label_column={cfg.label_column})"
+            raise TaskDataError(f"task {cfg.name}: {row_of(frame, position)}: the {what}{column} is "
+                                f"{kind}, {preview(value)}; it must be a string or a number")
+
+
+def refuse_long(frame: pd.DataFrame, texts: Iterable[str], cfg, what: str = "answer") -> None:
+    """An answer is trained on whole, so one that cannot fit ``task.max_length`` tokens fails
+    the run (after tokenizing megabytes). Checked in characters, with no tokenizer (the
+    preflight has none): more than ``CHARS_PER_TOKEN`` characters per token of the context
+    cannot fit in any tokenizer's tokens."""
+    from harness.tasks.encoding import CHARS_PER_TOKEN
+
+    limit = CHARS_PER_TOKEN * cfg.max_length
+    for position, text in enumerate(texts):
+        if len(text) > limit:
+            raise TaskDataError(f"task {cfg.name}: {row_of(frame, position)}: the {what} is {len(text)} "
+                                f"characters, more than task.max_length={cfg.max_length} tokens can hold "
+                                f"(counted in characters, no tokenizer: over {limit} = {CHARS_PER_TOKEN} "
+                                f"per token); shorten it or raise task.max_length")

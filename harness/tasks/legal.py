@@ -84,18 +84,24 @@ def load_casehold(cfg) -> pd.DataFrame:
     holdings, and the index of the one that is ``answer``."""
     path = data_file(cfg)
     check_text_file(path, cfg)
-    rows = []
+    rows, lines = [], []
     for n, line in numbered_lines(path):
         try:
             row = json.loads(line)
-            prompt, choices, answer = row["input_text"], list(row["choices"]), row["answer"]
+            prompt, choices, answer = row["input_text"], row["choices"], row["answer"]
         except (ValueError, KeyError, TypeError) as exc:
             raise TaskDataError(f"task {cfg.name}: line {n} of {path} is not a CaseHOLD prompt "
                                 f"with input_text, choices and answer ({exc})") from None
+        if not isinstance(prompt, str) or not isinstance(choices, list):
+            raise TaskDataError(f"task {cfg.name}: line {n} of {path}: input_text must be a string and "
+                                f"choices a list, got a {type(prompt).__name__} and a {type(choices).__name__}")
         if answer not in choices:
             raise TaskDataError(f"task {cfg.name}: line {n} of {path}: the answer is not one of its choices")
         context = _LEAD.sub("", prompt.split(_GAP)[0]).rstrip().rstrip('"')
         rows.append((context, choices, choices.index(answer)))
-    out = pd.DataFrame(rows, columns=["text", "choices", "label"])
-    out.attrs["source"] = f"file:{path.resolve()}"
+        lines.append(n - 1)
+    # Indexed by line: the task type's checks of the choices (all strings, two or more, none
+    # empty or twice) name the file's line (labels.row_of).
+    out = pd.DataFrame(rows, columns=["text", "choices", "label"], index=lines)
+    out.attrs.update(source=f"file:{path.resolve()}", row_unit="line")
     return out

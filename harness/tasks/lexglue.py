@@ -10,6 +10,7 @@ import pandas as pd
 
 from harness.errors import first_line
 from harness.tasks.data import TASK_LOADERS, TaskDataError
+from harness.tasks.localhub import cache_dir, check_repo, reason
 
 HUB_ID = "coastalcph/lex_glue"
 
@@ -46,14 +47,18 @@ def _split_files(folder: Path, subset: str, name: str) -> dict[str, list[str]]:
 
 
 def _local(folder: Path, subset: str, name: str):
+    """The subset's Parquet files, cached by ``datasets`` under this folder's path and content
+    (:func:`harness.tasks.localhub.cache_dir`): an edited file is read anew, never stale."""
     import datasets
 
-    return datasets.load_dataset("parquet", data_files=_split_files(folder, subset, name))
+    return datasets.load_dataset("parquet", data_files=_split_files(folder, subset, name),
+                                 cache_dir=cache_dir(folder / subset))
 
 
 def check_local(cfg) -> None:
-    """The preflight's look at a local LexGLUE folder, without loading it (Parquet footers only):
-    train and test files, none empty, each with the subset's fields."""
+    """The preflight's look at a local LexGLUE folder: first the Parquet footers (train and test
+    files, no git-lfs pointer, none empty, each with the subset's fields), then the subset
+    loaded and checked as the run loads it (:func:`_load_as_the_run_does`)."""
     import pyarrow.parquet as pq
 
     if cfg.subset not in SUBSETS:
@@ -64,6 +69,7 @@ def check_local(cfg) -> None:
         raise TaskDataError(f"task {cfg.name}: task.data_path must be a folder "
                             f"(<folder>/{cfg.subset}/<split>-*.parquet), got {folder}")
     files = _split_files(folder, cfg.subset, cfg.name)
+    check_repo(cfg, folder / cfg.subset, f"LexGLUE {cfg.subset}")
     missing = [s for s in ("train", "test") if s not in files]
     if missing:
         raise TaskDataError(f"task {cfg.name}: no {cfg.subset}/{missing[0]}-*.parquet under {folder}")
@@ -85,6 +91,20 @@ def check_local(cfg) -> None:
             rows[split] += meta.num_rows
         if not rows[split]:
             raise TaskDataError(f"task {cfg.name}: the {split} files of {folder / cfg.subset} have no rows")
+    _load_as_the_run_does(cfg, folder)
+
+
+def _load_as_the_run_does(cfg, folder: Path) -> None:
+    """Fields of the wrong type (a text label, a choice that is a list) pass the footers and
+    would fail the run: load the task as the run does, its type's checks included."""
+    from harness.tasks.load import load_task
+
+    try:
+        load_task(cfg)
+    except TaskDataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a reader's or converter's error, on one line
+        raise TaskDataError(f"task {cfg.name}: cannot load {folder / cfg.subset}: {reason(exc)}") from None
 
 
 def _label_names(feature) -> list[str] | None:
@@ -100,9 +120,10 @@ def _is_sequence(feature) -> bool:
 def to_frame(dataset_dict, subset: str) -> pd.DataFrame:
     """Hub rows -> text/label[/choices]/split; class indices become the hub's class names."""
     text_field, label_field, _, choices_field = SUBSETS[subset]
-    frames = []
+    frames, starts = [], {}
     names = None
     for split, ds in dataset_dict.items():
+        starts[split] = sum(map(len, frames))
         names = names or _label_names(ds.features[label_field])
         df = ds.to_pandas()
         text = df[text_field]
@@ -118,6 +139,7 @@ def to_frame(dataset_dict, subset: str) -> pd.DataFrame:
             frame["label"] = df[label_field].map(lambda i: names[i] if names else str(i))
         frames.append(frame)
     out = pd.concat(frames, ignore_index=True)
+    out.attrs["split_rows"] = {split: (start, f"{subset}/{split}") for split, start in starts.items()}
     if names and not choices_field:
         out.attrs["label_names"] = names
     return out

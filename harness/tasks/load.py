@@ -23,7 +23,8 @@ def load_rows(cfg) -> pd.DataFrame:
     dropped = {"no label": by_loader.pop("no label", 0) + int(no_label.sum()),
                "no text": by_loader.pop("no text", 0) + int((no_text & ~no_label).sum()), **by_loader}
     n_rows = len(frame)
-    frame = frame[~(no_label | no_text)].reset_index(drop=True)
+    # The loader's index stays: the task types name a bad row by it (labels.row_of), as the file counts.
+    frame = frame[~(no_label | no_text)]
     frame.attrs.update(attrs)
     frame.attrs["dropped"] = {k: v for k, v in dropped.items() if v}
     if len(frame) == 0:

@@ -5,9 +5,10 @@ Both feed a decoder a prompt (the text column, put into ``task.prompt_template``
 followed by an answer, and train with the loss on the answer's tokens only: the prompt and the
 padding are masked out (label -100). The answer ends with the tokenizer's end-of-sequence token,
 so the model learns where to stop. A long prompt is cut from the side ``task.truncation`` says
-(the text inside the template, never the template or the answer); cut prompts are counted.
+(by default its end is kept, where the question is; the text inside the template is cut, never
+the template or the answer); cut prompts are counted, with the tokens each lost.
 
-- ``generation``: the answer is the label column (``task.label_words`` can map label names to
+- ``generation`` (:mod:`harness.tasks.generation`): the answer is the label column (``task.label_words`` can map label names to
   answer texts). Evaluated by greedy generation: ``accuracy`` is exact match, ``normalized_match``
   ignores case, punctuation and runs of whitespace; ``eval_loss`` is the answer tokens' mean loss
   (teacher forced) and ``perplexity`` its exponential. When the answers form a closed set (at most
@@ -30,10 +31,9 @@ With ``task.answer_pattern``, a generation task scores the final answer of each 
 from __future__ import annotations
 
 import json
-from collections import Counter
 
-from harness.tasks.answers import final_answer, normalize
-from harness.tasks.types import TASK_TYPES, TaskType
+from harness.tasks.answers import final_answer
+from harness.tasks.types import TaskType
 
 IGNORE = -100
 MAX_ANSWER_CLASSES = 1000
@@ -41,6 +41,7 @@ MAX_ANSWER_CLASSES = 1000
 
 class PromptTask(TaskType):
     causal_lm = True
+    default_truncation = "tail"  # the question ends a prompt: keep it (task.truncation=auto)
     peft_task_type = "CAUSAL_LM"
     template: str | None = None
     chat = True
@@ -107,9 +108,10 @@ class PromptTask(TaskType):
         return tokenizer(answer, add_special_tokens=False)["input_ids"] + [self.eos_id(tokenizer)]
 
     def prompts(self, tokenizer, texts: list[str], room: list[int], max_length: int,
-                strategy: str) -> tuple[list[list[int]], int]:
+                strategy: str, lost: list[int] | None = None) -> tuple[list[list[int]], int]:
         """Each text's prompt ids, its text cut (from ``strategy``'s side) so that prompt plus an
-        answer of ``room`` tokens fits ``max_length``; and how many were cut."""
+        answer of ``room`` tokens fits ``max_length``; and how many were cut (``lost``, when
+        given, gets the tokens each cut prompt was over)."""
         from harness.tasks.data import TaskDataError
         from harness.tasks.encoding import cut_texts
 
@@ -122,6 +124,8 @@ class PromptTask(TaskType):
                                     f"task.max_length={max_length} (the template takes {overhead}); "
                                     f"raise task.max_length")
             ids, cut = self.render(tokenizer, text), False
+            if lost is not None and len(ids) + answer > max_length:
+                lost.append(len(ids) + answer - max_length)
             while len(ids) + answer > max_length and budget >= 1:  # re-cut at the template's seams
                 kept, _ = cut_texts([text], tokenizer, budget, strategy)
                 ids, cut = self.render(tokenizer, kept[0]), True
@@ -168,74 +172,3 @@ class PromptTask(TaskType):
         import math
 
         return {"perplexity": math.exp(min(mean_loss, 700.0))}
-
-
-@TASK_TYPES.register("generation")
-class Generation(PromptTask):
-    name = "generation"
-    answers: list[str] = []
-
-    def encode_labels(self, frame, cfg):
-        """The label column holds each prompt's completion (mapped by ``task.label_words``)."""
-        from harness.tasks.data import TaskDataError
-        from harness.tasks.labels import name_of
-
-        names = sorted({name_of(v) for v in frame["label"]})
-        self._check_words(names, cfg)
-        texts = [self.answer_text(name_of(v)) for v in frame["label"]]
-        empty = [i for i, t in enumerate(texts) if not t.strip()]
-        if empty:
-            raise TaskDataError(f"task {cfg.name}: row {empty[0]} has an empty completion in "
-                                f"task.label_column={cfg.label_column}")
-        distinct = sorted({self.final(t) for t in texts})
-        self.answers = distinct if len(distinct) <= MAX_ANSWER_CLASSES else []
-        return list(self.answers), lambda column: [self.answer_text(name_of(v)) for v in column]
-
-    def encode_examples(self, split, tokenizer, max_length, strategy):
-        from harness.tasks.encoding import Encoded
-
-        answers = [self.answer_ids(tokenizer, a) for a in split.labels]
-        prompts, n_cut = self.prompts(tokenizer, split.texts, [len(a) for a in answers],
-                                      max_length, strategy)
-        return Encoded([{"input_ids": p + a, "attention_mask": [1] * (len(p) + len(a)),
-                         "n_prompt": len(p), "answer": ref}
-                        for p, a, ref in zip(prompts, answers, split.labels)], n_cut)
-
-    def score_batch(self, model, batch):
-        from harness.lm import generate
-
-        loss, weight = self.teacher_forced(model, batch)
-        texts = generate(model, batch, self.tokenizer, self.budget, self.eos_id(self.tokenizer))
-        return loss, weight, [t.strip() for t in texts], list(batch["answer"])
-
-    def metrics(self, predictions, references, num_labels, labels=None):
-        from harness.metrics import classification_metrics
-
-        n = max(len(references), 1)
-        predictions, references = [self.final(p) for p in predictions], [self.final(r) for r in references]
-        out = {"accuracy": sum(p == r for p, r in zip(predictions, references)) / n,
-               "normalized_match": sum(normalize(p) == normalize(r)
-                                       for p, r in zip(predictions, references)) / n}
-        out["exact_match"] = out["accuracy"]
-        ids, refs = self.prediction_ids(predictions), self.prediction_ids(references)
-        if ids is not None:
-            other = len(self.answers)
-            classes = num_labels + (other in ids)
-            scores = classification_metrics(ids, refs, classes)
-            out.update(f1_macro=scores["f1_macro"], f1_micro=scores["f1_micro"])
-        return out
-
-    def prediction_ids(self, values):
-        """Answers as class ids over the closed answer set (any other answer: one more id)."""
-        if not self.answers:
-            return None
-        index = {a: i for i, a in enumerate(self.answers)}
-        return [index.get(self.final(v), len(self.answers)) for v in values]
-
-    def majority_prediction(self, train_labels):
-        """The most common training answer (its final answer, with ``task.answer_pattern``); of
-        tied answers, the first in sorted order (as the other task types break ties between label
-        ids)."""
-        counts = Counter(self.final(a) for a in train_labels)
-        top = max(counts.values())
-        return min(a for a, n in counts.items() if n == top)

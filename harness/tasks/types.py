@@ -40,8 +40,23 @@ def task_type(kind: "TaskType | str") -> "TaskType":
     return TASK_TYPES.get(kind)() if isinstance(kind, str) else kind
 
 
+def resolve_truncation(value: str, kind: str) -> str:
+    """``task.truncation`` as a run applies it: ``auto`` is the task type's default (the start of
+    a document for classification, the end of a prompt, where its question is, for prompt tasks);
+    an unknown type (a plug-in not loaded here) takes ``head``."""
+    if value != "auto":
+        return value
+    try:
+        return TASK_TYPES.get(kind).default_truncation
+    except Exception:  # noqa: BLE001 - the preflight names an unknown task type
+        return "head"
+
+
 class TaskType:
     name = ""
+    scoring = "scoring"  # what an evaluation pass does, as its progress bar says
+    # Which end of a long text ``task.truncation=auto`` keeps (harness.tasks.encoding.STRATEGIES).
+    default_truncation = "head"
     problem_type: str | None = None  # transformers' config.problem_type for this head
     # Loader columns this type needs beyond ``text`` and ``label``: each holds a list of strings
     # per row, is read from ``task.<column>_column`` by the file loaders, and is kept on
@@ -67,6 +82,11 @@ class TaskType:
         evaluated (a prompt task sizes its generation budget from the training answers)."""
 
     # --- data: labels, tokens, batches ---
+
+    def texts_to_keep(self, kept: dict) -> dict:
+        """Per-example texts to store with the test predictions (``kept``: the evaluation's raw
+        ``predictions`` and ``labels``); none for a task whose answers are class ids."""
+        return {}
 
     def encode_labels(self, frame: "pd.DataFrame", cfg) -> tuple[list[str], Callable]:
         """(label names, a function from a label column to encoded labels: class indices).
@@ -95,11 +115,12 @@ class TaskType:
         from harness.tasks.encoding import Encoded, cut_texts
 
         budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
-        texts, n_cut = cut_texts(split.texts, tokenizer, budget, strategy)
+        lost: list[int] = []
+        texts, n_cut = cut_texts(split.texts, tokenizer, budget, strategy, lost)
         enc = tokenizer(texts, truncation=True, max_length=max_length)
         examples = [{"input_ids": ids, "attention_mask": mask, "labels": label}
                     for ids, mask, label in zip(enc["input_ids"], enc["attention_mask"], split.labels)]
-        return Encoded(examples, n_cut)
+        return Encoded(examples, n_cut, tokens_cut=lost)
 
     def collator(self, tokenizer) -> Callable[[list[dict]], dict]:
         """Makes a batch of :meth:`encode`'s examples, padded to the batch's longest sequence."""

@@ -20,18 +20,24 @@ columns, claims and predictions are those of the SQLite store, with the same pro
   made are refused, never changed; a store with a newer schema version is refused.
 
 Connections are opened per operation, so a store object survives forks and dropped connections.
-Messages never repeat the URL's password.
+A server that cannot be reached, or a connection lost mid-operation (a restart), is a
+:class:`StoreUnreachable`, which the runner waits out (:mod:`harness.results.retry`); a wrong
+password, a missing right or a bad statement is not. ``record`` is idempotent per run id, so an
+operation tried again after its commit's acknowledgement was lost stores nothing twice.
+The password goes to libpq apart from the URL (:mod:`harness.results.secrets`): messages never
+repeat it, whatever characters it holds.
 """
 from __future__ import annotations
 
-from contextlib import closing, contextmanager
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from harness.errors import first_line
 from harness.fields import FIELDS, Field
 from harness.results.backends.common import (HOLDER_COLUMNS, StoreReads, claim_values,
                                              holder_still_holds, pack)
-from harness.results.store import (SCHEMA_VERSION, STORE_BACKENDS, StoreError,
+from harness.results.secrets import connect_args, scrub
+from harness.results.store import (SCHEMA_VERSION, STORE_BACKENDS, StoreError, StoreUnreachable,
                                    check_row, missing_store_message, redact)
 
 if TYPE_CHECKING:
@@ -41,10 +47,37 @@ APPLICATION = "peft-harness"
 SQL_TYPES = {"text": "TEXT", "integer": "BIGINT", "real": "DOUBLE PRECISION", "bool": "INTEGER"}
 TABLES = {"meta", "runs", "curves", "claims", "predictions"}
 DDL_LOCK = 0x50454654  # advisory lock held while tables are created or columns added ("PEFT")
+# SQLSTATEs of a lost connection or a server going down or starting up: class 08, admin or crash
+# shutdown, "cannot connect now", too many connections.
+OUTAGE_STATES = ("08", "57P01", "57P02", "57P03", "53300")
+# What a server that answers but is not ready says when refusing a connection (no SQLSTATE then).
+NOT_READY = ("starting up", "shutting down", "not yet accepting connections", "in recovery",
+             "too many clients", "remaining connection slots", "terminating connection")
 
 
 def column_sql(field: Field) -> str:
     return f"{field.name} {SQL_TYPES[field.type]}" + (" PRIMARY KEY" if field.key else "")
+
+
+def is_outage(exc: BaseException) -> bool:
+    """Whether a psycopg error means the server could not be reached or the connection was lost,
+    which waiting may cure; not a refusal (password, role, database, rights) nor a bad statement."""
+    import psycopg
+
+    if not isinstance(exc, psycopg.OperationalError):
+        return False
+    state = getattr(exc, "sqlstate", None)
+    if state:
+        return state.startswith(OUTAGE_STATES)
+    text = str(exc)
+    return "FATAL:" not in text or any(words in text for words in NOT_READY)
+
+
+def _failure(exc: BaseException, url: str, what: str) -> StoreError:
+    """``exc`` as one line about the store at ``url``, without its password; StoreUnreachable for
+    an outage."""
+    kind = StoreUnreachable if is_outage(exc) else StoreError
+    return kind(f"{what} the results store {redact(url)}: {scrub(first_line(exc), url)}")
 
 
 def _connect(url: str, read_only: bool = False):
@@ -53,14 +86,31 @@ def _connect(url: str, read_only: bool = False):
     except ImportError:
         raise StoreError("a postgresql:// store needs psycopg: pip install 'peft-harness[postgres]'") from None
     timeout = {} if "connect_timeout" in url else {"connect_timeout": 30}
+    target, password = connect_args(url)  # the password apart: libpq never echoes it
+    secret = {} if password is None else {"password": password}
     try:
-        conn = psycopg.connect(url, autocommit=True, **timeout)
+        conn = psycopg.connect(target, autocommit=True, **timeout, **secret)
+        if read_only:
+            conn.execute("SET default_transaction_read_only = on")
     except psycopg.Error as exc:
-        why = redact(first_line(exc)).replace(url, redact(url))
-        raise StoreError(f"cannot connect to the results store {redact(url)}: {why}") from None
-    if read_only:
-        conn.execute("SET default_transaction_read_only = on")
+        raise _failure(exc, url, "cannot connect to") from None
     return conn
+
+
+@contextmanager
+def _session(url: str, read_only: bool = False):
+    """A connection for one operation; a connection lost meanwhile is a StoreUnreachable."""
+    import psycopg
+
+    conn = _connect(url, read_only)
+    try:
+        yield conn
+    except psycopg.Error as exc:
+        if is_outage(exc):
+            raise _failure(exc, url, "lost the connection to") from None
+        raise
+    finally:
+        conn.close()
 
 
 def _tables(conn) -> set[str]:
@@ -162,14 +212,13 @@ class PostgresStore(StoreReads):
                 try:
                     _create(conn, url)
                 except psycopg.Error as exc:  # e.g. no right to create or alter the tables
-                    raise StoreError(f"cannot prepare the results store {redact(url)}: "
-                                     f"{redact(first_line(exc))}") from None
+                    raise _failure(exc, url, "cannot prepare") from None
 
     @classmethod
     def check(cls, url: str) -> None:
         """StoreError unless ``url`` is reachable and is, or can become, a store this user can
         write; reads only."""
-        with closing(_connect(url, read_only=True)) as conn:
+        with _session(url, read_only=True) as conn:
             if not _up_to_date(conn, url):  # also refuses another program's tables, a newer schema
                 ok = conn.execute("SELECT has_schema_privilege(current_schema(), 'CREATE')").fetchone()[0]
                 what = "create or update its tables (the store is new or older than this harness)"
@@ -186,7 +235,7 @@ class PostgresStore(StoreReads):
     def _connection(self, read: bool = False):
         if not read and self.read_only:
             raise StoreError(f"the results store {redact(self.url)} was opened for reading only")
-        with closing(_connect(self.url, read_only=read)) as conn:
+        with _session(self.url, read_only=read) as conn:
             yield conn
 
     def _query(self, sql: str, params: tuple = ()) -> pd.DataFrame | None:
@@ -202,14 +251,21 @@ class PostgresStore(StoreReads):
     # -- writes --------------------------------------------------------------------------------
 
     def record(self, row: dict, curves: list[dict], predictions: dict | None = None) -> None:
-        """Store a run whole (row, curves, predictions) in one transaction and release its claim."""
+        """Store a run whole (row, curves, predictions) in one transaction and release its claim.
+        A run already stored (a retry after a commit whose acknowledgement was lost) is left as
+        it is."""
         check_row(row)
         names = list(row)
         with self._connection() as conn, conn.transaction():
             _lock_config(conn, row["config_hash"])
             _add_missing_columns(conn, names)
-            conn.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))})",
-                         [int(v) if isinstance(v, bool) else v for v in row.values()])
+            cur = conn.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
+                               "ON CONFLICT (run_id) DO NOTHING",
+                               [int(v) if isinstance(v, bool) else v for v in row.values()])
+            if cur.rowcount == 0:
+                conn.execute("DELETE FROM claims WHERE config_hash=%s AND run_id=%s",
+                             (row["config_hash"], row["run_id"]))
+                return
             with conn.cursor() as cur:
                 cur.executemany("INSERT INTO curves VALUES (%s, %s, %s, %s, %s, %s)",
                                 [(row["run_id"], c["epoch"], c.get("variant", ""), c["split"], c["metric"],

@@ -193,6 +193,9 @@ class SQLiteStore(StoreReads):
         """A connection for a write; the first one creates or migrates the store."""
         if self.read_only:
             raise StoreError(f"the results store {self.path} was opened for reading only")
+        if self._ready and not self.path.exists():  # not made again empty: its runs are elsewhere
+            raise StoreError(f"the results store {self.path} is gone (deleted or moved since this "
+                             f"command opened it)")
         conn = sqlite3.connect(_uri(self.path, mode="rwc"), uri=True, timeout=120,
                                isolation_level=None)
         conn.execute("PRAGMA busy_timeout = 120000")

@@ -1,0 +1,88 @@
+"""What the report says about the data a run saw, beside its numbers: examples cut to
+``task.max_length`` (a run past :data:`~harness.tasks.encoding.CUT_FLAG_SHARE` of a split is
+flagged), and, for generation runs, a few test answers the model got wrong, as it wrote them.
+"""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+
+from harness.tasks.encoding import CUT_FLAG_SHARE
+
+SPLITS = ("train", "validation", "test")
+MISSES_SHOWN = 5
+
+
+def _share(run, split: str) -> float:
+    cut, n = getattr(run, f"n_truncated_{split}", None), getattr(run, f"n_{split}", None)
+    if cut is None or n is None or pd.isna(cut) or pd.isna(n) or not n:
+        return 0.0
+    return float(cut) / float(n)
+
+
+def _how_much(details_json, split: str) -> str:
+    try:
+        t = json.loads(details_json)["truncation"]
+        s = t["splits"][split]
+        return (f", by {s['tokens_cut_median']:g} tokens (median; at most {s['tokens_cut_max']}) "
+                f"keeping {t['strategy']} of max_length {t['max_length']}")
+    except (TypeError, ValueError, KeyError):
+        return ""
+
+
+def flagged(finished: pd.DataFrame) -> list[tuple[str, str]]:
+    """(run, what was cut) for each run with more than ``CUT_FLAG_SHARE`` of a split cut."""
+    out = []
+    for run in finished.itertuples():
+        worst = max(SPLITS, key=lambda s: _share(run, s))
+        if _share(run, worst) > CUT_FLAG_SHARE:
+            label = f"{run.method} seed {run.seed} on {run.task} ({run.model})"
+            out.append((label, f"{_share(run, worst):.0%} of its {worst} examples cut to task.max_length"
+                               f"{_how_much(getattr(run, 'details_json', None), worst)}; its numbers "
+                               f"may not measure the task as meant"))
+    return out
+
+
+def cut_setup_row(finished: pd.DataFrame) -> tuple[str, str]:
+    """The report's Setup line on cut examples."""
+    runs = flagged(finished)
+    if not runs:
+        return ("Cut to task.max_length", f"no run had more than {CUT_FLAG_SHARE:.0%} of a split cut")
+    return ("Cut to task.max_length", f"FLAGGED: {len(runs)} of {len(finished)} runs had more than "
+                                      f"{CUT_FLAG_SHARE:.0%} of a split cut (listed under Findings); "
+                                      f"raise task.max_length or shorten the texts")
+
+
+def cut_findings(finished: pd.DataFrame, task: str, model: str) -> list[str]:
+    mine = finished[(finished.task == task) & (finished.model == model)]
+    return [f"Flagged: {label}: {text}." for label, text in flagged(mine)]
+
+
+def misses(finished: pd.DataFrame, predictions: dict, task: str, model: str) -> list[str]:
+    """Up to :data:`MISSES_SHOWN` test answers that one generation run of (task, model) got wrong
+    (its run with the most stored answers, first in the table's order), as written."""
+    mine = finished[(finished.task == task) & (finished.model == model)]
+    for run in mine.itertuples():
+        arrays = (predictions or {}).get(run.run_id) or {}
+        if "generated" not in arrays or "reference" not in arrays:
+            continue
+        pairs = [(str(r), str(g)) for r, g in zip(arrays["reference"], arrays["generated"]) if str(r) != str(g)]
+        if not pairs:
+            return [f"{run.method} seed {run.seed} wrote every reference answer exactly."]
+        shown = [f"{run.method} seed {run.seed}, expected {_short(r)!r}, wrote {_short(g)!r}"
+                 for r, g in pairs[:MISSES_SHOWN]]
+        return shown + [f"({len(pairs)} of {len(arrays['generated'])} test answers differ from the "
+                        f"reference as written; all of them: harness.results.load_answers)"]
+    return []
+
+
+def _short(text: str, limit: int = 120) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= limit else text[:limit - 1] + "…"
+
+
+def data_findings(finished: pd.DataFrame, predictions: dict, task: str, model: str) -> dict[str, list[str]]:
+    """The Findings headings this module adds for (task, model), empty ones included."""
+    return {"Examples cut to task.max_length": cut_findings(finished, task, model),
+            "Generated answers that missed (as written)": misses(finished, predictions, task, model)}

@@ -1,0 +1,227 @@
+"""A user's own data, right the first time: long prompts keep their question and say what was cut,
+generation runs keep what the model wrote, header-less files and positional columns, runs named
+after their file, a resumed sweep's report, Ctrl-C, and settings refused before anything trains."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.identity import config_hash
+from harness.results import load, load_answers
+from tests.conftest import TINY, compose_config
+from tests.test_bad_input import BASE, run_harness
+
+ROOT = Path(__file__).resolve().parents[1]
+LM = ["model=tiny_llama", "trainer=smoke", "trainer.isolate=false", "trainer.latency_batches=1",
+      "trainer.generation_tokens=2"]
+QUESTION = "which word ends this?"
+
+
+def long_prompts(path: Path, n: int = 40) -> Path:
+    """Prompts of a long clause, then the question at the end, as the contract-clause data were."""
+    rows = [{"prompt": " ".join(["clause"] * 150) + f" option {i % 2}. {QUESTION}", "answer": ["yes", "no"][i % 2]}
+            for i in range(n)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_auto_truncation_keeps_a_prompts_end_and_a_documents_start_and_hashes_as_before():
+    from harness.models import load_tokenizer
+    from harness.tasks.types import resolve_truncation, task_type
+    from harness.validation import validate
+
+    cfg = validate(compose_config([*LM, "task=rotten_tomatoes_prompt", "task.max_length=64"]))
+    assert resolve_truncation(cfg.task.truncation.value, cfg.task.task_type) == "tail"
+    assert resolve_truncation("auto", "single_label") == "head"
+    kind = task_type(cfg.task.task_type).for_task(cfg.task)
+    tok = load_tokenizer(cfg.model)
+    lost: list[int] = []
+    ids, cut = kind.prompts(tok, [" ".join(["clause"] * 150) + " " + QUESTION], [3], 64, "tail", lost)
+    assert cut == 1 and len(ids[0]) + 3 <= 64 and lost[0] > 0
+    assert QUESTION.replace(" ", "") in tok.decode(ids[0]).replace(" ", "")  # the question survives
+    # auto hashes as the side it keeps: a classification run's identity is the one it had with head
+    plain = [*TINY, "store.url=x.sqlite"]
+    assert config_hash(_container(plain)) == config_hash(_container([*plain, "task.truncation=head"]))
+    prompt = [*LM, "task=rotten_tomatoes_prompt"]
+    assert config_hash(_container(prompt)) == config_hash(_container([*prompt, "task.truncation=tail"]))
+    assert config_hash(_container(prompt)) != config_hash(_container([*prompt, "task.truncation=head"]))
+
+
+def _container(overrides):
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(compose_config(overrides), resolve=True)
+
+
+def test_cut_prompts_are_counted_by_the_preflight_and_the_run_kept_answers_and_flagged_in_the_report(
+        tmp_path, monkeypatch, capsys):
+    from harness import __main__ as cli
+    from harness.report.build import build_report
+    from harness.config import ReportConfig
+
+    data = long_prompts(tmp_path / "clauses.jsonl")
+    store = tmp_path / "s.sqlite"
+    monkeypatch.chdir(tmp_path)
+    argv = [*LM, "task=jsonl", f"task.data_path={data}", "task.text_column=prompt",
+            "task.label_column=answer", "task.task_type=generation", "task.max_length=48",
+            f"store.url={store}"]
+    monkeypatch.setattr(sys, "argv", ["harness", *argv])
+    cli.main()
+    out, err = capsys.readouterr()
+    # the preflight (stderr) and the run (stdout) both say how many were cut, by how much, which end kept
+    for text in (err, out):
+        line = next(l for l in text.splitlines() if "longer than task.max_length=48" in l)
+        assert "test 8 of 8" in line and "keeping its end (task.truncation=tail)" in line, line
+        assert "the report flags this run" in line
+    assert "recorded as run " in out and str(store) in out  # where the row went
+    row = load(store).iloc[0]
+    assert row.task == "clauses"  # named after its file, not "jsonl"
+    assert row.n_truncated_test == 8 and row.details["truncation"]["splits"]["test"]["tokens_cut_max"] > 0
+    answers = load_answers(store)
+    assert len(answers) == row.n_test and set(answers.reference) <= {"yes", "no"}
+    assert answers.generated.map(type).eq(str).all()
+    report = build_report(store, tmp_path / "report", options=ReportConfig(pdf=False, formats=["md"]))
+    text = (report.out_dir / "report.md").read_text()
+    assert "FLAGGED: 1 of 1 runs" in text and "100% of its" in text
+    assert "Generated answers that missed (as written)" in text
+    missed = answers[~answers.match]
+    assert f"expected {missed.reference.iloc[0]!r}, wrote {missed.generated.iloc[0]!r}" in text
+    assert f"({len(missed)} of {len(answers)} test answers differ" in text
+
+
+def header_less(path: Path, n: int = 40) -> Path:
+    lines = [f"{'pos' if i % 2 else 'neg'}\tthe film number {i} was {'good' if i % 2 else 'bad'} in every way"
+             for i in range(n)]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_a_header_less_file_is_explained_and_read_by_position(tmp_path):
+    data = header_less(tmp_path / "films.tsv")
+    store = tmp_path / "s.sqlite"
+    ran = run_harness([*BASE, "task=csv", f"task.data_path={data}", f"store.url={store}"], tmp_path)
+    assert ran.code == 2 and len(ran.err_lines) == 1 and not store.exists()
+    assert "first row looks like data" in ran.err and "task.header=false" in ran.err
+    assert "task.text_column=1 task.label_column=0" in ran.err  # the likely positions
+    from harness.tasks.load import load_task
+    from harness.validation import validate
+
+    task = validate(compose_config([*BASE, "task=csv", f"task.data_path={data}", "task.header=false",
+                                    "task.text_column=1", "task.label_column=0"])).task
+    loaded = load_task(task)
+    assert task.name == "films" and loaded.label_names == ["neg", "pos"]
+    assert len(loaded.train) + len(loaded.validation) + len(loaded.test) == 40  # the first row too
+
+
+def test_two_files_are_two_tasks_and_the_hash_of_a_named_task_is_unchanged(tmp_path):
+    a = header_less(tmp_path / "a.tsv")
+    b = header_less(tmp_path / "b.tsv")
+    from harness.validation import validate
+
+    names = {validate(compose_config([*BASE, "task=csv", f"task.data_path={p}"])).task.name for p in (a, b)}
+    assert names == {"a", "b"}
+    named = validate(compose_config([*BASE, "task=csv", f"task.data_path={a}", "task.name=mine"])).task
+    assert named.name == "mine"
+    # the name is derived, not written into the config: the hash is the one the config always had
+    base = ["task=csv", f"task.data_path={a}", "model=tiny_bert"]
+    container = _container(base)
+    assert container["task"]["name"] == "csv" and "header" in container["task"]
+    assert config_hash(container) == config_hash({**container, "task": {
+        k: v for k, v in container["task"].items() if k != "header"}})
+
+
+BAD = {
+    "a negative warm-up": (["trainer.warmup_ratio=-0.1"], "trainer.warmup_ratio must be in [0, 1)"),
+    "a warm-up of every step": (["trainer.warmup_ratio=1.0"], "trainer.warmup_ratio must be in [0, 1)"),
+    "a max length of 1": (["task.max_length=1"], "task.max_length must be at least 8 tokens"),
+    "past the model's positions": (["task.max_length=1024"],
+                                   "task.max_length=1024 is more than model tiny_bert has positions for "
+                                   "(max_position_embeddings=256"),
+    "an unknown key added with +": (["+task.max_lenght=64"],
+                                    "unknown key 'task.max_lenght': task has no setting 'max_lenght'"),
+    "a network-only dataset offline": (["task=lexglue_scotus"],
+                                       "reads coastalcph/lex_glue from the Hugging Face hub, but HF_HUB_OFFLINE is set"),
+}
+
+
+@pytest.mark.parametrize("case", BAD, ids=list(BAD))
+def test_bad_settings_are_refused_in_one_line_before_anything_trains(case, tmp_path):
+    extra, needle = BAD[case]
+    store = tmp_path / "s.sqlite"
+    ran = run_harness([*TINY, f"store.url={store}", *extra], tmp_path)
+    assert ran.code == 2 and len(ran.err_lines) == 1, ran.err
+    assert needle in ran.err_lines[0] and not store.exists()
+
+
+def test_the_hub_is_probed_when_not_told_offline(tmp_path, monkeypatch):
+    from harness.tasks import online
+    from harness.validation import validate
+
+    monkeypatch.delenv("HF_HUB_OFFLINE")
+    monkeypatch.delenv("HF_DATASETS_OFFLINE")
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")  # nothing listens there
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "empty"))
+    online.hub_reachable.cache_clear()
+    task = validate(compose_config([*TINY, "task=lexglue_scotus"])).task
+    assert "the hub cannot be reached from here" in online.unreachable_data(task)
+    (tmp_path / "empty" / "coastalcph___lex_glue").mkdir(parents=True)  # a cached copy: allowed
+    assert online.unreachable_data(task) is None
+    online.hub_reachable.cache_clear()
+
+
+def test_a_nested_text_column_is_refused_naming_it(tmp_path):
+    rows = [{"text": ["a", "list"] if i == 3 else f"text {i}", "label": i % 2} for i in range(30)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    ran = run_harness([*BASE, "task=jsonl", f"task.data_path={data}", f"store.url={tmp_path / 's.sqlite'}"],
+                      tmp_path)
+    assert ran.code == 2 and len(ran.err_lines) == 1
+    assert "column 'text'" in ran.err and "holds a list in row 4, not text" in ran.err
+
+
+def _sweep(store: Path, out: Path) -> list[str]:
+    return [sys.executable, "-m", "harness", "-m", *TINY, "trainer.isolate=true", "trainer.max_steps=300",
+            "trainer.epochs=300", "method=lora,vera", f"store.url={store}", f"hydra.sweep.dir={out}",
+            "report.pdf=false", "trainer.progress=false"]
+
+
+def test_ctrl_c_says_what_was_kept_and_the_rerun_reports_every_configuration(tmp_path):
+    store = tmp_path / "s.sqlite"
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    proc = subprocess.Popen(_sweep(store, tmp_path / "first"), cwd=tmp_path, env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline and proc.poll() is None:  # interrupt once the first run is in
+        if store.exists() and len(load(store, status="finished", decode=False)) == 1:
+            break
+        time.sleep(0.5)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "leaked semaphore" not in err, err
+    lines = [l for l in err.splitlines() if l.strip()]
+    assert lines[-1].startswith("[harness] interrupted: 1 of 2 configurations are recorded as finished")
+    assert "Run the same command again to resume" in lines[-1]
+    # the same grid again (another sweep folder): one run is skipped, one trains; the report has both
+    again = subprocess.run(_sweep(store, tmp_path / "second"), cwd=tmp_path, env=env, text=True,
+                           capture_output=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    report = (tmp_path / "second" / "report" / "report.md").read_text()
+    assert "lora" in report and "vera" in report and "2 finished runs" in report
+    assert set(load(store, status="finished").method) == {"lora", "vera"}
+
+
+def test_library_warnings_go_to_the_log_not_the_terminal(tmp_path):
+    env = {**os.environ, "PEFT_HARNESS_CACHE": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    code = ("from harness.quiet import quiet_libraries; quiet_libraries()\n"
+            "import logging; logging.getLogger('bitsandbytes.backends.cpu.ops').warning('kernel trust')\n")
+    ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
+    assert ran.returncode == 0 and "kernel trust" not in ran.stderr + ran.stdout
+    assert "kernel trust" in (tmp_path / "library-warnings.log").read_text()
