@@ -96,11 +96,12 @@ def interrupted_line(plan, since: str) -> str:
     from harness.summary import command_outcome
 
     stores = ", ".join(dict.fromkeys(redact(u) for u in (plan.stores if plan else [])))
+    os.environ["PEFT_HARNESS_STORE_RETRY_S"] = "0"  # a store that is down now is not waited for
     try:
         outcome = command_outcome(plan.jobs_in_stores, since, plan.dynamic)
         kept = f"{len(outcome.finished)} of {len(outcome.finished) + len(outcome.failed)} configurations " \
                f"are recorded as finished in {stores}"
-    except Exception:  # noqa: BLE001 - the line is written whatever the store's state
+    except (Exception, KeyboardInterrupt):  # noqa: BLE001 - the line is written whatever happens
         kept = f"what finished is recorded in {stores or 'the store'}"
     return (f"[harness] interrupted: {kept}; the run in progress was not recorded. "
             f"Run the same command again to resume: finished configurations are skipped.")

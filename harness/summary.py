@@ -30,8 +30,11 @@ def print_row(row: dict, store: str | None = None) -> None:
     if row["status"] != "skipped" and not row.get("unrecorded") and store:
         from harness.results.store import redact
 
+        folder = row.get("run_dir")
+        if folder and Path(folder).is_relative_to(Path.cwd()):
+            folder = Path(folder).relative_to(Path.cwd())
         print(f"          recorded as run {row['run_id']} in {redact(store)}"
-              + (f"; files in {row['run_dir']}" if row.get("run_dir") else ""))
+              + (f"; files in {folder}" if folder else ""))
 
 
 def _print_outcome(row: dict) -> None:

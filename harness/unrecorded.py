@@ -58,10 +58,15 @@ def record_kept(folder: Path, stores: list[str]) -> int:
             url = _store_of(data["row"], stores)
             if url not in opened:
                 store = PatientStore(url)
-                opened[url] = (store, set(store.runs()["run_id"]))
-            store, have = opened[url]
-            if data["row"]["run_id"] not in have:
-                store.record(data["row"], data["curves"], arrays(data.get("predictions") or {}))
+                opened[url] = (store, set(store.runs()["run_id"]), set(store.finished_hashes()))
+            store, have, finished = opened[url]
+            row = data["row"]
+            # never a run twice, nor a second finished run of a configuration (as results import)
+            if row["run_id"] not in have and not (row.get("status") == "finished"
+                                                  and row.get("config_hash") in finished):
+                store.record(row, data["curves"], arrays(data.get("predictions") or {}))
+                have.add(row["run_id"])
+                finished |= {row["config_hash"]} if row.get("status") == "finished" else set()
                 recorded += 1
         except Exception:  # noqa: BLE001 - still kept, and the summary says how to record it
             continue

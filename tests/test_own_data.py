@@ -11,6 +11,7 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from harness.identity import config_hash
@@ -176,14 +177,24 @@ def test_the_hub_is_probed_when_not_told_offline(tmp_path, monkeypatch):
     online.hub_reachable.cache_clear()
 
 
-def test_a_nested_text_column_is_refused_naming_it(tmp_path):
-    rows = [{"text": ["a", "list"] if i == 3 else f"text {i}", "label": i % 2} for i in range(30)]
+NESTED = {
+    "a list in a text column": ({"text": ["a", "list"]}, [], "column 'text' of {path} holds a list in row 4, not text"),
+    "an object label": ({"label": {"a": 1}}, [], "row 4 of {path}: the label (task.label_column=label) is a JSON object"),
+    "numbers named as the text": ({}, ["task.text_column=label", "task.label_column=text"],
+                                  "column 'label' of {path} holds only numbers (row 1: 0), not text"),
+}
+
+
+@pytest.mark.parametrize("case", NESTED, ids=list(NESTED))
+def test_nested_or_non_text_columns_are_refused_naming_them(case, tmp_path):
+    change, extra, needle = NESTED[case]
+    rows = [{"text": f"text {i}", "label": i % 2, **(change if i == 3 else {})} for i in range(30)]
     data = tmp_path / "d.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    ran = run_harness([*BASE, "task=jsonl", f"task.data_path={data}", f"store.url={tmp_path / 's.sqlite'}"],
-                      tmp_path)
-    assert ran.code == 2 and len(ran.err_lines) == 1
-    assert "column 'text'" in ran.err and "holds a list in row 4, not text" in ran.err
+    store = tmp_path / "s.sqlite"
+    ran = run_harness([*BASE, "task=jsonl", f"task.data_path={data}", f"store.url={store}", *extra], tmp_path)
+    assert ran.code == 2 and len(ran.err_lines) == 1 and not store.exists(), ran.err
+    assert needle.format(path=data) in ran.err_lines[0], ran.err_lines[0]
 
 
 def _sweep(store: Path, out: Path) -> list[str]:
@@ -225,3 +236,14 @@ def test_library_warnings_go_to_the_log_not_the_terminal(tmp_path):
     ran = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60)
     assert ran.returncode == 0 and "kernel trust" not in ran.stderr + ran.stdout
     assert "kernel trust" in (tmp_path / "library-warnings.log").read_text()
+
+
+def test_runs_of_one_task_name_on_different_data_are_never_pooled_in_a_report():
+    from harness.report.select import Selection, select_runs
+
+    runs = pd.DataFrame({"task": ["reviews", "reviews", "reviews", "other"], "status": "finished",
+                         "data_fingerprint": ["aaaa1111bbbb", "aaaa1111bbbb", "cccc2222dddd", "eeee"],
+                         "stage": None, "created_at": "2026-01-01", "method": "lora"})
+    finished, _ = select_runs(runs, Selection({"task": ["reviews", "other"]}))
+    assert list(finished.task) == ["reviews [data aaaa1111]", "reviews [data aaaa1111]",
+                                   "reviews [data cccc2222]", "other"]

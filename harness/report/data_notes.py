@@ -86,3 +86,20 @@ def data_findings(finished: pd.DataFrame, predictions: dict, task: str, model: s
     """The Findings headings this module adds for (task, model), empty ones included."""
     return {"Examples cut to task.max_length": cut_findings(finished, task, model),
             "Generated answers that missed (as written)": misses(finished, predictions, task, model)}
+
+
+def split_by_data(runs: pd.DataFrame) -> pd.DataFrame:
+    """Runs of one task name on different data (two files of one name, a file edited between
+    runs: their ``data_fingerprint`` differs) are never pooled: each data version's task is
+    labelled with the start of its fingerprint, e.g. ``reviews [data 3f2a9c1e]``."""
+    if runs.empty or "data_fingerprint" not in runs.columns:
+        return runs
+    fingerprints = runs["data_fingerprint"].where(runs["data_fingerprint"].notna(), "")
+    versions = fingerprints.groupby(runs["task"]).transform("nunique")
+    mixed = versions > 1
+    if not mixed.any():
+        return runs
+    out = runs.copy()
+    out.loc[mixed, "task"] = [f"{t} [data {str(f)[:8] or 'unknown'}]"
+                              for t, f in zip(runs.loc[mixed, "task"], fingerprints[mixed])]
+    return out

@@ -106,8 +106,11 @@ def _axes_mask(runs: pd.DataFrame, selection: Selection) -> pd.Series:
 
 
 def select_runs(runs: pd.DataFrame, selection: Selection) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """(finished, failed) runs that fit ``selection``, its stage included."""
-    chosen = runs[_axes_mask(runs, selection) & _stage_mask(runs, selection.stage)]
+    """(finished, failed) runs that fit ``selection``, its stage included; runs of one task name
+    on different data are labelled apart (:func:`harness.report.data_notes.split_by_data`)."""
+    from harness.report.data_notes import split_by_data
+
+    chosen = split_by_data(runs[_axes_mask(runs, selection) & _stage_mask(runs, selection.stage)])
     finished = chosen[chosen["status"] == "finished"].reset_index(drop=True)
     failed = chosen[chosen["status"] != "finished"].reset_index(drop=True)
     return finished, failed

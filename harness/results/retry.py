@@ -151,6 +151,9 @@ class PatientStore:
     def claims(self):
         return self._call("claims")
 
+    def finished_hashes(self) -> set[str]:
+        return self._call("finished_hashes")
+
 
 def load_patiently(url: str, status: str | None = None, decode: bool = True):
     """:func:`harness.results.load`, waiting out an outage."""

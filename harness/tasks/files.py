@@ -184,8 +184,13 @@ def _number(text: str) -> bool:
 
 
 def refuse_non_text(df: pd.DataFrame, column: str, cfg, path) -> None:
-    """A text column holds text: a list or JSON object would be trained on as its Python form."""
-    for position, value in enumerate(df[column]):
+    """A text column holds text: a list or JSON object would be trained on as its Python form,
+    and a column of numbers alone is a label or an id named as the text by mistake."""
+    values = df[column]
+    if len(values) and (pd.api.types.is_numeric_dtype(values) or pd.api.types.is_bool_dtype(values)):
+        raise TaskDataError(f"task {cfg.name}: column {column!r} of {path} holds only numbers "
+                            f"(row 1: {values.iloc[0]}), not text: name a text column (task.text_column)")
+    for position, value in enumerate(values):
         if isinstance(value, (list, tuple, dict, set)) or hasattr(value, "tolist") and not hasattr(value, "item"):
             kind = "a JSON object" if isinstance(value, dict) else "a list"
             raise TaskDataError(f"task {cfg.name}: column {column!r} of {path} holds {kind} in row "

@@ -93,8 +93,10 @@ class TaskType:
 
         The names are ``task.labels`` when set (any other value in the data is an error), else the
         loader's (``frame.attrs["label_names"]``, e.g. hub features), else the sorted values found."""
-        from harness.tasks.labels import label_space, name_of, refuse_float_labels, require_two_classes
+        from harness.tasks.labels import (label_space, name_of, refuse_float_labels, refuse_nested,
+                                          require_two_classes)
 
+        refuse_nested(frame, cfg, "label")  # a list or object would be a class named by its text
         refuse_float_labels(frame["label"], cfg)
         names, index = label_space(frame, cfg, frame["label"].map(lambda v: [name_of(v)]))
         require_two_classes(frame["label"], names, cfg)
