@@ -241,9 +241,11 @@ def test_library_warnings_go_to_the_log_not_the_terminal(tmp_path):
 def test_runs_of_one_task_name_on_different_data_are_never_pooled_in_a_report():
     from harness.report.select import Selection, select_runs
 
-    runs = pd.DataFrame({"task": ["reviews", "reviews", "reviews", "other"], "status": "finished",
-                         "data_fingerprint": ["aaaa1111bbbb", "aaaa1111bbbb", "cccc2222dddd", "eeee"],
+    runs = pd.DataFrame({"task": ["reviews", "reviews", "reviews", "other", "other"],
+                         "status": ["finished"] * 4 + ["failed"],
+                         "data_fingerprint": ["aaaa1111bbbb", "aaaa1111bbbb", "cccc2222dddd", "eeee", None],
                          "stage": None, "created_at": "2026-01-01", "method": "lora"})
-    finished, _ = select_runs(runs, Selection({"task": ["reviews", "other"]}))
+    finished, failed = select_runs(runs, Selection({"task": ["reviews", "other"]}))
     assert list(finished.task) == ["reviews [data aaaa1111]", "reviews [data aaaa1111]",
                                    "reviews [data cccc2222]", "other"]
+    assert list(failed.task) == ["other"]  # a failure recorded without a fingerprint is no version

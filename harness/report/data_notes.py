@@ -94,12 +94,12 @@ def split_by_data(runs: pd.DataFrame) -> pd.DataFrame:
     labelled with the start of its fingerprint, e.g. ``reviews [data 3f2a9c1e]``."""
     if runs.empty or "data_fingerprint" not in runs.columns:
         return runs
-    fingerprints = runs["data_fingerprint"].where(runs["data_fingerprint"].notna(), "")
+    fingerprints = runs["data_fingerprint"]  # a row without one (a failure before its data) keeps its name
     versions = fingerprints.groupby(runs["task"]).transform("nunique")
-    mixed = versions > 1
+    mixed = (versions > 1) & fingerprints.notna()
     if not mixed.any():
         return runs
     out = runs.copy()
-    out.loc[mixed, "task"] = [f"{t} [data {str(f)[:8] or 'unknown'}]"
+    out.loc[mixed, "task"] = [f"{t} [data {str(f)[:8]}]"
                               for t, f in zip(runs.loc[mixed, "task"], fingerprints[mixed])]
     return out
