@@ -249,3 +249,13 @@ def test_runs_of_one_task_name_on_different_data_are_never_pooled_in_a_report():
     assert list(finished.task) == ["reviews [data aaaa1111]", "reviews [data aaaa1111]",
                                    "reviews [data cccc2222]", "other"]
     assert list(failed.task) == ["other"]  # a failure recorded without a fingerprint is no version
+
+
+def test_flagged_runs_are_named_up_to_ten_per_table_and_the_rest_counted():
+    from harness.report.data_notes import cut_findings
+
+    runs = pd.DataFrame({"task": "t", "model": "m", "method": "lora", "seed": range(25),
+                         "n_truncated_test": 50, "n_test": 100, "details_json": None})
+    lines = cut_findings(runs, "t", "m")
+    assert len(lines) == 11 and lines[0].startswith("Flagged: lora seed 0 on t (m): 50% of its test")
+    assert lines[-1].startswith("… and 15 more runs of this table flagged")

@@ -3,7 +3,10 @@ are bitsandbytes' bytes, its activations are what autograd really saves, and its
 the store and the published anchors is printed by one command."""
 from __future__ import annotations
 
+import json
 import math
+import time
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +134,98 @@ def test_the_report_adds_what_fits_the_budget_for_its_methods(run_tiny, store_pa
     text = (tmp_path / "report" / "report.md").read_text()
     section = text[text.index("What fits 64 GiB: model=tiny_bert task=synthetic"):]
     assert "| dora |" in section and "| lora |" in section and "| yes |" in section
+
+
+# --- what the planner refuses: one line on stderr, exit 2, within seconds ---------------------
+
+LLAMA = json.loads((Path(__file__).resolve().parents[1] / "harness/plan/anchors/llama-2-7b/config.json").read_text())
+REFUSE_WITHIN_S = 5  # the refusal itself; the imports are made once, before (warm_planner)
+
+
+def _folder(tmp_path, content) -> str:
+    """A model folder whose config.json holds ``content`` (text as is, else as JSON); None: no
+    config.json at all."""
+    folder = tmp_path / "model"
+    folder.mkdir()
+    if content is not None:
+        (folder / "config.json").write_text(content if isinstance(content, str) else json.dumps(content))
+    return str(folder)
+
+
+@pytest.fixture(scope="module")
+def warm_planner():
+    """Hydra, the schemas and transformers' model types imported once, so that each refusal is
+    timed alone."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES  # noqa: F401
+
+    configs([*TINY, "method=lora"])
+
+
+SOURCE_CASES = {  # config.json content -> what the one line must name
+    "empty": ("", ["is empty", "JSON object"]),
+    "a list": ([LLAMA], ["JSON list", "JSON object"]),
+    "not JSON": ('{"model_type": "llama", ', ["not valid JSON"]),
+    "no model_type": ({k: v for k, v in LLAMA.items() if k != "model_type"}, ["model_type must be one of", "got none"]),
+    "unknown model_type": ({**LLAMA, "model_type": "foobar"}, ["model_type must be one of", "llama", "'foobar'"]),
+    "negative size": ({**LLAMA, "hidden_size": -4096}, ["hidden_size must be a whole number from 1 to", "-4096"]),
+    "zero layers": ({**LLAMA, "num_hidden_layers": 0}, ["num_hidden_layers must be a whole number from 1 to"]),
+    "fractional size": ({**LLAMA, "intermediate_size": 11008.5}, ["intermediate_size", "11008.5"]),
+    "size as text": ({**LLAMA, "num_attention_heads": "32"}, ["num_attention_heads", "'32'"]),
+    "negative vocabulary": ({**LLAMA, "vocab_size": -1}, ["vocab_size must be a whole number"]),
+    "huge sizes": ({**LLAMA, "hidden_size": 10**9, "num_hidden_layers": 10**6}, ["hidden_size", "1000000000"]),
+    "a million layers": ({**LLAMA, "num_hidden_layers": 10**6}, ["num_hidden_layers must be a whole number from 1 to 512"]),
+    "heads that do not group": ({**LLAMA, "num_key_value_heads": 5}, ["num_key_value_heads must divide"]),
+    "a folder without config.json": (None, ["folder without config.json"]),
+}
+
+
+def _refused(capsys, argv: list[str], *names: str) -> None:
+    start = time.perf_counter()
+    assert plan_cli(argv) == 2
+    took = time.perf_counter() - start
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("error: "), err
+    assert all(n in err for n in names), err
+    assert took < REFUSE_WITHIN_S, took
+
+
+@pytest.mark.parametrize("case", list(SOURCE_CASES))
+def test_a_model_config_no_model_can_be_built_from_is_refused_in_one_line(warm_planner, tmp_path, capsys, case):
+    content, names = SOURCE_CASES[case]
+    source = _folder(tmp_path, content)
+    _refused(capsys, ["model=llama", f"model.source={source}", "model.name=x", *LM[1:], "method=lora"],
+             f"model.source={source}", *names)
+
+
+@pytest.mark.parametrize("overrides, names", [
+    (["trainer.batch_size=1000000000000"], ["trainer.batch_size must be a whole number from 1 to 65,536"]),
+    (["task.max_length=100000000000"], ["task.max_length must be a whole number from 1 to", "max_position_embeddings"]),
+    (["trainer.batch_size=0"], ["trainer.batch_size"]),
+    (["task.max_length=-5"], ["task.max_length"]),
+    (["model.tiny.hidden_size=-8"], ["model.tiny", "hidden_size"]),
+    (["model.source=/no/such/folder", "model.tiny=null"], ["no such folder or file"]),
+    (["--budget-gib", "-5"], ["--budget-gib must be a positive number", "-5"]),
+    (["--budget-gib", "nan"], ["--budget-gib", "nan"]),
+    (["--budget-gib", "0"], ["--budget-gib"]),
+    (["--no-such-option"], ["unrecognized arguments"]),
+])
+def test_absurd_settings_and_budgets_are_refused_in_one_line(warm_planner, capsys, overrides, names):
+    _refused(capsys, [*TINY, "method=lora", *overrides], *names)
+
+
+def test_a_batch_and_length_past_what_pytorch_can_index_are_refused(warm_planner, tmp_path, capsys):
+    wide = {**LLAMA, "num_attention_heads": 4096, "num_key_value_heads": 4096, "max_position_embeddings": 2**27}
+    source = _folder(tmp_path, wide)
+    _refused(capsys, ["model=llama", f"model.source={source}", "model.name=x", *LM[1:], "method=lora",
+                      "trainer.batch_size=65536", "task.max_length=1000000"], "more than 2**62 elements")
+
+
+def test_a_config_json_file_and_a_plain_file_as_the_source(warm_planner, tmp_path, capsys):
+    path = tmp_path / "llama.json"
+    path.write_text(json.dumps({**LLAMA, "num_hidden_layers": 1, "hidden_size": 64, "intermediate_size": 128,
+                                "num_attention_heads": 2, "num_key_value_heads": 2, "vocab_size": 128}))
+    assert plan_cli(["model=llama", f"model.source={path}", "model.name=x", *LM[1:], "method=lora"]) == 0
+    capsys.readouterr()
+    (tmp_path / "notes.txt").write_text("hello")
+    _refused(capsys, ["model=llama", f"model.source={tmp_path / 'notes.txt'}", "model.name=x", *LM[1:],
+                      "method=lora"], "is a file, not a model")

@@ -64,9 +64,10 @@ def base_meta_model(cfg):
     """The run's base model built on the meta device from its config alone: (config, task type,
     model)."""
     import torch
-    from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSequenceClassification
+    from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
     from harness.models import build_tiny, gguf_to_safetensors
+    from harness.plan.inputs import building, read_config
     from harness.sources import resolve_source
     from harness.tasks.types import task_type
 
@@ -77,9 +78,9 @@ def base_meta_model(cfg):
         source = gguf_to_safetensors(source)
     revision = {"revision": cfg.model.revision} if cfg.model.revision else {}
     remote = cfg.model.trust_remote_code
-    config = AutoConfig.from_pretrained(source, trust_remote_code=remote, **revision)
+    config = read_config(cfg, source, trust_remote_code=remote, **revision)  # one line if it cannot
     kind = task_type(cfg.task.task_type).for_task(cfg.task)
-    with torch.device("meta"):
+    with torch.device("meta"), building(cfg):
         if kind.causal_lm:
             model = AutoModelForCausalLM.from_config(config, trust_remote_code=remote)
         else:

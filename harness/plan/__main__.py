@@ -9,7 +9,9 @@ model (a harness model config, ``model.source=`` a hub id or a local folder, rea
 config only), the method, quantization, ``trainer.batch_size``, ``task.max_length``,
 ``trainer.optimizer``, ``trainer.gradient_checkpointing``, ``model.dtype``, ``trainer.device``.
 Measured throughput is shown where the store has finished runs of the same method, model and
-quantization. A bad override exits 2 with one line.
+quantization. A bad override, a model config no model can be built from, an absurd batch or
+length, or a budget that is not a positive number exits 2 with one line, before any model is
+built (:mod:`harness.plan.inputs`).
 """
 from __future__ import annotations
 
@@ -18,6 +20,15 @@ import sys
 
 from harness.plan import COMPONENTS, GIB, estimate, runtime_rss
 from harness.plan.compose import configs
+from harness.plan.inputs import budget, check_plannable
+
+
+class _Parser(argparse.ArgumentParser):
+    """Bad arguments in one line on stderr (argparse prints its usage first), exit 2."""
+
+    def error(self, message: str):
+        print(f"error: {message} (python -m harness.plan --help)", file=sys.stderr)
+        sys.exit(2)
 
 
 def measured_speed(store: str | None) -> dict:
@@ -40,9 +51,12 @@ def plan_table(overrides: list[str], budget_gib: float | None, store: str | None
 
     from harness.plan import _device
 
+    planned = configs(overrides)
+    for cfg in planned:  # every input no model can be built from, refused before one is built
+        check_plannable(cfg)
     speed = measured_speed(store)
     rows, notes, runtime = [], [], runtime_rss()
-    for cfg in configs(overrides):
+    for cfg in planned:
         est = estimate(cfg, runtime=runtime if _device(cfg) == "cpu" else 0.0)
         row = {"method": cfg.method.name, "model": cfg.model.name, "quant": cfg.quant.name,
                "optimizer": cfg.trainer.optimizer.value, "batch": cfg.trainer.batch_size,
@@ -62,15 +76,18 @@ def plan_table(overrides: list[str], budget_gib: float | None, store: str | None
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m harness.plan", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="python -m harness.plan", description=__doc__,
+                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("overrides", nargs="*", help="a run's overrides; comma lists give several rows")
-    parser.add_argument("--budget-gib", type=float, default=None, help="mark what fits in this much memory")
+    parser.add_argument("--budget-gib", default=None, help="mark what fits in this much memory (a positive number)")
     parser.add_argument("--store", default="results/results.sqlite", help="the store read for measured speed "
                         "and for --validate")
     parser.add_argument("--validate", action="store_true",
                         help="prediction error on the store's finished runs and on published measurements")
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help (0), or a bad argument said in one line (2)
+        return int(exc.code or 0)
     from harness.errors import ConfigError, first_line
     from harness.preflight import PreflightError
     from harness.results import StoreError
@@ -78,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
     import pandas as pd
 
     try:
+        budget_gib = None if args.budget_gib is None else budget(args.budget_gib)
         with pd.option_context("display.width", 250, "display.max_columns", None):
             if args.validate:
                 from harness.plan.check import validate_against_anchors, validate_against_store
@@ -89,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                 print()
                 print(validate_against_anchors().to_string(index=False))
                 return 0
-            table = plan_table(args.overrides, args.budget_gib, args.store)
+            table = plan_table(args.overrides, budget_gib, args.store)
             print(table.to_string(index=False))
             for note in table.attrs["notes"]:
                 print(f"note: {note}")

@@ -105,16 +105,19 @@ def aggregate(per_run: pd.DataFrame, confidence: float = 0.95) -> pd.DataFrame:
     """Long form: one row per (group, metric) with n, mean, std, ci_low, ci_high and seeds."""
     rows = []
     # a label names one group within a table (group_labels), so it is the group here
+    names = [m.name for m in AGGREGATED]
     for key, runs in per_run.groupby(GROUP + ["label"], dropna=False, sort=True):
         base = dict(zip(GROUP + ["label"], key))
-        for metric in [m.name for m in AGGREGATED]:
-            values = runs[metric].dropna()
-            if values.empty:
+        seeds = [str(s) for s in runs["seed"].tolist()]
+        for metric in names:  # numpy, not a pandas selection per metric: ~500 groups x 14 metrics
+            column = runs[metric].to_numpy(dtype=float, na_value=np.nan)
+            known = ~np.isnan(column)
+            if not known.any():
                 continue
-            mean, std, low, high = mean_interval(values.to_numpy(), confidence)
-            rows.append({**base, "metric": metric, "n": len(values), "mean": mean, "std": std,
+            mean, std, low, high = mean_interval(column[known], confidence)
+            rows.append({**base, "metric": metric, "n": int(known.sum()), "mean": mean, "std": std,
                          "ci_low": low, "ci_high": high,
-                         "seeds": ",".join(str(s) for s in runs.loc[values.index, "seed"])})
+                         "seeds": ",".join(s for s, k in zip(seeds, known) if k)})
     return pd.DataFrame(rows)
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 from harness.errors import first_line
 from harness.config import ReportConfig
 from harness.report import cost, plots, tables
-from harness.report.compare import Analysis, analyze
+from harness.report.compare import Analysis, analyze, methods_text
 from harness.report.data_notes import cut_setup_row, data_findings
 from harness.report.stats import RESAMPLES
 from harness.report.findings import Claim, default_claims, findings
@@ -72,7 +72,7 @@ def _figures(a: Analysis, curves: pd.DataFrame, task: str, model: str, fig_dir: 
                             fig_dir / f"{s}_quant.png"),
          "The same method settings on a full-precision and a 4-bit base, side by side."),
     ]
-    return [(p, c) for p, c in made if p is not None] + _search_figure(lines or [], task, model, fig_dir)
+    return [(p, c + plots.capped_note(a, task, model)) for p, c in made if p is not None] + _search_figure(lines or [], task, model, fig_dir)
 
 
 COST_CAPTION = ("Accuracy against training time (and against energy where the runs measured it): "
@@ -124,7 +124,7 @@ def _methods_text(a: Analysis) -> list[str]:
         "(or, where the seed's data split changes the token count, the same on each seed), names "
         "the configurations that differ, and calls the budget unknown for runs stored before "
         "these were recorded.",
-    ]
+    ] + methods_text(a.families)  # tables too large to test every pair (harness.report.family)
 
 
 def _stage_text(selection: Selection, finished: pd.DataFrame, search: pd.DataFrame) -> str:
@@ -155,7 +155,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
         raise ReportError(f"no runs in {redact(store)} match the selection ({selection.describe()}){hint}")
     claims = [c for text in options.claims for c in Claim.parse(text)]
     a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence,
-                predictions=(preds := load_predictions(store, finished)))
+                predictions=(preds := load_predictions(store, finished)), claims=claims)
     finished = finished[~finished.run_id.isin(a.duplicates.run_id)] if len(a.duplicates) else finished
     curves = load_curves(store)
     curves = curves[curves.run_id.isin(finished.run_id)]
@@ -199,7 +199,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
         table_items += [("table", main)] + ([("table", diffs)] if diffs.rows else []) + [("table", spend)]
         figs = _figures(a, curves, task, model, out_dir / "figures", lines)
         spent = cost.cost_figure(a, finished, task, model, out_dir / "figures" / f"{s}_cost_quality.png")
-        figs += [(spent, COST_CAPTION)] if spent else []
+        figs += [(spent, COST_CAPTION + plots.capped_note(a, task, model))] if spent else []
         report.files += [p for p, _ in figs]
         figure_items += [("h2", f"{task} — {model}"), ("figures", figs)]
         f = {**findings(a, curves, task, model, claims, lines), **data_findings(finished, preds, task, model)}

@@ -25,10 +25,13 @@ from harness.report.aggregate import GROUP, METRICS, aggregate, metric_frame
 from harness.report.budget import BudgetCheck, check_budget
 # evidence, n_text, is_nan: how comparisons are worded, used from here by tables and findings
 from harness.report.evidence import evidence, is_nan, n_text, setting_text  # noqa: F401
-from harness.report.pairing import (baseline_check, budget_difference, compare_groups, config_difference,
-                                    group_key, pair_settings, pick_reference, plain)
+from harness.report.family import family as tested_pairs, methods_text  # noqa: F401 - methods_text: used from here
+from harness.report.lookup import Lookup
+from harness.report.pairing import (baseline_check, budget_difference, compare_groups, example_pairs,
+                                    pair_settings, pick_references, plain, side_difference)
 from harness.report.select import deduplicate, run_predictions
-from harness.report.stats import RESAMPLES, Comparison, Resampler, holm
+from harness.report.sides import Side
+from harness.report.stats import EXAMPLE_METRICS, RESAMPLES, Comparison, Resampler, holm, significant
 
 CORRECTIONS = ("holm", "none")
 _COMPARISON_FIELDS = [f.name for f in dataclass_fields(Comparison)]
@@ -47,29 +50,33 @@ class Analysis:
     references: dict = field(default_factory=dict)  # (task, model, label) -> reference label
     duplicates: pd.DataFrame = field(default_factory=pd.DataFrame)  # finished rows left out (same config_hash)
     with_predictions: set = field(default_factory=set)  # run ids whose test predictions were used
+    families: dict = field(default_factory=dict)  # (task, model) -> the pairs tested (family.py)
+    _lookup: Lookup | None = field(default=None, init=False, repr=False, compare=False)
 
     def comparison(self, task: str, model: str, metric: str, base: str, other: str) -> Comparison | None:
         """``other`` minus ``base``, whichever order the pair was tested in."""
-        p = self.pairs
-        if p.empty:
-            return None
-        hit = p[(p.task == task) & (p.model == model) & (p.metric == metric)]
         for a, b, sign in ((base, other, 1), (other, base, -1)):
-            row = hit[(hit.base == a) & (hit.other == b)]
-            if len(row):
-                r = row.iloc[0]
-                values = {k: r[k] for k in _COMPARISON_FIELDS if k in r.index}
+            r = self.lookup.pair(task, model, metric, a, b)
+            if r is not None:
+                values = {k: r[k] for k in _COMPARISON_FIELDS if k in r}
                 if sign == -1:
                     # "+ 0.0" turns a flipped zero (-0.0) into 0.0, so it never prints as "-0.0000"
-                    values.update(diff=-r["diff"] + 0.0, ci_low=-r.ci_high + 0.0, ci_high=-r.ci_low + 0.0,
-                                  n_base=r.n_other, n_other=r.n_base)
+                    values.update(diff=-r["diff"] + 0.0, ci_low=-r["ci_high"] + 0.0,
+                                  ci_high=-r["ci_low"] + 0.0, n_base=r["n_other"], n_other=r["n_base"])
                     # "x vs y" texts read base first
-                    ra, rb = self.runs(task, model, base), self.runs(task, model, other)
-                    if len(ra) and len(rb):
-                        values["config_diff"] = "; ".join(config_difference(group_key(ra), group_key(rb)))
-                        values["budget_diff"] = budget_difference(ra, rb)[1]
+                    sa, sb = self.lookup.side(task, model, base), self.lookup.side(task, model, other)
+                    if sa is not None and sb is not None:
+                        values["config_diff"] = "; ".join(side_difference(sa, sb))
+                        values["budget_diff"] = budget_difference(sa, sb)[1]
                 return Comparison(**plain(values))
         return None
+
+    @property
+    def lookup(self) -> Lookup:
+        """The analysis's frames indexed by table, configuration and metric (made on first use)."""
+        if self._lookup is None:
+            self._lookup = Lookup(self)
+        return self._lookup
 
     def versus_reference(self, task: str, model: str, label: str, metric: str) -> Comparison | None:
         ref = self.references.get((task, model, label))
@@ -78,19 +85,18 @@ class Analysis:
         return self.comparison(task, model, metric, ref, label)
 
     def labels(self, task: str, model: str) -> list[str]:
-        runs = self.runs(task, model)
-        return list(dict.fromkeys(runs.sort_values(["method", "quant", "r", "label"], kind="stable")["label"]))
+        return list(self.lookup.memo(("labels", task, model), lambda: list(dict.fromkeys(
+            self.runs(task, model).sort_values(["method", "quant", "r", "label"], kind="stable")["label"]))))
 
     def runs(self, task: str, model: str, label: str | None = None) -> pd.DataFrame:
         """The per-run rows of one table (and one of its configurations)."""
-        p = self.per_run
-        keep = (p.task == task) & (p.model == model)
-        if label is not None:
-            keep &= p.label == label
-        return p[keep]
+        return self.lookup.runs(task, model, label)
 
     def rates(self, task: str, model: str, label: str) -> "Rates":
         """The learning rates the runs of one configuration trained at."""
+        return self.lookup.memo(("rates", task, model, label), lambda: self._rates(task, model, label))
+
+    def _rates(self, task: str, model: str, label: str) -> "Rates":
         if "lr" not in self.per_run.columns:
             return Rates({}, len(self.runs(task, model, label)))
         lr = self.runs(task, model, label)["lr"]
@@ -166,10 +172,12 @@ def rate_text(lr: float) -> str:
 
 def analyze(finished: pd.DataFrame, reference: str = "lora", alpha: float = 0.05,
             correction: str = "holm", confidence: float = 0.95, predictions: dict | None = None,
-            resamples: int = RESAMPLES) -> Analysis:
+            resamples: int = RESAMPLES, claims: list = ()) -> Analysis:
     """Aggregate and test the finished runs. ``predictions``: the store's per-example test
     predictions, ``{run_id: {"labels", "predictions", "majority"}}``
-    (``open_store(url, create=False).predictions()``); without them every test is seed-level."""
+    (``open_store(url, create=False).predictions()``); without them every test is seed-level.
+    ``claims``: the claims to be checked (:class:`~harness.report.findings.Claim`), whose pairs a
+    table with many configurations tests too (:mod:`harness.report.family`)."""
     if correction not in CORRECTIONS:
         raise ValueError(f"correction must be one of {', '.join(CORRECTIONS)}, got {correction!r}")
     finished, duplicates = deduplicate(finished)
@@ -180,41 +188,59 @@ def analyze(finished: pd.DataFrame, reference: str = "lora", alpha: float = 0.05
     resampler.prepare([q for p in preds.values()
                        for q in ([p, p.against_majority()] if p.majority is not None
                                  and np.shape(p.majority) == np.shape(p.labels) else [p])])
-    pairs, baseline, references = [], [], {}
+    pairs, baseline, references, families = [], [], {}, {}
     for (task, model), runs in per_run.groupby(["task", "model"], sort=True):
         groups = runs.groupby("label", sort=True)
         first = runs.drop_duplicates("label")[["label", "method", "quant", "r", "group", "lr"]]
         sizes = groups.size().rename("n").reset_index().merge(first, on="label")
-        for _, row in sizes.iterrows():
-            references[(task, model, row.label)] = pick_reference(sizes, reference, row)
-        settings = {}
+        mine = pick_references(sizes, reference)
+        references.update({(task, model, label): ref for label, ref in mine.items()})
+        fam = families[(task, model)] = tested_pairs(list(mine), mine, _front_points(agg, runs, task, model), claims)
+        table = [(label, Side.of(g)) for label, g in groups]
+        settings, examples = {}, {}
         for metric in [m.name for m in METRICS]:
             family = []
-            for (la, a), (lb, b) in combinations(groups, 2):
-                if not (a[metric].notna().any() and b[metric].notna().any()):
+            for (la, a), (lb, b) in combinations(table, 2):
+                if not (fam.tests(la, lb) and a.has(metric) and b.has(metric)):
                     continue
                 if (la, lb) not in settings:
                     settings[(la, lb)] = pair_settings(a, b)
-                c = compare_groups(a, b, metric, preds, resampler, confidence, settings[(la, lb)])
+                if metric in EXAMPLE_METRICS and (la, lb) not in examples:
+                    examples[(la, lb)] = example_pairs(a, b, preds)
+                c = compare_groups(a, b, metric, preds, resampler, confidence, settings[(la, lb)],
+                                   examples.get((la, lb)))
                 family.append({"task": task, "model": model, "metric": metric, "base": la,
                                "other": lb, **vars(c)})
+            resampler.forget_draws()  # the resampled means of this metric's configurations
             adjusted = holm([f["p"] for f in family]) if correction == "holm" else [f["p"] for f in family]
             for f, p in zip(family, adjusted):
                 f["p_adjusted"] = p
-                f["significant"] = Comparison(**{k: f[k] for k in _COMPARISON_FIELDS}).significant(alpha)
+                f["significant"] = significant(f["test"], f["diff"], f["p"], p, alpha)
             pairs += family
         for label, g in groups:
             check = baseline_check(g, preds, alpha, confidence, resampler)
             baseline.append({"task": task, "model": model, "label": label, **vars(check)})
-    return Analysis(per_run, agg, pd.DataFrame(pairs), pd.DataFrame(baseline), reference, alpha,
+    return Analysis(per_run, agg, _frame(pairs), pd.DataFrame(baseline), reference, alpha,
                     correction, confidence, references, duplicates,
-                    {r for r in per_run.run_id if r in preds})
+                    {r for r in per_run.run_id if r in preds}, families)
+
+
+def _front_points(agg: pd.DataFrame, runs: pd.DataFrame, task: str, model: str) -> dict:
+    """{label: (mean peak memory, mean accuracy)} in table order: the points of the budget
+    findings' Pareto front (harness.report.findings.budget_findings)."""
+    sub = agg[(agg.task == task) & (agg.model == model)]
+    mean = {m: dict(zip(g.label, g["mean"])) for m, g in sub.groupby("metric")}
+    cost, quality = mean.get("peak_memory_mib", {}), mean.get("accuracy", {})
+    order = dict.fromkeys(runs.sort_values(["method", "quant", "r", "label"], kind="stable")["label"])
+    return {l: (cost[l], quality[l]) for l in order if l in cost and l in quality}
+
+
+def _frame(rows: list[dict]) -> pd.DataFrame:
+    """``pd.DataFrame(rows)`` for rows with the same keys, built column by column (200,000 pairs
+    of a week of sweeps: seconds faster than from the list of dicts)."""
+    return pd.DataFrame({k: [r[k] for r in rows] for k in rows[0]}) if rows else pd.DataFrame()
 
 
 def stat(analysis: Analysis, task: str, model: str, label: str, metric: str) -> dict | None:
     """The aggregate row (n, mean, std, ci_low, ci_high) of one group and metric."""
-    a = analysis.agg
-    if a.empty:
-        return None
-    hit = a[(a.task == task) & (a.model == model) & (a.label == label) & (a.metric == metric)]
-    return None if hit.empty else hit.iloc[0].to_dict()
+    return analysis.lookup.stat(task, model, label, metric)

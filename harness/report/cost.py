@@ -174,31 +174,24 @@ def cost_figure(analysis: Analysis, finished: pd.DataFrame, task: str, model: st
     """The first quality metric against training time and, where some run measured it, energy:
     one marker per configuration (its mean, error bars the interval over seeds), with the Pareto
     front. None when no configuration has both."""
-    from harness.report.plots import pareto_front, plt, styles
+    from harness.report.plots import figure_labels, pareto_front, plt, styles
 
     quality = next((m for m in METRICS if m.quality), None)
     runs = cost_runs(analysis, finished, task, model)
     kinds = sorted(set(runs.energy_kind.dropna()))
     panels = [("train_s", "Training time s")] + ([("energy_j", f"Energy J ({', '.join(kinds)})")] if kinds else [])
-    labels = analysis.labels(task, model)
-    style = styles(labels)
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 1.6, 4), squeeze=False)
-    drawn = False
+    drawn, by_label = False, dict(iter(runs.groupby("label", sort=False)))
     for ax, (column, name) in zip(axes[0], panels):
-        points = {}
-        for label in labels:
-            x = runs.loc[runs.label == label, column].dropna().to_numpy()
-            s = stat(analysis, task, model, label, quality.name) if quality else None
-            if not len(x) or s is None or is_nan(s["mean"]):
-                continue
-            mean, _, low, high = mean_interval(x, analysis.confidence)
-            points[label] = (mean, s["mean"])
-            ax.errorbar(mean, s["mean"], xerr=None if is_nan(low) else (high - low) / 2,
-                        yerr=None if is_nan(s["ci_low"]) else (s["ci_high"] - s["ci_low"]) / 2,
-                        linestyle="none", capsize=3, markersize=7, label=label, **style[label])
+        points, bars = _cost_points(analysis, by_label, task, model, column, quality)
+        front = pareto_front(points) if points and not (column == "energy_j" and len(kinds) > 1) else []
+        labels = figure_labels(analysis, task, model, front)  # a few of many (harness.report.shown)
+        style = styles(labels)
+        for label in (l for l in labels if l in points):
+            ax.errorbar(*points[label], xerr=bars[label][0], yerr=bars[label][1], linestyle="none",
+                        capsize=3, markersize=7, label=label, **style[label])
         drawn = drawn or bool(points)
-        if points and not (column == "energy_j" and len(kinds) > 1):  # one scale only
-            front = pareto_front(points)
+        if front:  # one scale only: no front over energies of different kinds
             ax.step([points[l][0] for l in front], [points[l][1] for l in front], where="post",
                     color="black", linestyle="--", linewidth=1, label="Pareto front")
         ax.set_xlabel(f"{name} (↓ better)")
@@ -214,6 +207,23 @@ def cost_figure(analysis: Analysis, finished: pd.DataFrame, task: str, model: st
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _cost_points(analysis: Analysis, by_label: dict, task: str, model: str, column: str,
+                 quality) -> tuple[dict, dict]:
+    """({label: (mean cost, mean quality)}, {label: (x error, y error)}) of every configuration
+    with both (error bars: half the 95% intervals; None where there is none)."""
+    points, bars = {}, {}
+    for label in analysis.labels(task, model):
+        x = by_label[label][column].dropna().to_numpy() if label in by_label else np.array([])
+        s = stat(analysis, task, model, label, quality.name) if quality else None
+        if not len(x) or s is None or is_nan(s["mean"]):
+            continue
+        mean, _, low, high = mean_interval(x, analysis.confidence)
+        points[label] = (mean, s["mean"])
+        bars[label] = (None if is_nan(low) else (high - low) / 2,
+                       None if is_nan(s["ci_low"]) else (s["ci_high"] - s["ci_low"]) / 2)
+    return points, bars
 
 
 ENERGY_KINDS = {"rapl_package": "the whole CPU package(s), every process on them",

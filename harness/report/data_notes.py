@@ -54,9 +54,17 @@ def cut_setup_row(finished: pd.DataFrame) -> tuple[str, str]:
                                       f"raise task.max_length or shorten the texts")
 
 
+FLAGS_SHOWN = 10
+
+
 def cut_findings(finished: pd.DataFrame, task: str, model: str) -> list[str]:
+    """The flagged runs of (task, model), the first :data:`FLAGS_SHOWN` named, the rest counted."""
     mine = finished[(finished.task == task) & (finished.model == model)]
-    return [f"Flagged: {label}: {text}." for label, text in flagged(mine)]
+    runs = flagged(mine)
+    shown = [f"Flagged: {label}: {text}." for label, text in runs[:FLAGS_SHOWN]]
+    rest = len(runs) - FLAGS_SHOWN
+    return shown + ([f"… and {rest} more runs of this table flagged the same way (n_truncated_* in "
+                     f"the runs table: harness.results.load)."] if rest > 0 else [])
 
 
 def misses(finished: pd.DataFrame, predictions: dict, task: str, model: str) -> list[str]:

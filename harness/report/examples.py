@@ -6,18 +6,19 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import numpy as np
-from scipy import sparse, stats
+from scipy import sparse
+
+from harness.report.counts import BatchCounts, classes, full_counts, single_label
+from harness.report.pairwise import row_means
+
+# the exact McNemar test, and what counts as no difference: used from here (stats)
+from harness.report.mcnemar import ROUNDING, McNemar, clean, mcnemar  # noqa: F401
 
 RESAMPLES = 4999  # bootstrap resamples: the smallest two-sided p is 2 / (RESAMPLES + 1) = 0.0004
 BOOTSTRAP_SEED = 20260101  # with the test set's digest, seeds every bootstrap
-# Differences below this are floating-point rounding of equal values, not differences.
-ROUNDING = 1e-12
-
-
-def clean(x: float) -> float:
-    return 0.0 if abs(x) < ROUNDING else x
 
 
 @dataclass(frozen=True)
@@ -49,7 +50,7 @@ class Predictions:
         """The majority-class predictions of the same examples, as a run of their own."""
         return Predictions(self.labels, self.majority, None, self.n_classes, f"{self.key}:majority")
 
-    @property
+    @cached_property
     def digest(self) -> int:
         """The test set's identity (its labels, in order): seeds the bootstrap resamples."""
         labels = np.ascontiguousarray(np.asarray(self.labels, dtype=np.int64))
@@ -93,6 +94,9 @@ def _scores(counts: np.ndarray, n: int, k: int) -> dict[str, np.ndarray]:
 
 def score(p: Predictions, metric: str) -> float:
     """The metric on all of the run's test examples (reproduces the stored value)."""
+    if single_label(p.labels, p.predictions):
+        k = classes(np.asarray(p.labels), np.asarray(p.predictions), p.n_classes)
+        return float(_scores(full_counts(p.labels, p.predictions, k), p.n, k)[metric][0])
     m, k = _counts(p)
     return float(_scores(np.asarray(m.sum(axis=0)), p.n, k)[metric][0])
 
@@ -109,6 +113,37 @@ class Resampler:
     resamples: int = RESAMPLES
     seed: int = BOOTSTRAP_SEED
     cache: dict = field(default_factory=dict)
+    _scores: dict = field(default_factory=dict, repr=False)  # scores on all examples
+    _drawn: dict = field(default_factory=dict, repr=False)  # two-level draws, see two_level()
+
+    def score(self, p: Predictions, metric: str) -> float:
+        """:func:`score`, cached by run id: a run is compared with every other configuration."""
+        if not p.key:
+            return score(p, metric)
+        key = (p.key, p.digest, metric)
+        if key not in self._scores:
+            self._scores[key] = score(p, metric)
+        return self._scores[key]
+
+    def two_level(self, runs: list[Predictions], metric: str) -> np.ndarray:
+        """(seeds x resamples): ``metric`` of ``runs`` (one per seed) on the seeds and example
+        resamples that each two-level resample draws (:func:`_draw_two_level`), one row per
+        draw of a seed. Cached per tuple of runs, so that a configuration compared with 60
+        others gathers its draws once; :meth:`forget_draws` empties the cache."""
+        key = (tuple((p.key, p.digest) for p in runs), metric)
+        if key in self._drawn:
+            return self._drawn[key]
+        if len(runs) not in self._drawn:
+            self._drawn[len(runs)] = _draw_two_level(len(runs), self.resamples, self.seed)
+        seeds, draws = self._drawn[len(runs)]
+        gathered = np.ascontiguousarray(np.stack([self.values(p, metric) for p in runs])[seeds, draws].T)
+        if all(p.key for p in runs):
+            self._drawn[key] = gathered
+        return gathered
+
+    def forget_draws(self) -> None:
+        """Free :meth:`two_level`'s cache (resamples x seeds floats per configuration)."""
+        self._drawn.clear()
 
     def prepare(self, runs: list[Predictions]) -> None:
         """Resample every run in ``runs`` at once: runs on one test set share the draws, so they
@@ -132,17 +167,27 @@ class Resampler:
     def _resample(self, runs: list[Predictions]) -> list[dict[str, np.ndarray]]:
         """Scores of ``runs`` (one test set) on the resamples drawn for that test set."""
         n, digest = runs[0].n, runs[0].digest
-        counts = [_counts(p) for p in runs]
+        labels, predictions = [p.labels for p in runs], [p.predictions for p in runs]
+        fast = BatchCounts.fits(labels, predictions)
+        if fast:  # all in one matrix product (counts.py)
+            batch = BatchCounts(labels[0], [(q, classes(np.asarray(p.labels), np.asarray(q), p.n_classes))
+                                            for p, q in zip(runs, predictions)])
+        else:
+            counts = [_counts(p) for p in runs]
         rng = np.random.default_rng([self.seed, digest])
         chunk = max(1, min(self.resamples, 2_000_000 // max(n, 1)))
         out: list[dict[str, list]] = [{} for _ in runs]
         for start in range(0, self.resamples, chunk):
             size = min(chunk, self.resamples - start)
             idx = rng.integers(0, n, size=(size, n))
-            w = np.bincount((np.arange(size)[:, None] * n + idx).ravel(),
-                            minlength=size * n).reshape(size, n).astype(np.float64).T
-            for (m, k), o in zip(counts, out):
-                for name, v in _scores(np.asarray((m.T @ w).T), n, k).items():
+            w = np.bincount((np.arange(size)[:, None] * n + idx).ravel(), minlength=size * n).reshape(size, n)
+            if fast:
+                found = batch.scores(w)
+            else:
+                w = w.astype(np.float64).T
+                found = [_scores(np.asarray((m.T @ w).T), n, k) for m, k in counts]
+            for scores, o in zip(found, out):
+                for name, v in scores.items():
                     o.setdefault(name, []).append(v)
         values = [{name: np.concatenate(parts) for name, parts in o.items()} for o in out]
         for p, v in zip(runs, values):
@@ -168,37 +213,6 @@ def _one_sided(d: np.ndarray) -> float:
     return (1 + int((d <= 0).sum())) / (len(d) + 1)
 
 
-@dataclass
-class McNemar:
-    """The exact McNemar test of ``other`` against ``base`` on the same examples."""
-
-    n: int  # examples
-    base_only: int  # right in base, wrong in other
-    other_only: int  # right in other, wrong in base
-    diff: float  # accuracy(other) - accuracy(base) = (other_only - base_only) / n
-    p: float
-    ci_low: float
-    ci_high: float
-
-
-def mcnemar(base: np.ndarray, other: np.ndarray, confidence: float = 0.95,
-            alternative: str = "two-sided") -> McNemar:
-    """Exact McNemar test on two runs' per-example correctness (boolean arrays, same examples):
-    ``scipy.stats.binomtest`` of the discordant examples ``other`` won against p = 1/2.
-    ``alternative="greater"``: H1 is that ``other`` is more often right. The interval maps the
-    exact Clopper-Pearson interval of that share q onto the accuracy difference, m (2q - 1) / n."""
-    base, other = np.asarray(base, bool), np.asarray(other, bool)
-    n, b, c = len(base), int((base & ~other).sum()), int((~base & other).sum())
-    m = b + c
-    diff = clean((c - b) / n) if n else 0.0
-    if m == 0:
-        return McNemar(n, b, c, diff, 1.0, 0.0, 0.0)
-    res = stats.binomtest(c, m, 0.5, alternative=alternative)
-    ci = stats.binomtest(c, m, 0.5).proportion_ci(confidence, method="exact")
-    return McNemar(n, b, c, diff, float(res.pvalue), clean(m * (2 * ci.low - 1) / n),
-                   clean(m * (2 * ci.high - 1) / n))
-
-
 def _draw_two_level(n_seeds: int, resamples: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """(seeds, resample ids), each (resamples x n_seeds): the seeds drawn by each outer resample
     and which of that seed's example resamples each draw uses."""
@@ -211,9 +225,10 @@ def bootstrap_differences(pairs: list[tuple[Predictions, Predictions]], metric: 
                           resampler: Resampler) -> np.ndarray:
     """Resampled mean differences (other - base) of ``metric`` over paired runs, one pair per seed.
     One seed: the paired bootstrap over its examples; several: the two-level bootstrap."""
-    v = [(resampler.values(a, metric), resampler.values(b, metric)) for a, b in pairs]
     if len(pairs) == 1:
-        return v[0][1] - v[0][0]
-    seeds, draws = _draw_two_level(len(pairs), resampler.resamples, resampler.seed)
-    diffs = np.stack([b - a for a, b in v])  # (seeds x resamples)
-    return diffs[seeds, draws].mean(axis=1)
+        a, b = pairs[0]
+        return resampler.values(b, metric) - resampler.values(a, metric)
+    # (other - base)[seeds, draws].mean(axis=1): each side's draws gathered once
+    # (Resampler.two_level), the mean taken over whole rows (harness.report.pairwise)
+    base, other = (resampler.two_level([p[i] for p in pairs], metric) for i in (0, 1))
+    return row_means(other - base)

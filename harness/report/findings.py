@@ -148,11 +148,11 @@ def peak_findings(a: Analysis, curves: pd.DataFrame, task: str, model: str,
                & (curves.variant.fillna("") == "")].merge(runs[["run_id", "label", "seed"]], on="run_id")
     if c.empty or c.epoch.nunique() < 2:
         return []
-    peaks = {}
-    for label, g in c.groupby("label"):
-        per_seed = g.sort_values("epoch").groupby("run_id").apply(
-            lambda r: int(r.loc[r["value"].idxmax(), "epoch"]), include_groups=False)
-        peaks[label] = per_seed
+    # each run's peak: its first epoch with the highest value (one groupby, not one per label)
+    by_epoch = c.sort_values("epoch", kind="stable")
+    best = by_epoch.loc[by_epoch.groupby("run_id")["value"].idxmax()]
+    peaks = {label: g.set_index("run_id")["epoch"].astype(int).sort_index()
+             for label, g in best.groupby("label")}
     order = sorted(peaks, key=lambda l: peaks[l].mean())
     name = f"Validation {METRIC_BY_NAME[metric].label.lower()}"
     detail = "; ".join(f"{l} {peaks[l].mean():.2g} (per run: {', '.join(map(str, peaks[l].tolist()))})"

@@ -76,7 +76,8 @@ def group_keys(configs, runs: pd.DataFrame) -> list[str]:
     made "seed" where it follows the run's seed. Among runs alike in everything else, a value
     that differs from some run's seed is a fixed setting (``split_seed: 0`` for every seed), and
     the run whose seed happens to equal it (seed 0) joins those runs rather than standing apart."""
-    keys = [config_key(c, r) for c, (_, r) in zip(configs, runs.iterrows())]
+    read = runs[[c for c in GROUP + IDENTITY if c in runs.columns]].to_dict("records")
+    keys = [config_key(c, r) for c, r in zip(configs, read)]
     seeds = list(runs["seed"]) if "seed" in runs.columns else [None] * len(keys)
     for path in SEED_FOLLOWERS:
         *parents, leaf = path.split(".")
@@ -144,10 +145,28 @@ def setting_value(value) -> str:
 def differing_settings(keys: list[dict], leave_out: tuple[str, ...] = ()) -> list[str]:
     """The dotted paths whose values are not the same in every key (``leave_out``: path prefixes
     to ignore); the method's own settings first, the run columns last."""
-    flats = [flatten(k) for k in keys]
-    paths = sorted({p for f in flats for p in f})
-    out = [p for p in paths if not any(p == l or p.startswith(l + ".") for l in leave_out)
-           and len({json.dumps(f.get(p, _MISSING), default=str) for f in flats}) > 1]
+    return differing_paths([dumped(flatten(k)) for k in keys], leave_out)
+
+
+UNSET_TEXT = json.dumps(_MISSING, default=str)  # how a path a key lacks compares
+
+
+def dumped(flat: dict) -> dict[str, str]:
+    """A flattened key's values as JSON text: what :func:`differing_paths` compares (so 1, 1.0
+    and true stay three values)."""
+    return {p: json.dumps(v, default=str) for p, v in flat.items()}
+
+
+def differing_paths(dumps: list[dict[str, str]], leave_out: tuple[str, ...] = ()) -> list[str]:
+    """:func:`differing_settings` over keys already flattened and :func:`dumped`. With two keys
+    only the paths in their symmetric difference are looked at: a report compares every pair of
+    configurations, and their keys share most of their ~150 paths."""
+    if len(dumps) == 2:
+        candidates = {p for p, _ in dumps[0].items() ^ dumps[1].items()}
+    else:
+        candidates = {p for d in dumps for p in d}
+    out = [p for p in candidates if not any(p == l or p.startswith(l + ".") for l in leave_out)
+           and len({d.get(p, UNSET_TEXT) for d in dumps}) > 1]
     return sorted(out, key=lambda p: (not p.startswith("method."), p.startswith("_run."), p))
 
 
@@ -164,14 +183,17 @@ def group_labels(frame: pd.DataFrame) -> pd.Series:
     """Method name, plus the quant and r where the selection holds several for that method, plus,
     where one table holds several groups of that method, quant and r (``group`` column), the
     settings that tell them apart: "lora (lr=0.001)"."""
+    # how many quants and ranks each method has, counted once per method (not once per row)
+    by_method = frame.groupby("method", dropna=False, sort=False)
+    quants = by_method["quant"].transform("nunique") if len(frame) else frame["quant"]
+    ranks = by_method["r"].transform("nunique") if len(frame) else frame["r"]
     labels = []
-    for _, row in frame.iterrows():
-        same = frame[frame["method"] == row["method"]]
-        label = str(row["method"])
-        if same["quant"].nunique() > 1:
-            label += f" {row['quant']}"
-        if same["r"].nunique() > 1 and not pd.isna(row["r"]):
-            label += f" r={row['r']}"
+    for method, quant, r, nq, nr in zip(frame["method"], frame["quant"], frame["r"], quants, ranks):
+        label = str(method)
+        if nq > 1:
+            label += f" {quant}"
+        if nr > 1 and not pd.isna(r):
+            label += f" r={r}"
         labels.append(label)
     labels = pd.Series(labels, index=frame.index, dtype=object)
     if "group" not in frame.columns:

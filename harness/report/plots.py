@@ -14,6 +14,8 @@ import pandas as pd  # noqa: E402
 from harness import fields  # noqa: E402
 from harness.report.aggregate import METRIC_BY_NAME  # noqa: E402
 from harness.report.compare import Analysis, is_nan, stat  # noqa: E402
+# pareto_front and capped_note are used from here too (findings, cost, build)
+from harness.report.shown import capped_note, figure_labels, pareto_front  # noqa: E402,F401
 
 MARKERS = "osD^vP*Xph<>"
 plt.rcParams.update({"font.size": 9, "axes.grid": True, "grid.alpha": 0.3, "figure.dpi": 100,
@@ -34,34 +36,20 @@ def _point(analysis, task, model, label, metric) -> tuple[float, float]:
     return s["mean"], half
 
 
-def pareto_front(points: dict[str, tuple[float, float]], y_higher: bool = True) -> list[str]:
-    """Labels not dominated in (x lower is better, y higher is better), sorted by x."""
-    sign = 1 if y_higher else -1
-    front = []
-    for l, (x, y) in points.items():
-        dominated = any(x2 <= x and sign * y2 >= sign * y and (x2 < x or sign * y2 > sign * y)
-                        for l2, (x2, y2) in points.items() if l2 != l)
-        if not dominated:
-            front.append(l)
-    return sorted(front, key=lambda l: points[l][0])
-
-
 def quality_vs_cost(analysis: Analysis, task: str, model: str, cost: str, quality: str, path: Path,
                     log_x: bool = False) -> Path | None:
-    labels = analysis.labels(task, model)
-    style = styles(labels)
-    points, fig = {}, plt.figure(figsize=(6, 4))
-    for l in labels:
-        (x, xe), (y, ye) = _point(analysis, task, model, l, cost), _point(analysis, task, model, l, quality)
-        if is_nan(x) or is_nan(y):
-            continue
-        points[l] = (x, y)
+    found = {l: (_point(analysis, task, model, l, cost), _point(analysis, task, model, l, quality))
+             for l in analysis.labels(task, model)}
+    points = {l: (x, y) for l, ((x, _), (y, _)) in found.items() if not (is_nan(x) or is_nan(y))}
+    if not points:
+        return None
+    front = pareto_front(points)  # of every configuration; the figure draws a few (shown.py)
+    labels = figure_labels(analysis, task, model, front)
+    style, fig = styles(labels), plt.figure(figsize=(6, 4))
+    for l in (l for l in labels if l in points):
+        (x, xe), (y, ye) = found[l]
         plt.errorbar(x, y, xerr=None if is_nan(xe) else xe, yerr=None if is_nan(ye) else ye,
                      linestyle="none", capsize=3, markersize=7, label=l, **style[l])
-    if not points:
-        plt.close(fig)
-        return None
-    front = pareto_front(points)
     plt.step([points[l][0] for l in front], [points[l][1] for l in front], where="post",
              color="black", linestyle="--", linewidth=1, label="Pareto front")
     if log_x:
@@ -75,7 +63,7 @@ def quality_vs_cost(analysis: Analysis, task: str, model: str, cost: str, qualit
 
 
 def cost_bars(analysis: Analysis, task: str, model: str, metrics: list[str], path: Path) -> Path | None:
-    labels = analysis.labels(task, model)
+    labels = figure_labels(analysis, task, model)
     style = styles(labels)
     fig, axes = plt.subplots(1, len(metrics), figsize=(3.2 * len(metrics), 3.4))
     for ax, metric in zip(np.atleast_1d(axes), metrics):
@@ -97,11 +85,11 @@ def learning_curves(analysis: Analysis, curves: pd.DataFrame, task: str, model: 
                & (curves.variant.fillna("") == "")].merge(runs[["run_id", "label"]], on="run_id")
     if c.empty or c.epoch.nunique() < 2:
         return None
-    labels = analysis.labels(task, model)
-    style = styles(labels)
+    labels = figure_labels(analysis, task, model)
+    style, by_label = styles(labels), dict(iter(c.groupby("label", sort=False)))
     fig = plt.figure(figsize=(6, 4))
-    for l in labels:
-        per_epoch = c[c.label == l].groupby("epoch")["value"]
+    for l in (l for l in labels if l in by_label):
+        per_epoch = by_label[l].groupby("epoch")["value"]
         if per_epoch.ngroups == 0:
             continue
         mean, std = per_epoch.mean(), per_epoch.std(ddof=1).fillna(0)
@@ -143,7 +131,7 @@ def rank_sweep(analysis: Analysis, task: str, model: str, metrics: list[str], pa
 def quantization(analysis: Analysis, task: str, model: str, metrics: list[str], path: Path) -> Path | None:
     runs = analysis.per_run[(analysis.per_run.task == task) & (analysis.per_run.model == model)]
     pairs = []
-    for _, fam in runs.groupby("family"):
+    for _, fam in (runs.groupby("family") if (runs.quant != "none").any() else []):  # no 4-bit: none
         plain, quant = fam[fam.quant == "none"], fam[fam.quant != "none"]
         for q in quant.label.unique():
             if len(plain):

@@ -58,6 +58,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import stats
 
+from harness.report import student
+
 from harness.report.examples import (BOOTSTRAP_SEED, RESAMPLES, ROUNDING, McNemar,  # noqa: F401
                                      Predictions, Resampler, _interval, _one_sided, _two_sided,
                                      bootstrap_differences, correct, mcnemar, score)
@@ -94,12 +96,11 @@ def mean_interval(values: np.ndarray, confidence: float = 0.95) -> tuple[float, 
     std = float(values.std(ddof=1))
     if std == 0:
         return mean, 0.0, mean, mean
-    low, high = stats.t.interval(confidence, len(values) - 1, loc=mean, scale=std / np.sqrt(len(values)))
-    return mean, std, float(low), float(high)
+    low, high = student.bounds(len(values) - 1, confidence, std / np.sqrt(len(values)), mean)
+    return mean, std, low, high
 
 
-def _constant(values: np.ndarray) -> bool:
-    return bool(np.allclose(values, values[0], rtol=0, atol=ROUNDING * max(1.0, abs(values[0]))))
+_constant = student.constant
 
 
 NAN = float("nan")
@@ -129,38 +130,41 @@ class Comparison:
     versions: str = ""  # the harness versions when the compared runs mix them (a warning)
 
     def significant(self, alpha: float) -> bool:
-        if self.test == EXACT:
-            return self.diff != 0
-        p = self.p_adjusted if not np.isnan(self.p_adjusted) else self.p
-        return bool(not np.isnan(p) and p < alpha)
+        return significant(self.test, self.diff, self.p, self.p_adjusted, alpha)
 
     @property
     def level(self) -> str:
         return LEVEL.get(self.test, SEEDS)
 
 
-def compare(base: dict[int, float], other: dict[int, float], confidence: float = 0.95) -> Comparison:
-    """Compare two configurations' per-seed values ({seed: value}) at the seed level; see the
-    module docstring."""
-    a, b = np.array(list(base.values()), float), np.array(list(other.values()), float)
-    diff = _clean(float(b.mean() - a.mean()))
-    n = dict(n_base=len(a), n_other=len(b))
-    if len(a) < 2 or len(b) < 2:
+def significant(test: str, diff: float, p: float, p_adjusted: float, alpha: float) -> bool:
+    """:meth:`Comparison.significant` from its fields (the analysis marks every pair)."""
+    if test == EXACT:
+        return diff != 0
+    p = p_adjusted if not np.isnan(p_adjusted) else p
+    return bool(not np.isnan(p) and p < alpha)
+
+
+def compare(base: dict[int, float] | student.Sample, other: dict[int, float] | student.Sample,
+            confidence: float = 0.95) -> Comparison:
+    """Compare two configurations' per-seed values ({seed: value}, or their
+    :class:`~harness.report.student.Sample`) at the seed level; see the module docstring."""
+    sa = base if isinstance(base, student.Sample) else student.Sample(base)
+    sb = other if isinstance(other, student.Sample) else student.Sample(other)
+    diff = _clean(float(np.float64(sb.mean) - np.float64(sa.mean)))
+    n = dict(n_base=len(sa.values), n_other=len(sb.values))
+    if len(sa.values) < 2 or len(sb.values) < 2:
         return Comparison(diff, NO_TEST, NAN, NAN, NAN, **n)
-    if _constant(a) and _constant(b):
+    if sa.constant and sb.constant:
         return Comparison(diff, EXACT, NAN, diff, diff, **n)
-    if sorted(base) == sorted(other):
-        seeds = sorted(base)
-        d = np.array([other[s] - base[s] for s in seeds])
+    if sa.seeds == sb.seeds:
+        d = np.array([sb.by_seed[s] - sa.by_seed[s] for s in sa.seeds])
         if _constant(d):
-            return Comparison(diff, EXACT, NAN, diff, diff, **n, n_seeds=len(seeds))
-        res = stats.ttest_rel([other[s] for s in seeds], [base[s] for s in seeds])
-        ci = res.confidence_interval(confidence)
-        return Comparison(diff, PAIRED, float(res.pvalue), float(ci.low), float(ci.high), **n,
-                          n_seeds=len(seeds))
-    res = stats.ttest_ind(b, a, equal_var=False)
-    ci = res.confidence_interval(confidence)
-    return Comparison(diff, WELCH, float(res.pvalue), float(ci.low), float(ci.high), **n)
+            return Comparison(diff, EXACT, NAN, diff, diff, **n, n_seeds=len(sa.seeds))
+        p, low, high = student.paired(d, confidence)
+        return Comparison(diff, PAIRED, p, low, high, **n, n_seeds=len(sa.seeds))
+    p, low, high = student.welch(sb, sa, confidence)
+    return Comparison(diff, WELCH, p, low, high, **n)
 
 
 def holm(pvalues: list[float]) -> list[float]:
@@ -211,7 +215,7 @@ def compare_examples(pairs: list[tuple[Predictions, Predictions]], metric: str,
     resampler = resampler or Resampler()
     n_ex = sum(a.n for a, _ in pairs)
     n = dict(n_base=len(pairs), n_other=len(pairs), n_seeds=len(pairs), n_examples=n_ex)
-    diff = _clean(float(np.mean([score(b, metric) - score(a, metric) for a, b in pairs])))
+    diff = _clean(float(np.mean([resampler.score(b, metric) - resampler.score(a, metric) for a, b in pairs])))
     if len(pairs) == 1 and metric == "accuracy":
         a, b = pairs[0]
         t = mcnemar(correct(a), correct(b), confidence)
@@ -236,7 +240,8 @@ def majority_check(runs: list[Predictions], alpha: float, confidence: float = 0.
         return BaselineCheck(t.diff, MAJORITY_MCNEMAR, t.p, t.p < alpha, t.ci_low, t.ci_high, 1, n_ex,
                              f"{t.base_only + t.other_only} discordant examples")
     pairs = [(r.against_majority(), r) for r in runs]
-    margin = _clean(float(np.mean([score(r, "accuracy") - score(m, "accuracy") for m, r in pairs])))
+    margin = _clean(float(np.mean([resampler.score(r, "accuracy") - resampler.score(m, "accuracy")
+                                   for m, r in pairs])))
     d = bootstrap_differences(pairs, "accuracy", resampler)
     p = _one_sided(d)
     low, high = _interval(d, confidence)

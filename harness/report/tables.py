@@ -19,6 +19,7 @@ from harness.report.baselines import baseline_notes
 from harness.report.compare import Analysis, is_nan, stat
 from harness.report.evidence import (DIFFERENCES_NOTE, baseline_tests, difference_cells, integrity_notes,
                                      tests_used)
+from harness.report.family import correction_text
 from harness.report.stats import EXACT
 
 
@@ -117,7 +118,7 @@ def comparison_table(analysis: Analysis, task: str, model: str) -> Table:
         "bold: best in its column.",
         (f"{NOT_SIGNIFICANT}: not significantly different from the reference ({ref_name}); "
          f"{UNTESTED}: not tested (a side has n=1 and no per-example predictions to test on). "
-         f"Tests: {tests_used(analysis, task, model)}; {_correction(analysis)}; "
+         f"Tests: {tests_used(analysis, task, model)}; {_correction(analysis, task, model)}; "
          f"alpha = {analysis.alpha}. Each test's n (seeds, test examples), 95% interval and "
          f"settings check are in the differences table.") if ref_name else
         f"The reference method ({analysis.reference}) is not in this selection: no significance marks.",
@@ -142,9 +143,8 @@ def _rate_cell(rates) -> Cell:
     return Cell(rates.text() if rates.counts else "—")
 
 
-def _correction(analysis: Analysis) -> str:
-    return ("p-values Holm-corrected over all pairs per metric" if analysis.correction == "holm"
-            else "no multiple-comparison correction")
+def _correction(analysis: Analysis, task: str | None = None, model: str | None = None) -> str:
+    return correction_text(analysis.correction, analysis.families.get((task, model)))
 
 
 def reference_table(analysis: Analysis, task: str, model: str, quality_only: bool = True) -> Table:
@@ -168,7 +168,7 @@ def reference_table(analysis: Analysis, task: str, model: str, quality_only: boo
     headers = ["Metric", "Difference", "Effect", f"{int(analysis.confidence * 100)}% CI", "Test", "n",
                "p", "p adjusted", "Significant", "Same config?", "Same budget?"]
     return Table(f"{task} — {model}: differences from the reference", headers, rows,
-                 [f"{_correction(analysis).capitalize()}; significant means p adjusted < {analysis.alpha}. "
+                 [f"{_correction(analysis, task, model).capitalize()}; significant means p adjusted < {analysis.alpha}. "
                   + DIFFERENCES_NOTE])
 
 
@@ -176,9 +176,9 @@ def stats_frame(analysis: Analysis, task: str, model: str) -> pd.DataFrame:
     """Every number behind the table (for CSV): aggregates, each configuration's learning rate(s)
     (``lr``; ``lr_mixed`` where its runs do not share one), plus the comparison with the reference."""
     a = analysis.agg
-    rows, rates_of = [], {}
+    rows, rates_of, metrics = [], {}, {m.name: m for m in METRICS}
     for _, s in a[(a.task == task) & (a.model == model)].iterrows():
-        m = next((m for m in METRICS if m.name == s.metric), None)
+        m = metrics.get(s.metric)
         c = analysis.versus_reference(task, model, s.label, s.metric) if m else None
         rates = rates_of.setdefault(s.label, analysis.rates(task, model, s.label))
         rows.append({**s.to_dict(), "lr": rates.text(), "lr_mixed": rates.mixed,

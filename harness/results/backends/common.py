@@ -15,6 +15,7 @@ from harness.results.store import CURVE_COLUMNS
 if TYPE_CHECKING:
     import pandas as pd
 
+IDS_PER_QUERY = 500  # run ids per "IN (...)" query: within SQLite's oldest limit of 999 parameters
 CLAIM_COLUMNS = ("config_hash", "run_id", "owner", "host", "pid", "claimed_at", "expires_at")
 HOLDER_COLUMNS = ("run_id", "owner", "host", "pid", "expires_at")
 
@@ -97,14 +98,22 @@ class StoreReads:
         return pd.DataFrame(columns=list(CLAIM_COLUMNS)) if df is None else df
 
     def predictions(self, run_ids=None, split: str = "test") -> dict[str, dict]:
-        """``{run_id: {what: array}}`` for ``split`` (all runs, or those in ``run_ids``)."""
-        df = self._query(f"SELECT * FROM predictions WHERE split={self.MARK}", (split,))
-        out: dict[str, dict] = {}
-        wanted = None if run_ids is None else set(run_ids)
-        for r in ([] if df is None else df.itertuples(index=False)):
-            if wanted is None or r.run_id in wanted:
+        """``{run_id: {what: array}}`` for ``split``: all runs (in the table's order), or those in
+        ``run_ids`` (in that order), read by their key :data:`IDS_PER_QUERY` at a time, so that
+        the runs of one sweep, or one run, are read without every run's arrays."""
+        mark = self.MARK
+        if run_ids is None:
+            frames = [self._query(f"SELECT * FROM predictions WHERE split={mark}", (split,))]
+        else:
+            ids = list(dict.fromkeys(run_ids))
+            frames = [self._query(f"SELECT * FROM predictions WHERE split={mark} AND run_id IN "
+                                  f"({', '.join([mark] * len(part))})", (split, *part))
+                      for part in (ids[i:i + IDS_PER_QUERY] for i in range(0, len(ids), IDS_PER_QUERY))]
+        out: dict[str, dict] = {} if run_ids is None else {r: {} for r in ids}
+        for df in frames:
+            for r in ([] if df is None else df.itertuples(index=False)):
                 out.setdefault(r.run_id, {})[r.what] = unpack(r.dtype, r.shape, r.data)
-        return out
+        return {r: arrays for r, arrays in out.items() if arrays}
 
     def prediction_splits(self) -> list[str]:
         """The splits any run kept per-example predictions for."""
