@@ -24,7 +24,7 @@ import pandas as pd
 
 from harness.config import ConfigError, TaskConfig, register_task_schema
 from harness.tasks.data import TASK_LOADERS, TaskDataError
-from harness.tasks.localhub import cache_dir, check_repo, reason
+from harness.tasks.localhub import cache_dir, check_repo, load_as_the_run_does, reason
 from harness.tasks.splits import SPLITS
 
 
@@ -92,14 +92,7 @@ def check_local(cfg) -> None:
     checked as the run loads it (:func:`load_hub`, the task type's checks of its answers), so a
     card without data files, a broken file, a wrong column or a git-lfs pointer stops the command
     in one line instead of failing the run."""
-    from harness.tasks.load import load_task
-
-    try:
-        load_task(cfg)
-    except TaskDataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - any reader's error, on one line
-        raise TaskDataError(f"task {cfg.name}: cannot load {cfg.data_path}: {reason(exc)}") from None
+    load_as_the_run_does(cfg, cfg.data_path)
 
 
 def _where(src: HubSplit) -> str:

@@ -10,7 +10,7 @@ import pandas as pd
 
 from harness.errors import first_line
 from harness.tasks.data import TASK_LOADERS, TaskDataError
-from harness.tasks.localhub import cache_dir, check_repo, reason
+from harness.tasks.localhub import cache_dir, check_repo, load_as_the_run_does
 
 HUB_ID = "coastalcph/lex_glue"
 
@@ -58,7 +58,7 @@ def _local(folder: Path, subset: str, name: str):
 def check_local(cfg) -> None:
     """The preflight's look at a local LexGLUE folder: first the Parquet footers (train and test
     files, no git-lfs pointer, none empty, each with the subset's fields), then the subset
-    loaded and checked as the run loads it (:func:`_load_as_the_run_does`)."""
+    loaded and checked as the run loads it (:func:`harness.tasks.localhub.load_as_the_run_does`)."""
     import pyarrow.parquet as pq
 
     if cfg.subset not in SUBSETS:
@@ -91,20 +91,7 @@ def check_local(cfg) -> None:
             rows[split] += meta.num_rows
         if not rows[split]:
             raise TaskDataError(f"task {cfg.name}: the {split} files of {folder / cfg.subset} have no rows")
-    _load_as_the_run_does(cfg, folder)
-
-
-def _load_as_the_run_does(cfg, folder: Path) -> None:
-    """Fields of the wrong type (a text label, a choice that is a list) pass the footers and
-    would fail the run: load the task as the run does, its type's checks included."""
-    from harness.tasks.load import load_task
-
-    try:
-        load_task(cfg)
-    except TaskDataError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a reader's or converter's error, on one line
-        raise TaskDataError(f"task {cfg.name}: cannot load {folder / cfg.subset}: {reason(exc)}") from None
+    load_as_the_run_does(cfg, folder / cfg.subset)  # wrong field types pass the footers
 
 
 def _label_names(feature) -> list[str] | None:

@@ -89,3 +89,16 @@ def reason(exc: BaseException, width: int = 300) -> str:
             break
     text = " ".join(str(exc).split()) or first_line(exc)
     return text if len(text) <= width else text[:width - 3] + "..."
+
+
+def load_as_the_run_does(cfg, where) -> None:
+    """Load a local copy's task as the run will (its type's checks included), so a wrong field,
+    a broken file or a missing column stops the preflight in one line naming ``where``."""
+    from harness.tasks.load import load_task
+
+    try:
+        load_task(cfg)
+    except TaskDataError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - any reader's or converter's error, on one line
+        raise TaskDataError(f"task {cfg.name}: cannot load {where}: {reason(exc)}") from None
