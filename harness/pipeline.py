@@ -28,7 +28,7 @@ from harness.registry import Registry
 from harness.tasks import TaskData, load_task
 from harness.tasks.encoding import Encoded, cut_line, cut_summary, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
-from harness.tasks.types import TaskType, resolve_truncation
+from harness.tasks.types import TaskType, task_truncation
 from harness.timing import measure
 from harness.train import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
 
@@ -119,11 +119,6 @@ def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device,
     return loaded, build_method(cfg, loaded.model, method_context(cfg, kind, device))
 
 
-def truncation(cfg: RunConfig) -> str:
-    """The side of a long text the run keeps: ``task.truncation``, ``auto`` resolved by task type."""
-    return resolve_truncation(cfg.task.truncation.value, cfg.task.task_type)
-
-
 def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None) -> Setup:
     """Data, model and method (where ``parallel`` builds them, if given); then the method's one
     "before training" hook."""
@@ -133,7 +128,7 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
                               else (*build(cfg, kind, data.num_labels, device), device))
     tok, collate = loaded.tokenizer, kind.collator(loaded.tokenizer)
     folder = cache_dir() / "tokens" if cfg.task.cache_tokens else None
-    strategy = truncation(cfg)
+    strategy = task_truncation(cfg.task)
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
                                    strategy, folder, kind) for name in SPLITS}
     line = cut_line(cut_summary(encoded, cfg.task.max_length, strategy))
@@ -182,7 +177,7 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
     if arrays or texts:  # open-ended generations have no per-example classes, only their texts
         tested.predictions["test"] = {**arrays, **texts}
     for task, split, labels in per_task_splits(s.data, s.data.test):  # multi-task data only
-        enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, truncation(cfg), kind)
+        enc = encode_split(split, s.loaded.tokenizer, cfg.task.max_length, task_truncation(cfg.task), kind)
         tested.curves += rows(f"task:{task}", score(loader(
             enc.examples, s.loaded.tokenizer, cfg.trainer.eval_batch_size, False, cfg.seed,
             kind.collator(s.loaded.tokenizer), cfg.trainer.group_by_length), labels))

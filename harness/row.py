@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 from harness.config import RunConfig
 from harness.parallel import recorded
 from harness.tasks.encoding import cut_summary
-from harness.tasks.types import resolve_truncation
+from harness.tasks.types import task_truncation
 
 if TYPE_CHECKING:
     from harness.pipeline import Setup, Tested
@@ -25,8 +25,7 @@ def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "T
                "task_type": s.kind.name, "majority": majority,
                "tokens_from_cache": all(e.cached for e in s.encoded.values()),
                "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,
-               "truncation": cut_summary(s.encoded, cfg.task.max_length,
-                                         resolve_truncation(cfg.task.truncation.value, cfg.task.task_type)),
+               "truncation": cut_summary(s.encoded, cfg.task.max_length, task_truncation(cfg.task)),
                **s.adapted.details()}
     return {
         **{k: float(v) for k, v in tested.metrics.items()},

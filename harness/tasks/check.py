@@ -107,7 +107,7 @@ class DataCheck:
         ``task.max_length`` cuts and by how much. Runs of one file and tokenizer are counted once;
         a tokenizer that cannot load here (a hub model offline) is left for the run to report."""
         from harness.tasks.encoding import cut_line, cut_summary, encode_cached
-        from harness.tasks.types import resolve_truncation
+        from harness.tasks.types import task_truncation
 
         task = run_cfg.task
         data = self._data.get(repr(task))
@@ -119,7 +119,7 @@ class DataCheck:
             tokenizer = self._tokenizer(run_cfg.model)
             from harness.models import cache_dir
 
-            strategy = resolve_truncation(task.truncation.value, task.task_type)
+            strategy = task_truncation(task)
             folder = cache_dir() / "tokens" if task.cache_tokens else None
             encoded = {name: encode_cached(getattr(data, name), tokenizer, task.max_length, strategy,
                                            folder, data.type) for name in ("train", "validation", "test")}

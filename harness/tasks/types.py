@@ -52,6 +52,11 @@ def resolve_truncation(value: str, kind: str) -> str:
         return "head"
 
 
+def task_truncation(task_cfg) -> str:
+    """The side of a long text a run of ``task_cfg`` keeps (``task.truncation``, ``auto`` resolved)."""
+    return resolve_truncation(task_cfg.truncation.value, task_cfg.task_type)
+
+
 class TaskType:
     name = ""
     scoring = "scoring"  # what an evaluation pass does, as its progress bar says
