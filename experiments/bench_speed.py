@@ -14,7 +14,7 @@ process of its own (so that its peak memory is its own), the variants alternatin
   batches grouped by length (transformers' ``LengthGroupedSampler``);
 * ``plain_dora_fp32_random`` / ``plain_dora_bf16_grouped``: the same two loops with peft's DoRA;
 * ``harness_lora`` / ``harness_dora``: the harness's own setup and training loop
-  (:func:`harness.pipeline.setup` and :func:`harness.pipeline.fit`) at its default settings.
+  (:func:`harness.run.pipeline.setup` and :func:`harness.run.pipeline.fit`) at its default settings.
 
 Throughput counts the training steps only (no evaluation), as each run's ``train_samples_per_s``
 does. The medians over rounds are printed with the ratios the speed goals are stated in.
@@ -46,7 +46,7 @@ def run_config(overrides: list[str]):
     from hydra import compose, initialize_config_dir
 
     from harness.paths import conf_dir
-    from harness.validation import register_schemas, validate
+    from harness.job.validation import register_schemas, validate
 
     register_schemas()
     with initialize_config_dir(config_dir=str(conf_dir()), version_base="1.3"):
@@ -62,8 +62,8 @@ def plain(name: str, cfg) -> dict:
                               get_linear_schedule_with_warmup)
     from transformers.trainer_pt_utils import LengthGroupedSampler
 
-    from harness.fingerprint import cpu_has_bf16
-    from harness.sources import resolve_source
+    from harness.device import cpu_has_bf16
+    from harness.models.sources import resolve_source
     from harness.tasks import load_task
     from harness.tasks.encoding import encode_split
 
@@ -119,8 +119,9 @@ def harness_run(name: str, overrides: list[str]) -> dict:
     """The harness's own setup and training loop at its defaults."""
     import torch
 
-    from harness.measure import PeakMemory, pick_device
-    from harness.pipeline import fit, setup
+    from harness.device import pick_device
+    from harness.training.memory import PeakMemory
+    from harness.run.pipeline import fit, setup
     from harness.tracking import Tracker
 
     cfg = run_config([f"method={name.split('_')[1]}", *overrides])

@@ -23,13 +23,13 @@ import torch
 from hydra import compose, initialize_config_dir
 from torch.utils.data import DataLoader
 
-from harness.validation import register_schemas, validate
+from harness.job.validation import register_schemas, validate
 from harness.methods import METHODS, MethodContext, TrainingStart, builder_name
-from harness.models import load_model
+from harness.models.load import load_model
 from harness.paths import conf_dir
 from harness.tasks.multitask import task_names
 from harness.tasks.types import TASK_TYPES
-from harness.train import training_loss
+from harness.training.loop import training_loss
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 MiB = 2 ** 20
@@ -46,7 +46,7 @@ def storage_key(t: torch.Tensor) -> tuple[int, int]:
 
 
 def context(cfg, device: torch.device) -> MethodContext:
-    """What the runner tells a method about the run (see harness.pipeline.setup)."""
+    """What the runner tells a method about the run (see harness.run.pipeline.setup)."""
     return MethodContext(
         target_modules=list(cfg.method.target_modules or cfg.model.target_modules),
         head_modules=list(cfg.model.head_modules), four_bit=bool(cfg.quant.load_in_4bit),

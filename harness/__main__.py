@@ -29,14 +29,14 @@ import hydra  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
 from harness.errors import ConfigError  # noqa: E402
-from harness.identity import now_utc  # noqa: E402
+from harness.results.identity import now_utc  # noqa: E402
 from harness.paths import conf_dir  # noqa: E402
-from harness.plugins import plugins_in_overrides  # noqa: E402
-from harness.preflight import PreflightError, preflight  # noqa: E402
+from harness.job.plugins import plugins_in_overrides  # noqa: E402
+from harness.sweep.preflight import PreflightError, preflight  # noqa: E402
 from harness.results.retry import load_patiently, retry_budget  # noqa: E402
 from harness.results.secrets import hide_passwords  # noqa: E402
 from harness.results.store import StoreError, StoreUnreachable  # noqa: E402
-from harness.validation import register_schemas  # noqa: E402
+from harness.job.validation import register_schemas  # noqa: E402
 
 BAD_INPUT = (ConfigError, PreflightError, StoreError)
 
@@ -47,8 +47,8 @@ def _job(cfg: DictConfig) -> float:
     ``trainer.select_metric`` (the best search trial's under protocol=tuned; NaN if none
     finished), so that a Hydra sweeper that optimizes an objective (Optuna) can use it."""
     from harness.fields import better
-    from harness.protocol import run_grid_point
-    from harness.summary import print_row
+    from harness.sweep.protocol import run_grid_point
+    from harness.sweep.summary import print_row
 
     try:
         rows = run_grid_point(cfg)
@@ -78,12 +78,12 @@ def _job(cfg: DictConfig) -> float:
 def _runs_workers_here(argv: list[str], plan) -> bool:
     """Whether this process starts the runs' workers: some job is isolated and the launcher is
     Hydra's basic one (another launcher runs the jobs in processes of its own)."""
-    from harness.fingerprint import device_kind
-    from harness.launchers import launcher_of
+    from harness.device import device_kind
+    from harness.sweep.launchers import launcher_of
 
     if launcher_of(argv) != "basic":
         return False
-    # CUDA runs start fresh interpreters (harness.isolation): no fork server for them.
+    # CUDA runs start fresh interpreters (harness.job.isolation): no fork server for them.
     return any((c.get("trainer") or {}).get("isolate", True)
                and device_kind((c.get("trainer") or {}).get("device", "auto")) != "cuda"
                for c in plan.configs)
@@ -93,7 +93,7 @@ def interrupted_line(plan, since: str) -> str:
     """What Ctrl-C leaves: how many of the command's configurations the store holds finished, and
     that the same command resumes (finished configurations are skipped, the one cut off re-runs)."""
     from harness.results.store import redact
-    from harness.summary import command_outcome
+    from harness.sweep.summary import command_outcome
 
     stores = ", ".join(dict.fromkeys(redact(u) for u in (plan.stores if plan else [])))
     os.environ["PEFT_HARNESS_STORE_RETRY_S"] = "0"  # a store that is down now is not waited for
@@ -108,14 +108,14 @@ def interrupted_line(plan, since: str) -> str:
 
 
 def main() -> None:
-    from harness.summary import PLAN_ENV, command_outcome, write_plan
+    from harness.sweep.summary import PLAN_ENV, command_outcome, write_plan
 
-    from harness.isolation import SWEEP_HOST_ENV, SWEEP_PID_ENV
+    from harness.job.isolation import SWEEP_HOST_ENV, SWEEP_PID_ENV
 
     sys.argv[1:] = hide_passwords(sys.argv[1:])  # before Hydra logs or writes the overrides
     argv = sys.argv[1:]
     since = now_utc()
-    # A launcher's worker processes (joblib, ...) end with this process (harness.runner).
+    # A launcher's worker processes (joblib, ...) end with this process (harness.job.runner).
     os.environ[SWEEP_PID_ENV], os.environ[SWEEP_HOST_ENV] = str(os.getpid()), socket.gethostname()
     try:
         retry_budget()  # a bad $PEFT_HARNESS_STORE_RETRY_S is bad input, said before anything runs
@@ -128,7 +128,7 @@ def main() -> None:
         print("\n[harness] interrupted while checking the command line; nothing ran", file=sys.stderr)
         sys.exit(130)
     if plan is not None and _runs_workers_here(argv, plan):
-        from harness.isolation import warm_up
+        from harness.job.isolation import warm_up
 
         warm_up()  # the fork server imports torch while Hydra composes the jobs
     with tempfile.TemporaryDirectory(prefix="harness-plan-") as folder:

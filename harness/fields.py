@@ -1,6 +1,6 @@
 """Every column of the runs table, declared once: its type, unit, direction and where it is shown.
 
-The store's columns, the report's ``METRICS``, ``harness.metrics.HIGHER_IS_BETTER``, the terminal
+The store's columns, the report's ``METRICS``, ``harness.tasks.metrics.HIGHER_IS_BETTER``, the terminal
 comparison table, ``python -m harness.results list``, ``trainer.select_metric`` and the training
 loop's "is this epoch better" all read :data:`FIELDS`.
 
@@ -252,7 +252,7 @@ for _f in [
     Field("peak_cuda_allocated_bytes", "integer", unit="bytes", higher_is_better=False),
     Field("peak_cuda_reserved_bytes", "integer", unit="bytes", higher_is_better=False),
     Field("energy_j", "real", unit="J", higher_is_better=False, report="Energy J",
-          doc="energy the device used during the run (harness.energy): RAPL package counters on "
+          doc="energy the device used during the run (harness.training.energy): RAPL package counters on "
               "CPU, NVML's counter on a GPU; the whole package or GPU, other processes included "
               "(energy_kind); empty where nothing can be measured, never an estimate"),
     Field("energy_kind", "text", doc="what energy_j measures: rapl_package | nvml_gpu (empty: none)"),

@@ -15,7 +15,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 from hydra import compose, initialize_config_dir  # noqa: E402
 from hydra.core.global_hydra import GlobalHydra  # noqa: E402
 
-from harness.validation import register_schemas, validate  # noqa: E402
+from harness.job.validation import register_schemas, validate  # noqa: E402
 from harness.paths import conf_dir  # noqa: E402
 
 register_schemas()
@@ -66,7 +66,7 @@ def store_path(tmp_path) -> Path:
 @pytest.fixture
 def run_tiny(store_path):
     """run_tiny("method=dora", ...) -> the row recorded for one tiny in-process run."""
-    from harness.runner import run_job
+    from harness.job.runner import run_job
 
     def run(*overrides: str) -> dict:
         return run_job(tiny_config(store_path, *overrides))

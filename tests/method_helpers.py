@@ -6,12 +6,12 @@ from __future__ import annotations
 import torch
 from torch.utils.data import DataLoader, default_collate
 
-from harness import pipeline
-from harness.validation import validate
+from harness.run import pipeline
+from harness.job.validation import validate
 from harness.methods import MethodContext, TrainingStart
-from harness.models import load_model
+from harness.models.load import load_model
 from harness.tasks.types import TASK_TYPES
-from harness.train import training_loss
+from harness.training.loop import training_loss
 from tests.conftest import tiny_config
 
 CPU = torch.device("cpu")
@@ -22,7 +22,7 @@ def build_config(store_path, *overrides):
 
 
 def method_context(cfg, device: torch.device = CPU) -> MethodContext:
-    """The context the runner gives a method (harness.pipeline.method_context)."""
+    """The context the runner gives a method (harness.run.pipeline.method_context)."""
     return pipeline.method_context(cfg, TASK_TYPES.get(cfg.task.task_type)(), device)
 
 
@@ -91,8 +91,8 @@ def start(adapted, total: int, batches: DataLoader | None = None) -> None:
 
 
 def train_steps(adapted, steps: int, total: int | None = None, on_step=None, batches=None):
-    """Run ``steps`` optimizer steps in the order of harness.train.train, with its loss
-    (``harness.train.training_loss``: the task type's loss plus the method's extra term);
+    """Run ``steps`` optimizer steps in the order of harness.training.loop.train, with its loss
+    (``harness.training.loop.training_loss``: the task type's loss plus the method's extra term);
     ``batches``: an iterable of batches (default: :func:`batch` with seeds 1, 2, ...); a
     DataLoader is also what ``before_training`` is given."""
     total = total or steps

@@ -42,7 +42,7 @@ class Ran:
 def _libraries_imported():
     """What the entry point imports before it refuses anything, imported once for every fork."""
     import harness.__main__  # noqa: F401
-    from harness.plugins import load_plugins
+    from harness.job.plugins import load_plugins
 
     load_plugins()
 
@@ -239,9 +239,9 @@ def test_a_fresh_interpreter_refuses_the_same_way(tmp_path):
 # --- what passes: notes, dropped rows, and no model library in the data checks ---------------------
 
 def test_rows_without_a_label_are_counted_and_noted_and_short_splits_noted(tmp_path, capsys):
-    from harness.preflight import preflight
+    from harness.sweep.preflight import preflight
     from harness.tasks import load_task
-    from harness.validation import validate
+    from harness.job.validation import validate
     from tests.conftest import compose_config
 
     frame = rows(40)
@@ -303,8 +303,8 @@ class SpyTokenizer:
 def tokenizer():
     from transformers import AutoTokenizer
 
-    from harness.models import build_tiny
-    from harness.validation import validate
+    from harness.models.load import build_tiny
+    from harness.job.validation import validate
     from tests.conftest import compose_config
 
     return AutoTokenizer.from_pretrained(build_tiny(validate(compose_config(["model=tiny_bert"])).model.tiny))
@@ -312,7 +312,8 @@ def tokenizer():
 
 def test_a_huge_line_is_cut_in_characters_before_tokenizing_and_counted(tokenizer):
     from harness.tasks import Split
-    from harness.tasks.encoding import CHARS_PER_TOKEN, cut_texts, encode_split
+    from harness.tasks.cutting import CHARS_PER_TOKEN, cut_texts
+    from harness.tasks.encoding import encode_split
     from harness.tasks.multiple_choice import MultipleChoice
     from harness.tasks.types import SingleLabel
 

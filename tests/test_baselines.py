@@ -22,7 +22,7 @@ def test_tfidf_chooses_c_on_validation_and_scores_the_test_split_like_sklearn(ru
     from sklearn.linear_model import LogisticRegression
 
     from harness.tasks import load_task
-    from harness.validation import validate
+    from harness.job.validation import validate
     from tests.conftest import tiny_config
 
     row = run_tiny("method=tfidf")

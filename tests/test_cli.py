@@ -168,7 +168,7 @@ def test_a_single_run_exits_1_when_it_fails_and_0_when_it_is_already_done(tmp_pa
 def test_a_preset_that_declares_its_own_sweep_is_checked_point_by_point(store_path, tmp_path):
     import pandas as pd
 
-    from harness.preflight import preflight
+    from harness.sweep.preflight import preflight
 
     data = tmp_path / "scotus.csv"  # the preflight loads and checks the preset's data file
     pd.DataFrame({"facts": [f"<p>case {i}</p>" for i in range(40)], "first_party": "A",

@@ -2,7 +2,7 @@
 
 The checks live where the task type reads its labels (``TaskType.encode_labels``) and where a hub
 folder is read (``harness.tasks.hub``, ``harness.tasks.lexglue``), so the preflight
-(:func:`harness.preflight.preflight`, called in-process here) and the run refuse the same data
+(:func:`harness.sweep.preflight.preflight`, called in-process here) and the run refuse the same data
 with the same line. One forked ``python -m harness`` per kind of data shows the whole path: exit
 code 2, one line on stderr, no store. And a local hub folder is never read from a stale cache.
 """
@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.preflight import PreflightError, preflight
+from harness.sweep.preflight import PreflightError, preflight
 from harness.tasks import TaskDataError, load_task
-from harness.validation import validate
+from harness.job.validation import validate
 from tests.conftest import compose_config
 from tests.test_bad_input import run_harness
 from tests.test_tasks import write_casehold
@@ -28,7 +28,7 @@ LM = ["model=tiny_llama", "trainer=smoke"]
 def _libraries_imported():
     """What the entry point imports before it refuses anything, imported once for the forks."""
     import harness.__main__  # noqa: F401
-    from harness.plugins import load_plugins
+    from harness.job.plugins import load_plugins
 
     load_plugins()
 
@@ -311,7 +311,7 @@ def test_two_folders_with_one_hub_id_each_read_their_own_rows(tmp_path):
 
 def test_a_run_reads_the_edited_rows_its_fingerprint_names(tmp_path):
     """The data fingerprint and the rows change together (the run's identity is what it read)."""
-    from harness.fingerprint import data_fingerprint
+    from harness.results.fingerprint import data_fingerprint
 
     root = hub_folder(tmp_path / "hub")
     task = {"data_path": str(root), "loader": "hub"}

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import pytest
 
-from harness.models import build_tiny
+from harness.models.load import build_tiny
 from harness.tasks import Split
-from harness.tasks.encoding import cut_texts, encode_cached, encode_split
+from harness.tasks.cutting import cut_texts
+from harness.tasks.encoding import encode_cached, encode_split
 from harness.tasks.multiple_choice import MultipleChoice
 from harness.tasks.types import MultiLabel, SingleLabel
 from tests.conftest import compose_config, validate

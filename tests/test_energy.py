@@ -8,8 +8,8 @@ import types
 
 import pytest
 
-from harness import energy
-from harness.energy import EnergyMeter
+from harness.training import energy
+from harness.training.energy import EnergyMeter
 
 RANGE = 1_000_000_000  # max_energy_range_uj of the fake packages (1 kJ)
 
@@ -175,6 +175,6 @@ def test_nvml_errors_and_a_missing_pynvml_give_none(nvml, monkeypatch):
 
 
 def test_the_module_imports_no_torch_or_pynvml():
-    code = "import sys, harness.energy; print(sorted({'torch', 'pynvml', 'numpy'} & set(sys.modules)))"
+    code = "import sys, harness.training.energy; print(sorted({'torch', 'pynvml', 'numpy'} & set(sys.modules)))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -5,9 +5,9 @@ in any method's mathematics (its update, its optimizer, its hooks, its initialis
 test whose id is that method's name.
 
 The path is the runner's: seed, load the base, seed again, build through the method registry
-(``harness.pipeline.build_method``), ``before_training(TrainingStart)`` (AdaLoRA's schedule,
+(``harness.run.pipeline.build_method``), ``before_training(TrainingStart)`` (AdaLoRA's schedule,
 LoRA-drop's probe), the held-out loss, the method's optimizer, then per step
-``harness.train.training_loss`` (the task loss plus the method's extra term), backward, gradient
+``harness.training.loop.training_loss`` (the task loss plus the method's extra term), backward, gradient
 clipping at ``trainer.max_grad_norm``, ``optimizer.step()``, ``after_optimizer_step`` (AdaLoRA's
 allocation, Delta-LoRA's base-weight move, DyLoRA's next rank). As in method_helpers.train_steps,
 there is no learning-rate schedule and no autocast (the runner's linear warm-up and bf16 autocast
@@ -51,13 +51,13 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 from torch.utils.data import DataLoader, default_collate  # noqa: E402
 
-from harness import pipeline  # noqa: E402
+from harness.run import pipeline  # noqa: E402
 from harness.methods import TrainingStart, builder_name  # noqa: E402
-from harness.models import load_model  # noqa: E402
+from harness.models.load import load_model  # noqa: E402
 from harness.paths import conf_dir  # noqa: E402
 from harness.tasks.types import TASK_TYPES  # noqa: E402
-from harness.train import training_loss  # noqa: E402
-from harness.validation import validate  # noqa: E402
+from harness.training.loop import training_loss  # noqa: E402
+from harness.job.validation import validate  # noqa: E402
 
 EXPECTED = Path(__file__).with_name("expected_losses.json")
 REGENERATE_ENV = "EXPECTED_LOSSES_REGENERATE"

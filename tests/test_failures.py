@@ -11,7 +11,7 @@ import time
 import pytest
 
 import tests.failing_methods  # noqa: F401  (registers the failing methods)
-from harness import runner
+from harness.job import runner
 from harness.results import load, load_curves
 from harness.results.store import open_store
 
@@ -137,7 +137,7 @@ def test_a_writer_killed_mid_write_leaves_the_store_consistent(tmp_path):
 def test_an_error_whose_message_starts_with_a_blank_line_is_recorded_by_its_text():
     """safetensors' refusal of shared tensors starts with a newline: the row keeps its first
     line of text, not an empty message."""
-    from harness.execution import one_line_error
+    from harness.run.tracked import one_line_error
 
     exc = RuntimeError("\n            Some tensors share memory: [{'lm_head.weight'}].\n  More text")
     assert one_line_error(exc) == "RuntimeError: Some tensors share memory: [{'lm_head.weight'}]."

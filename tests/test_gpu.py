@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from harness import pipeline
-from harness.validation import validate
+from harness.run import pipeline
+from harness.job.validation import validate
 from tests.conftest import compose_config
 
 pytestmark = pytest.mark.gpu
@@ -59,7 +59,8 @@ def test_bitsandbytes_optimizers_train_through_the_run(store_path, optimizer):
                             "paged_adamw_32bit": bnb.optim.PagedAdamW32bit,
                             "adamw_8bit": bnb.optim.AdamW8bit}[optimizer])
     batch = next(iter(s.batches["train"]))
-    from harness.train import to_device, training_loss
+    from harness.device import to_device
+    from harness.training.loop import training_loss
 
     training_loss(s.adapted, s.kind, to_device(batch, CUDA)).backward()
     opt.step()

@@ -12,7 +12,7 @@ from harness.tasks import TaskDataError, load_task
 from harness.tasks.answers import final_answer
 from harness.tasks.generation import Generation
 from tests.conftest import compose_config
-from harness.validation import validate
+from harness.job.validation import validate
 
 GSM8K_CARD = """---
 license: mit

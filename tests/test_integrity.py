@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 import tests.failing_methods  # noqa: F401  (registers the failing methods)
-from harness import runner
-from harness.identity import config_hash
+from harness.job import runner
+from harness.results.identity import config_hash
 from harness.results import StoreError, load, open_store
 from harness.results.__main__ import main as results_cli
 from harness.results.backends import sqlite as sqlite_backend
 from harness.results.backends.sqlite import APPLICATION_ID, SQLiteStore
-from harness.runner import run_job
+from harness.job.runner import run_job
 from tests.conftest import TINY, tiny_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -62,7 +62,7 @@ def test_the_worker_refuses_a_job_file_written_for_another_run(store_path, tmp_p
     job["config"]["seed"] = 7  # another run's config under this run's identity
     (folder / "job.json").write_text(json.dumps(job))
     out = folder / "again.json"
-    proc = subprocess.run([sys.executable, "-m", "harness.worker", str(folder / "job.json"), str(out)],
+    proc = subprocess.run([sys.executable, "-m", "harness.job.worker", str(folder / "job.json"), str(out)],
                           env=env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 1
     assert "does not match the run it was written for" in json.loads(out.read_text())["error"]
@@ -252,7 +252,7 @@ def _alive(pid: int) -> bool:
 def _workers_of(folder: Path) -> list[int]:
     """Live worker processes of the runs under ``folder``: forked ones (their worker.pid) and
     started ones (their command line)."""
-    out = subprocess.run(["pgrep", "-f", f"harness.worker {folder}"], capture_output=True, text=True)
+    out = subprocess.run(["pgrep", "-f", f"harness.job.worker {folder}"], capture_output=True, text=True)
     forked = [int(f.read_text()) for f in folder.rglob("worker.pid") if f.read_text().strip()]
     return [p for p in [int(p) for p in out.stdout.split()] + forked if _alive(p)]
 

@@ -10,15 +10,15 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import pipeline
+from harness.run import pipeline
 from harness.config import ConfigError
-from harness.lm import IGNORE, answer_nll, option_scores
-from harness.models import load_model
+from harness.tasks.lm import IGNORE, answer_nll, option_scores
+from harness.models.load import load_model
 from harness.tasks import Split, load_task
 from harness.tasks.choice import Choice
 from harness.tasks.generation import Generation
 from harness.tasks.answers import normalize
-from harness.validation import validate
+from harness.job.validation import validate
 from tests.conftest import compose_config
 
 CPU = torch.device("cpu")
@@ -215,7 +215,7 @@ def _fake_hub_model(cache: Path, repo: str, commit: str, spec: dict) -> None:
     """A tiny random causal LM stored where the hub's cache keeps ``repo`` at ``commit``."""
     from transformers import AutoConfig, AutoModelForCausalLM
 
-    from harness.models import _tiny_tokenizer
+    from harness.models.load import _tiny_tokenizer
 
     root = cache / f"models--{repo.replace('/', '--')}"
     snapshot = root / "snapshots" / commit

@@ -21,7 +21,7 @@ def test_preflight_of_every_method_imports_no_deep_learning_library(prompt):
     every = sorted(p.stem for p in (__import__("harness").paths.conf_dir() / "method").glob("*.yaml"))
     names = PROMPT_ONLY if prompt else [n for n in every if n not in PROMPT_ONLY]
     where = ["model=tiny_llama", "task=rotten_tomatoes_prompt"] if prompt else []
-    code = ("import sys\nfrom harness.validation import register_schemas\nfrom harness.preflight import preflight\n"
+    code = ("import sys\nfrom harness.job.validation import register_schemas\nfrom harness.sweep.preflight import preflight\n"
             "register_schemas()\n"
             f"plan = preflight(['-m', 'method={','.join(names)}', 'report.enabled=false', *{where!r}])\n"
             "print(len(plan.jobs))\n"

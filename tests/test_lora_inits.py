@@ -10,7 +10,7 @@ import sys
 import pytest
 import torch
 
-from harness import pipeline
+from harness.run import pipeline
 from tests.conftest import TINY
 from tests.method_helpers import CPU, base_model, build_config, build_from, head_size, train_steps
 

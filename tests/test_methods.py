@@ -19,7 +19,7 @@ from harness.methods import METHODS, MethodSpec, builder_name
 from harness.paths import conf_dir
 from harness.results import check_row, load
 from harness.tasks.types import TASK_TYPES
-from harness.train import total_steps, training_loss
+from harness.training.loop import total_steps, training_loss
 from tests.conftest import compose_config
 from tests.method_helpers import (CPU, base_model, batch, build, build_config, build_from, method_context, start,
                                   task_type_examples, train_steps)
@@ -85,7 +85,7 @@ def test_full_fine_tuning_saves_tied_embeddings_once(store_path, tmp_path):
     loads back: the shared tensor once, the file the size of the parameters."""
     from safetensors.torch import load_file, load_model
 
-    from harness.models import load_model as load_base
+    from harness.models.load import load_model as load_base
 
     cfg = build_config(store_path, "method=full", "model=tiny_llama")
     model = load_base(cfg.model, cfg.quant, 0, CPU, causal_lm=True).model

@@ -10,7 +10,7 @@ import pytest
 
 from harness.results import load
 from harness.results.store import open_store
-from harness.runner import run_job
+from harness.job.runner import run_job
 from tests.conftest import tiny_config
 
 JOBS = {"lora": ["method=lora"], "dylora": ["method=dylora"], "lora_drop": ["method=lora_drop"],

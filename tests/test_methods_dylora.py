@@ -6,10 +6,10 @@ import torch
 
 from harness.config import ConfigError
 
-from harness.validation import validate
+from harness.job.validation import validate
 from harness.methods.dylora import DyLoRALinear
-from harness.models import load_model
-from harness.train import training_loss
+from harness.models.load import load_model
+from harness.training.loop import training_loss
 from tests.conftest import tiny_config
 from tests.method_helpers import build_config, build_from
 

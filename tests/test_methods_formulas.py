@@ -156,7 +156,7 @@ def _soft_prompt_formula(cfg, config) -> int:
 @pytest.mark.parametrize("method", ["prefix_tuning", "p_tuning"])
 def test_soft_prompt_counts_follow_their_formula(store_path, method):
     """(Prompt tuning's V x width is checked in test_methods_catalogue.py.)"""
-    from harness.models import load_model
+    from harness.models.load import load_model
 
     cfg = build_config(store_path, f"method={method}", "model=tiny_llama", "task=rotten_tomatoes_prompt")
     lm = load_model(cfg.model, cfg.quant, 0, torch.device("cpu"), causal_lm=True).model

@@ -9,14 +9,14 @@ import torch
 
 from harness.config import ConfigError
 
-from harness.validation import validate
+from harness.job.validation import validate
 from harness.methods import METHODS
 from harness.methods.hyperlora import GeneratedLoRALinear
-from harness.models import load_model
+from harness.models.load import load_model
 from harness.tasks import load_task
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.multiple_choice import MultipleChoice
-from harness.train import loader, training_loss
+from harness.training.loop import loader, training_loss
 from tests.conftest import tiny_config
 from tests.method_helpers import build_config, build_from, encode_examples, method_context
 

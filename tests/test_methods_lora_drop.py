@@ -9,15 +9,15 @@ from torch.utils.data import DataLoader, default_collate
 
 from harness.config import ConfigError
 
-from harness.validation import validate
+from harness.job.validation import validate
 from harness.methods import METHODS, TrainingStart
 from harness.methods.lora_drop import LoRAFactors, select_layers, stratified_sample
 from harness.methods.lowrank import layer_and_kind
-from harness.models import load_model
+from harness.models.load import load_model
 from harness.tasks import load_task
 from harness.tasks.multiple_choice import MultipleChoice
 from harness.tasks.types import MultiLabel
-from harness.train import loader, training_loss
+from harness.training.loop import loader, training_loss
 from tests.conftest import tiny_config
 from tests.method_helpers import build_config, build_from, encode_examples, method_context
 

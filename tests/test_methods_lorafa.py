@@ -24,7 +24,7 @@ import math
 import pytest
 import torch
 
-from harness.train import training_loss
+from harness.training.loop import training_loss
 from tests.method_helpers import batch, build, start
 
 LR, R, ALPHA = 1e-2, 4, 16.0
@@ -96,7 +96,7 @@ def test_lorafa_steps_b_along_the_projected_gradient(store_path, regime):
     if eps is not None:
         group["eps"] = eps
 
-    # One step as harness.train.train takes it: the trainer's loss, clipping, the step.
+    # One step as harness.training.loop.train takes it: the trainer's loss, clipping, the step.
     adapted.model.train()
     training_loss(adapted, adapted.ctx.task_type, batch(1)).backward()
     torch.nn.utils.clip_grad_norm_([p for g in optimizer.param_groups for p in g["params"]],

@@ -43,9 +43,9 @@ from peft.utils.other import AuxiliaryTrainingWrapper
 from harness.config import ConfigError
 from harness.methods import METHODS, builder_name
 from harness.methods.lowrank import LowRankLinear
-from harness.models import load_model
+from harness.models.load import load_model
 from harness.paths import conf_dir
-from harness.validation import validate
+from harness.job.validation import validate
 from tests.conftest import tiny_config
 from tests.method_helpers import CPU, base_model, batch, build_config, build_from, train_steps
 

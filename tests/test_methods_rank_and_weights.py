@@ -8,7 +8,7 @@ import torch
 from peft.tuners.lora import LoraLayer
 
 from harness.methods.adalora import orthogonal_penalty
-from harness.train import training_loss
+from harness.training.loop import training_loss
 from tests.method_helpers import base_model, batch, build, build_config, build_from, train_steps
 
 

@@ -7,8 +7,8 @@ import pytest
 
 from harness.config import ConfigError
 from harness.results import load
-from harness.runner import run_job
-from harness.validation import validate
+from harness.job.runner import run_job
+from harness.job.validation import validate
 from tests.conftest import tiny_config
 from tests.method_helpers import build_config, expected_trainable
 

@@ -5,9 +5,9 @@ import pandas as pd
 import pytest
 import torch
 
-from harness.validation import validate
+from harness.job.validation import validate
 from tests.method_helpers import build_from
-from harness.models import load_model
+from harness.models.load import load_model
 from harness.paths import conf_dir
 from tests.conftest import compose_config, tiny_config
 
@@ -49,7 +49,7 @@ def test_4bit_base_keeps_training_after_a_validation_pass(run_tiny):
 
 
 def test_legal_case_preset_runs_on_tiny_settings(tmp_path, store_path):
-    from harness.runner import run_job
+    from harness.job.runner import run_job
 
     pd.DataFrame({"facts": [f"<p>case {i} {'won' if i % 3 else 'lost'}</p>" for i in range(60)],
                   "first_party": "A", "second_party": "B",

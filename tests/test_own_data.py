@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from harness.identity import config_hash
+from harness.results.identity import config_hash
 from harness.results import load, load_answers
 from tests.conftest import TINY, compose_config
 from tests.test_bad_input import BASE, run_harness
@@ -34,9 +34,9 @@ def long_prompts(path: Path, n: int = 40) -> Path:
 
 
 def test_auto_truncation_keeps_a_prompts_end_and_a_documents_start_and_hashes_as_before():
-    from harness.models import load_tokenizer
+    from harness.models.load import load_tokenizer
     from harness.tasks.types import resolve_truncation, task_type
-    from harness.validation import validate
+    from harness.job.validation import validate
 
     cfg = validate(compose_config([*LM, "task=rotten_tomatoes_prompt", "task.max_length=64"]))
     assert resolve_truncation(cfg.task.truncation.value, cfg.task.task_type) == "tail"
@@ -112,7 +112,7 @@ def test_a_header_less_file_is_explained_and_read_by_position(tmp_path):
     assert "first row looks like data" in ran.err and "task.header=false" in ran.err
     assert "task.text_column=1 task.label_column=0" in ran.err  # the likely positions
     from harness.tasks.load import load_task
-    from harness.validation import validate
+    from harness.job.validation import validate
 
     task = validate(compose_config([*BASE, "task=csv", f"task.data_path={data}", "task.header=false",
                                     "task.text_column=1", "task.label_column=0"])).task
@@ -124,7 +124,7 @@ def test_a_header_less_file_is_explained_and_read_by_position(tmp_path):
 def test_two_files_are_two_tasks_and_the_hash_of_a_named_task_is_unchanged(tmp_path):
     a = header_less(tmp_path / "a.tsv")
     b = header_less(tmp_path / "b.tsv")
-    from harness.validation import validate
+    from harness.job.validation import validate
 
     names = {validate(compose_config([*BASE, "task=csv", f"task.data_path={p}"])).task.name for p in (a, b)}
     assert names == {"a", "b"}
@@ -163,7 +163,7 @@ def test_bad_settings_are_refused_in_one_line_before_anything_trains(case, tmp_p
 
 def test_the_hub_is_probed_when_not_told_offline(tmp_path, monkeypatch):
     from harness.tasks import online
-    from harness.validation import validate
+    from harness.job.validation import validate
 
     monkeypatch.delenv("HF_HUB_OFFLINE")
     monkeypatch.delenv("HF_DATASETS_OFFLINE")

@@ -1,4 +1,4 @@
-"""Data-parallel runs (harness.parallel): a run on 2 CPU processes (torchrun, accelerate, gloo)
+"""Data-parallel runs (harness.run.parallel): a run on 2 CPU processes (torchrun, accelerate, gloo)
 trains the same steps on the same global batches as a run on one, so its losses match; it records
 its world size and each process's peak memory; a process that fails fails the run in one line."""
 from __future__ import annotations

@@ -28,7 +28,7 @@ def test_the_plan_counts_the_parameters_the_run_trains(run_tiny, method):
 
 
 def test_four_bit_weights_are_the_bytes_bitsandbytes_stores():
-    from harness.models import load_model
+    from harness.models.load import load_model
 
     for double in (True, False):
         cfg = configs([*LM, "method=qlora", f"quant.double_quant={double}"])[0]
@@ -48,8 +48,8 @@ def test_four_bit_weights_are_the_bytes_bitsandbytes_stores():
 
 
 def test_activations_are_what_a_real_backward_pass_keeps():
-    from harness.models import load_model
-    from harness.pipeline import build_method, method_context
+    from harness.models.load import load_model
+    from harness.run.pipeline import build_method, method_context
     from harness.plan import meta_model
 
     cfg = configs([*TINY, "method=lora", "trainer.autocast=off"])[0]
@@ -116,7 +116,7 @@ def test_validate_compares_the_stores_runs_and_the_published_anchors(run_tiny, s
 
 
 def test_planning_for_a_gpu_leaves_this_machines_device_alone():
-    from harness.fingerprint import PLAN_DEVICE_ENV, device_kind
+    from harness.device import PLAN_DEVICE_ENV, device_kind
 
     here = device_kind("auto")
     configs([*LM, "method=lora", "trainer.device=cuda"])

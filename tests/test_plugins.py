@@ -19,7 +19,7 @@ DOCS = ROOT / "docs" / "extending.md"
 METRIC_PLUGIN = '''
 """An outside metric: how many bias tensors trained."""
 from harness import fields
-from harness.pipeline import MEASUREMENTS
+from harness.run.row import MEASUREMENTS
 
 fields.declare(name="bias_tensors_trained", type="integer", unit="tensors",
                higher_is_better=False, terminal="biases", doc="bias tensors that trained")
@@ -91,7 +91,7 @@ def test_an_installed_plugin_joins_through_its_entry_point(tmp_path):
         "[peft_harness.plugins]\nbitfit = my_bitfit\nbiases = my_bias_metric\n")
     (site / "my_bitfit.py").write_text(method.read_text())
     (site / "my_bias_metric.py").write_text(metric.read_text())
-    probe = ("from harness.plugins import load_plugins; load_plugins(); "
+    probe = ("from harness.job.plugins import load_plugins; load_plugins(); "
              "from harness.methods import METHODS; from harness import fields; import json; "
              "print(json.dumps(['bitfit' in METHODS, "
              "fields.get('bias_tensors_trained').terminal]))")
@@ -110,7 +110,7 @@ def test_the_guides_loader_example_registers_reads_and_is_checked(tmp_path):
     probe = textwrap.dedent(f"""
         import json
         from harness.config import TaskConfig
-        from harness.plugins import load_plugins
+        from harness.job.plugins import load_plugins
         from harness.tasks import data_path_hint, load_task
         load_plugins([{str(module)!r}])
         data = load_task(TaskConfig(name="my_reviews", loader="my_reviews", data_path={str(csv)!r}))

@@ -1,5 +1,5 @@
 """peft's rules on the sizes of the layers a tuner adapts, and on EVA's and CorDA's settings, are
-checked before anything trains (harness/shapes.py, PeftMethodConfig in
+checked before anything trains (harness/models/shapes.py, PeftMethodConfig in
 harness/methods/peft_tuner.py): the layer sizes preflight reads from a model's config are the real
 model's, each bad value is refused in one line with exit code 2, and each rule is peft's own (the
 same value fails, or is changed, when peft builds the tiny model; a value preflight accepts builds).
@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness import shapes
+from harness.models import shapes
 from harness.errors import ConfigError
 from harness.methods.peft_tuner import PeftMethodConfig
-from harness.models import load_model
-from harness.sources import resolve_source
-from harness.validation import validate
+from harness.models.load import load_model
+from harness.models.sources import resolve_source
+from harness.job.validation import validate
 from tests.conftest import compose_config
 from tests.method_helpers import base_model, build_config, build_from, start
 from tests.test_bad_input import run_harness
@@ -31,7 +31,7 @@ BASE = ["task=synthetic", "trainer=smoke", "report.enabled=false"]
 def _libraries_imported():
     """What the entry point imports before it refuses anything, imported once for every fork."""
     import harness.__main__  # noqa: F401
-    from harness.plugins import load_plugins
+    from harness.job.plugins import load_plugins
 
     load_plugins()
 

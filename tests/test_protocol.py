@@ -9,7 +9,7 @@ import pytest
 from harness import __main__ as cli
 from harness.results import load
 from tests.conftest import TINY, compose_config
-from harness.validation import validate
+from harness.job.validation import validate
 from harness.config import ConfigError
 
 FAST = ["trainer.max_steps=3", "trainer.epochs=1", "trainer.latency_batches=1", "trainer.isolate=false",

@@ -13,7 +13,7 @@ from pypdf import PdfReader
 from conftest import tiny_config
 from harness.report import build_report
 from harness.report.stats import TWO_LEVEL
-from harness.runner import run_job
+from harness.job.runner import run_job
 from harness.results import load
 from harness.results.store import open_store
 

@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from harness.fingerprint import HARNESS_VERSION
-from harness.identity import config_hash
+from harness.results.fingerprint import HARNESS_VERSION
+from harness.results.identity import config_hash
 from harness.results import load
 from harness.results.__main__ import main as results_cli
 from harness.results.backends.sqlite import SQLiteStore

@@ -13,11 +13,11 @@ import torch
 from harness.results import load, load_curves
 from harness.tasks import Split, TaskData
 from harness.tasks.encoding import encode_split
-from harness.train import loader
-from harness.models import load_model
+from harness.training.loop import loader
+from harness.models.load import load_model
 from tests.conftest import TINY, tiny_config
 from harness.tasks.types import SingleLabel
-from harness.validation import validate
+from harness.job.validation import validate
 
 ROOT = Path(__file__).resolve().parent.parent
 

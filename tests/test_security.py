@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.validation import validate
+from harness.job.validation import validate
 from tests.method_helpers import build_from
-from harness.models import load_model
+from harness.models.load import load_model
 from harness.paths import conf_dir
 from tests.conftest import compose_config, tiny_config
 

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.identity import config_hash
+from harness.results.identity import config_hash
 from harness.results import load
-from harness.train import evaluate, loader
+from harness.training.loop import evaluate, loader
 
 from conftest import tiny_config
 
@@ -88,14 +88,16 @@ def test_the_precision_is_recorded_and_auto_resolves_into_the_hash(run_tiny, sto
     fp32 = run_tiny("method=lora", *FAST, "trainer.autocast=off")
     assert (bf16["precision"], fp32["precision"]) == ("bf16_autocast", "fp32")
     assert load(store_path, decode=False).set_index("run_id").loc[bf16["run_id"], "precision"] == "bf16_autocast"
-    from harness import fingerprint
     from omegaconf import OmegaConf
+
+    from harness import device
+    from harness.results import fingerprint
 
     container = OmegaConf.to_container(tiny_config(store_path, "trainer.autocast=auto", "trainer.device=cpu"),
                                        resolve=True)
-    monkeypatch.setattr(fingerprint, "cpu_has_bf16", lambda: True)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: True)
     with_bf16 = config_hash(container)
-    monkeypatch.setattr(fingerprint, "cpu_has_bf16", lambda: False)
+    monkeypatch.setattr(device, "cpu_has_bf16", lambda: False)
     assert config_hash(container) != with_bf16  # the same setting, another precision: another run
     assert fingerprint.run_identity(container)["autocast"] == "off"
 
@@ -103,10 +105,10 @@ def test_the_precision_is_recorded_and_auto_resolves_into_the_hash(run_tiny, sto
 def test_dora_evaluates_with_peft_weight_norm_cache_and_the_same_outputs():
     from peft.tuners.lora import dora
 
-    from harness.pipeline import build_method, method_context
-    from harness.models import load_model
+    from harness.run.pipeline import build_method, method_context
+    from harness.models.load import load_model
     from harness.tasks.types import SingleLabel
-    from harness.validation import validate
+    from harness.job.validation import validate
 
     cfg = validate(tiny_config(Path("unused.sqlite"), "method=dora"))
     device = torch.device("cpu")
@@ -133,7 +135,7 @@ def test_dora_evaluates_with_peft_weight_norm_cache_and_the_same_outputs():
 
 @pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
 def test_each_phase_has_its_own_peak():
-    from harness.measure import PeakMemory
+    from harness.training.memory import PeakMemory
 
     memory = PeakMemory(torch.device("cpu"), isolated=False).start()
     with memory.phase("train"):
@@ -148,7 +150,7 @@ def test_each_phase_has_its_own_peak():
 
 
 def test_an_isolated_run_is_forked_from_the_fork_server_and_records_its_own_phases(run_tiny):
-    from harness.isolation import forkserver_available
+    from harness.job.isolation import forkserver_available
 
     if not forkserver_available():
         pytest.skip("no fork on this platform")
@@ -168,7 +170,7 @@ def test_a_cuda_run_gets_a_fresh_interpreter_not_a_fork(tmp_path):
     import json
     import subprocess
 
-    from harness.isolation import _Forked, _start
+    from harness.job.isolation import _Forked, _start
 
     job, out = tmp_path / "job.json", tmp_path / "result.json"
     job.write_text(json.dumps({"config": {}, "row": {}}))

@@ -13,7 +13,7 @@ from hydra.experimental.callback import Callback
 
 from harness import __main__ as cli
 from harness.results import load, load_curves
-from harness.summary import sweep_outcome
+from harness.sweep.summary import sweep_outcome
 from tests.conftest import TINY
 
 FAST = ["trainer.max_steps=2", "trainer.epochs=1", "trainer.latency_batches=1", "trainer.isolate=false"]

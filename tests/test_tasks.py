@@ -6,7 +6,7 @@ import json
 import pandas as pd
 import pytest
 
-from harness.validation import validate
+from harness.job.validation import validate
 from harness.tasks import TASK_LOADERS, TaskDataError, data_path_hint, load_task
 from harness.tasks.types import TASK_TYPES
 from tests.conftest import compose_config
@@ -85,7 +85,7 @@ def test_multiple_choice_runs_end_to_end_on_casehold_prompts(run_tiny, tmp_path)
 def test_multiple_choice_scores_every_choice_with_one_logit(tmp_path):
     import torch
 
-    from harness.models import load_model
+    from harness.models.load import load_model
     from harness.tasks.encoding import ChoiceCollator, encode_split
     from harness.tasks.multiple_choice import MultipleChoice
 

@@ -7,8 +7,8 @@ import pytest
 
 import tests.failing_methods  # noqa: F401  (registers the failing methods)
 from harness.results import load, load_curves
-from harness import summary
-from harness.summary import SweepSummary
+from harness.sweep import summary
+from harness.sweep.summary import SweepSummary
 from harness.tracking import TRACKERS, Tracker
 from harness.tracking import wandb_tracker
 from tests.conftest import tiny_config

@@ -59,8 +59,8 @@ def run_classical(cfg, isolated: bool, work_dir: Path, tracker) -> tuple[dict, l
     import joblib
     from sklearn.feature_extraction.text import TfidfVectorizer
 
-    from harness.energy import EnergyMeter
-    from harness.measure import PeakMemory
+    from harness.training.energy import EnergyMeter
+    from harness.training.memory import PeakMemory
     from harness.tasks import load_task
 
     t0 = time.perf_counter()

@@ -128,7 +128,8 @@ class LoRADrop(Adapted):
 
     def _probe(self, batches: DataLoader, device) -> int:
         """Train the adapters and the head on ``batches`` with the trainer's loss; the steps."""
-        from harness.train import to_device, training_loss
+        from harness.device import to_device
+        from harness.training.loop import training_loss
 
         optimizer = self.make_optimizer()
         self.model.train()
@@ -148,7 +149,7 @@ class LoRADrop(Adapted):
     def importance(self, batches: DataLoader, device) -> dict[str, float]:
         """sum over the batches' real tokens of ||dW x||^2, per adapted layer (the batches as the
         task type gives them to the model: multiple-choice pairs are one sequence each)."""
-        from harness.train import to_device
+        from harness.device import to_device
 
         kind = self.ctx.task_type
         scores = {name: 0.0 for name in self.layers}

@@ -123,7 +123,7 @@ def corda(model, kind, batches, corda_config, calibration: int, seed: int, devic
     from peft import LoraConfig
     from peft.tuners.lora.corda import collect_eigens, crop_corda_eigens
 
-    from harness.train import to_device
+    from harness.device import to_device
 
     t0 = time.perf_counter()
     layers = lora_layers(model)

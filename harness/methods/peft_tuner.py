@@ -36,7 +36,7 @@ class PeftMethodConfig(MethodConfig):
     reference: str = ""
 
     # peft's rules on the sizes of the layers a tuner adapts, which peft checks only when it builds
-    # the model (peft/tuners/<name>/layer.py): (option, peft's default, harness.shapes.RULES kind,
+    # the model (peft/tuners/<name>/layer.py): (option, peft's default, harness.models.shapes.RULES kind,
     # the (option, value) it applies under, if any). Checked before training by check_layers.
     LAYER_RULES = {
         "C3A": [("block_size", 256, "in_out", None)],  # c3a/layer.py: update_layer
@@ -135,8 +135,8 @@ class PeftMethodConfig(MethodConfig):
 
     def check_layers(self, run) -> None:
         """LAYER_RULES against the sizes of the layers this run adapts, read from the model's config
-        (harness/shapes.py; a model whose config is not on disk is left to peft, at build time)."""
-        from harness import shapes
+        (harness/models/shapes.py; a model whose config is not on disk is left to peft, at build time)."""
+        from harness.models import shapes
 
         if self.targets == "model" and self.peft_type in self.LAYER_RULES:
             shapes.check_rules(self, self.LAYER_RULES[self.peft_type], run.model,

@@ -39,7 +39,7 @@ class MethodSpec:
     task_types: Optional[tuple[str, ...]] = None  # the task types it supports; None: every one
     own_optimizer: bool = False  # it makes its own optimizer (trainer.optimizer must be adamw)
     # It trains no neural model (a classical baseline): ``build(cfg, isolated, work_dir, tracker)``
-    # runs the whole run and returns its (fields, curves, predictions), as harness.pipeline.RunResult.
+    # runs the whole run and returns its (fields, curves, predictions), as harness.run.pipeline.RunResult.
     standalone: bool = False
 
     def supports_task_type(self, name: str) -> bool:

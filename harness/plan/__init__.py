@@ -66,9 +66,9 @@ def base_meta_model(cfg):
     import torch
     from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-    from harness.models import build_tiny, gguf_to_safetensors
+    from harness.models.load import build_tiny, gguf_to_safetensors
     from harness.plan.inputs import building, read_config
-    from harness.sources import resolve_source
+    from harness.models.sources import resolve_source
     from harness.tasks.types import task_type
 
     source = build_tiny(cfg.model.tiny) if cfg.model.tiny else cfg.model.source
@@ -94,7 +94,7 @@ def meta_model(cfg):
     as a run applies it: (config, task type, base parameters, linear weights, adapted)."""
     import torch
 
-    from harness.pipeline import build_method, method_context
+    from harness.run.pipeline import build_method, method_context
 
     config, kind, model = base_meta_model(cfg)
     base = {n: (p.numel(), p.dtype) for n, p in model.named_parameters()}
@@ -217,7 +217,7 @@ def estimate(cfg, runtime: float = 0.0) -> Estimate:
 
 
 def _device(cfg) -> str:
-    from harness.fingerprint import device_kind
+    from harness.device import device_kind
 
     return device_kind(cfg.trainer.device.value)
 
@@ -227,7 +227,7 @@ def _bf16(cfg) -> bool:
     CUDA run with autocast=auto is planned for a GPU with native bf16 (Ampere or newer)."""
     import torch
 
-    from harness.pipeline import wants_bf16
+    from harness.device import wants_bf16
 
     if _device(cfg) == "cuda" and cfg.trainer.autocast.value == "auto":
         return True
@@ -236,10 +236,10 @@ def _bf16(cfg) -> bool:
 
 def runtime_rss() -> float:
     """This process's resident set (bytes) once torch, transformers, peft and the methods are
-    imported, as a run's worker has them before its model loads (:mod:`harness.warm`)."""
+    imported, as a run's worker has them before its model loads (:mod:`harness.job.warm`)."""
     import psutil
 
-    from harness.warm import preload
+    from harness.job.warm import preload
 
     preload()  # the imports a run's worker makes first
 

@@ -89,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     except SystemExit as exc:  # --help (0), or a bad argument said in one line (2)
         return int(exc.code or 0)
     from harness.errors import ConfigError, first_line
-    from harness.preflight import PreflightError
+    from harness.sweep.preflight import PreflightError
     from harness.results import StoreError
 
     import pandas as pd

@@ -105,7 +105,7 @@ def validate_against_store(store: str):
 
     from harness.config import DeviceKind
     from harness.results import load
-    from harness.validation import from_container
+    from harness.job.validation import from_container
 
     runs = load(store, status="finished", decode=False)
     rows, cache, skipped = [], {}, 0

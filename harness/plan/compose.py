@@ -9,13 +9,13 @@ def configs(overrides: list[str]) -> list:
     from hydra import compose, initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from harness.fingerprint import PLAN_DEVICE_ENV
+    from harness.device import PLAN_DEVICE_ENV
     from harness.paths import conf_dir
     from harness.config import DeviceKind
     from harness.errors import ConfigError
-    from harness.overrides import one_line
-    from harness.preflight import check_group_choices, expand
-    from harness.validation import register_schemas, validate
+    from harness.sweep.overrides import one_line
+    from harness.sweep.preflight import check_group_choices, expand
+    from harness.job.validation import register_schemas, validate
 
     register_schemas()
     device = [o.split("=", 1)[1] for o in overrides if o.startswith("trainer.device=")]

@@ -69,8 +69,8 @@ def _read_json(path: Path, where: str) -> dict:
 def raw_config(cfg) -> dict | None:
     """The model's config as the run will read it, None for a hub id not in the local cache
     (checked once transformers reads it); ConfigError for a source no model can be built from."""
-    from harness.shapes import model_config
-    from harness.sources import resolve_source
+    from harness.models.shapes import model_config
+    from harness.models.sources import resolve_source
 
     where = _where(cfg)
     if cfg.model.tiny:
@@ -131,7 +131,7 @@ def _whole(value, top: int) -> bool:
 
 def check_settings(cfg, config: dict | None) -> None:
     """ConfigError unless the batch and length are plannable for this model (see the module)."""
-    from harness.limits import positions
+    from harness.sweep.limits import positions
 
     batch, length = cfg.trainer.batch_size, cfg.task.max_length
     if not 1 <= batch <= MAX_BATCH:

@@ -1,7 +1,7 @@
 """What one row of a report is: a *group*, one whole configuration apart from its seed.
 
 Runs are averaged together only when their resolved configs (``config_json``) are equal once
-``seed`` and the keys that do not change a run's numbers (:data:`harness.identity.UNHASHED`) are
+``seed`` and the keys that do not change a run's numbers (:data:`harness.results.identity.UNHASHED`) are
 left out, and they were computed from the same data, model, device kind and harness version (the
 :data:`IDENTITY` columns). Runs of one method with another learning rate, data size or epoch
 count are other groups, never averaged in as if they were seeds; where several groups share a
@@ -16,12 +16,12 @@ import json
 import numpy as np
 import pandas as pd
 
-from harness.identity import UNHASHED
+from harness.results.identity import UNHASHED
 
 # The axes a table is laid out by: one table per (task, model); a row per group, labelled by
 # method (plus quant and r where the selection holds several, plus the settings that differ).
 GROUP = ["task", "model", "method", "quant", "r"]
-# What a run was computed from besides its config (harness.fingerprint): part of the group key.
+# What a run was computed from besides its config (harness.results.fingerprint): part of the group key.
 IDENTITY = ["data_fingerprint", "model_fingerprint", "device_kind", "harness_version"]
 # Config keys that follow the seed by default (``split_seed: ${seed}``: each seed draws its own
 # split) but may be set apart from it (a split fixed for every seed). A run's value is "seed"
@@ -47,7 +47,7 @@ def blank(value):
 
 def config_key(config_json, row: dict | pd.Series | None = None) -> dict:
     """A run's configuration apart from its seed: the resolved config without ``seed`` and the
-    :data:`~harness.identity.UNHASHED` keys, the run's :data:`GROUP` axes under ``_axes`` and its
+    :data:`~harness.results.identity.UNHASHED` keys, the run's :data:`GROUP` axes under ``_axes`` and its
     :data:`IDENTITY` columns under ``_run`` (empty for rows stored before them)."""
     try:
         cfg = json.loads(config_json) if isinstance(config_json, str) else dict(config_json or {})

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 class SweepReport(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from harness.config import ReportConfig
-        from harness.identity import sweep_label
+        from harness.results.identity import sweep_label
         from harness.report.build import ReportError, build_report
         from harness.results import StoreError
 
@@ -32,10 +32,10 @@ class SweepReport(Callback):
 def grid_selection(sweep: str | None, config: DictConfig | None = None):
     """The runs a sweep's report covers: every configuration of the command's grid that the store
     holds, whichever command trained it (a resumed sweep's earlier runs included), from the plan
-    ``python -m harness`` wrote (:func:`harness.summary.read_plan`); without one (another entry
+    ``python -m harness`` wrote (:func:`harness.sweep.summary.read_plan`); without one (another entry
     point), the runs labelled with this sweep."""
     from harness.report.select import Selection
-    from harness.summary import is_dynamic, command_outcome, read_plan
+    from harness.sweep.summary import is_dynamic, command_outcome, read_plan
 
     plan = read_plan()
     if plan is None:

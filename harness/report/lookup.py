@@ -9,18 +9,23 @@ when first asked: an analysis is not changed after :func:`~harness.report.compar
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import pandas as pd
 
 from harness.report.sides import Side
 
-if TYPE_CHECKING:
-    from harness.report.compare import Analysis
+
+class Frames(Protocol):
+    """What a :class:`Lookup` reads of an analysis (``harness.report.compare.Analysis``)."""
+
+    agg: pd.DataFrame
+    pairs: pd.DataFrame
+    per_run: pd.DataFrame
 
 
 class Lookup:
-    def __init__(self, analysis: "Analysis") -> None:
+    def __init__(self, analysis: Frames) -> None:
         self.analysis = analysis
         self._pairs: dict | None = None
         self._pair_columns: dict = {}

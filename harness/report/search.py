@@ -1,4 +1,4 @@
-"""The learning-rate searches of ``protocol=tuned`` (:mod:`harness.protocol`), as the report shows them.
+"""The learning-rate searches of ``protocol=tuned`` (:mod:`harness.sweep.protocol`), as the report shows them.
 
 Each grid point's search is the set of search trials sharing a ``search_id``: one run per rate,
 on the search seed, each with its validation value ``select_value`` of ``select_metric``. The

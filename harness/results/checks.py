@@ -134,7 +134,7 @@ def check_predictions(row: dict, predictions: dict) -> None:
 
 
 def _identities(config: dict, row: dict) -> list[dict]:
-    """What the run recorded it was computed from (:func:`harness.fingerprint.run_identity`, the
+    """What the run recorded it was computed from (:func:`harness.results.fingerprint.run_identity`, the
     keys its config gives), as its hash saw it on the machine it ran on; nothing is recomputed
     here (the data and model may be elsewhere, the device another). The resolved autocast is not
     recorded: both values a CPU may resolve ``auto`` to are tried."""
@@ -151,8 +151,8 @@ def _identities(config: dict, row: dict) -> list[dict]:
 
 
 def check_hash(row: dict) -> None:
-    """``config_hash`` is the hash of ``config_json`` (:func:`harness.identity.config_hash`)."""
-    from harness.identity import config_hash
+    """``config_hash`` is the hash of ``config_json`` (:func:`harness.results.identity.config_hash`)."""
+    from harness.results.identity import config_hash
 
     try:
         config = json.loads(row["config_json"])

@@ -11,7 +11,7 @@ The patience is counted from the start of an outage and shared by the whole proc
 seconds (default :data:`DEFAULT_RETRY_S`), each operation is tried once until one succeeds, so a
 store that is gone for good costs one wait, not one per operation (and one more at the end of
 the sweep, for the runs it kept: :meth:`Outage.be_patient_again`). What a run could not record
-meanwhile is kept in its folder (``unrecorded.json``, :mod:`harness.unrecorded`).
+meanwhile is kept in its folder (``unrecorded.json``, :mod:`harness.job.unrecorded`).
 """
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ class DataCheck:
         self._cuts.add(key)
         try:
             tokenizer = self._tokenizer(run_cfg.model)
-            from harness.models import cache_dir
+            from harness.models.load import cache_dir
 
             strategy = task_truncation(task)
             folder = cache_dir() / "tokens" if task.cache_tokens else None
@@ -130,7 +130,7 @@ class DataCheck:
             self.notes.append(f"task {task.name} ({run_cfg.model.name}): {line}")
 
     def _tokenizer(self, model_cfg):
-        from harness.models import load_tokenizer
+        from harness.models.load import load_tokenizer
 
         key = repr(model_cfg)
         if key not in self._tokenizers:

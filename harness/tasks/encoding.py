@@ -1,10 +1,6 @@
-"""Tokenization with a choice of where to cut long documents, a count of what was cut, and a
+"""Tokenization of a split, a count of what was cut (:mod:`harness.tasks.cutting` cuts), and a
 disk cache keyed by (data, tokenizer, settings) so the runs of a sweep tokenize only once.
 
-``head`` keeps the start of a text, ``tail`` its end, ``head_tail`` a quarter from the start and
-the rest from the end (Sun et al. 2019 found head+tail best for long documents). The cut is made
-on the text at token boundaries (from the tokenizer's offsets), then the kept text is tokenized
-with the model's special tokens, so it works for any fast tokenizer, encoder or decoder.
 What a split becomes (one sequence per text, or one per (context, choice) pair) and how a batch
 is padded is the task type's (``TaskType.encode``, ``TaskType.collator``); this module holds the
 helpers they share and the cache.
@@ -14,81 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from harness.tasks.cutting import Encoded
 from harness.tasks.data import Split
 
 if TYPE_CHECKING:
     from harness.tasks.types import TaskType
-
-STRATEGIES = ("head", "tail", "head_tail")
-
-
-@dataclass
-class Encoded:
-    examples: list[dict]
-    n_truncated: int
-    cached: bool = False
-    # Tokens cut from each cut example (a lower bound for a text first cut in characters).
-    tokens_cut: list[int] = field(default_factory=list)
-
-
-# A token is rarely longer than this many characters: a text is cut to CHARS_PER_TOKEN characters
-# per token of its budget (at the end it keeps) before it is tokenized, so that one huge line
-# costs the tokenizer no more than max_length tokens' worth of work and memory.
-CHARS_PER_TOKEN = 50
-_VISIBLE = re.compile(r"\S")
-
-
-def cap_chars(text: str, budget: int, strategy: str) -> tuple[str, bool]:
-    """``text`` cut to ``CHARS_PER_TOKEN * budget`` characters at the end(s) ``strategy`` keeps
-    (head_tail: that many from each end), and whether anything but whitespace was cut away."""
-    cap = CHARS_PER_TOKEN * max(budget, 1)
-    if len(text) <= (2 * cap if strategy == "head_tail" else cap):
-        return text, False
-    if strategy == "head":
-        return text[:cap], bool(_VISIBLE.search(text, cap))
-    if strategy == "tail":
-        return text[-cap:], bool(_VISIBLE.search(text, 0, len(text) - cap))
-    return text[:cap] + " " + text[-cap:], bool(_VISIBLE.search(text, cap, len(text) - cap))
-
-
-def cut_texts(texts: list[str], tokenizer, budget: int, strategy: str,
-              lost: list[int] | None = None) -> tuple[list[str], int]:
-    """Shorten every text longer than ``budget`` tokens; return the texts and how many were cut
-    (and append to ``lost``, when given, the tokens each cut text lost).
-
-    Texts far longer than the budget are first cut in characters (:func:`cap_chars`), so the
-    tokenizer never sees more than ``CHARS_PER_TOKEN`` characters per token of the budget; a text
-    cut there is counted as cut even if what is left fits, and what it lost is counted from what
-    the characters kept (a lower bound)."""
-    budget = max(budget, 1)
-    capped = [cap_chars(t, budget, strategy) for t in texts]
-    texts = [t for t, _ in capped]
-    offsets = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)["offset_mapping"]
-    out, n_cut = [], 0
-    for text, spans, (_, shortened) in zip(texts, offsets, capped):
-        if len(spans) <= budget:
-            out.append(text)
-            n_cut += shortened
-            if shortened and lost is not None:
-                lost.append(1)
-            continue
-        n_cut += 1
-        if lost is not None:
-            lost.append(len(spans) - budget)
-        if strategy == "head":
-            out.append(text[:spans[budget - 1][1]])
-        elif strategy == "tail":
-            out.append(text[spans[-budget][0]:])
-        else:
-            head = budget // 4
-            tail = budget - head
-            out.append((text[:spans[head - 1][1]] + " " if head else "") + text[spans[-tail][0]:])
-    return out, n_cut
 
 
 def encode_split(split: Split, tokenizer, max_length: int, strategy: str,

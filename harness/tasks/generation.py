@@ -44,7 +44,7 @@ class Generation(PromptTask):
         return list(self.answers), lambda column: [self.answer_text(name_of(v)) for v in column]
 
     def encode_examples(self, split, tokenizer, max_length, strategy):
-        from harness.tasks.encoding import Encoded
+        from harness.tasks.cutting import Encoded
 
         answers = [self.answer_ids(tokenizer, a) for a in split.labels]
         lost: list[int] = []
@@ -55,14 +55,14 @@ class Generation(PromptTask):
                         for p, a, ref in zip(prompts, answers, split.labels)], n_cut, tokens_cut=lost)
 
     def score_batch(self, model, batch):
-        from harness.lm import generate
+        from harness.tasks.lm import generate
 
         loss, weight = self.teacher_forced(model, batch)
         texts = generate(model, batch, self.tokenizer, self.budget, self.eos_id(self.tokenizer))
         return loss, weight, [t.strip() for t in texts], list(batch["answer"])
 
     def metrics(self, predictions, references, num_labels, labels=None):
-        from harness.metrics import classification_metrics
+        from harness.tasks.metrics import classification_metrics
 
         n = max(len(references), 1)
         predictions, references = [self.final(p) for p in predictions], [self.final(r) for r in references]

@@ -124,7 +124,7 @@ def refuse_long(frame: pd.DataFrame, texts: Iterable[str], cfg, what: str = "ans
     the run (after tokenizing megabytes). Checked in characters, with no tokenizer (the
     preflight has none): more than ``CHARS_PER_TOKEN`` characters per token of the context
     cannot fit in any tokenizer's tokens."""
-    from harness.tasks.encoding import CHARS_PER_TOKEN
+    from harness.tasks.cutting import CHARS_PER_TOKEN
 
     limit = CHARS_PER_TOKEN * cfg.max_length
     for position, text in enumerate(texts):

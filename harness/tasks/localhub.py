@@ -11,7 +11,7 @@ so that the preflight and the run look at a folder the same way:
   path and content. Its own cache keys local files by path and modification time, so a file
   edited in place could be served from the old rows, and two folders holding the same hub id
   could read each other's; keyed by the content digest the run's data fingerprint is made of
-  (:func:`harness.fingerprint.content_digest`), a run reads the rows it is identified by.
+  (:func:`harness.digest.content_digest`), a run reads the rows it is identified by.
 - :func:`reason`: the message of the error under ``datasets``' "An error occurred while
   generating the dataset" (the parser's, which names the problem), on one line.
 """
@@ -73,7 +73,7 @@ def check_card(cfg, card: Path) -> None:
 
 def cache_dir(folder: Path) -> str:
     """``datasets``' cache for this folder: a place of its own per folder path and content."""
-    from harness.fingerprint import content_digest
+    from harness.digest import content_digest
 
     root = Path(os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness")
     where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]

@@ -34,7 +34,7 @@ class MultipleChoice(TaskType):
     def encode_examples(self, split, tokenizer, max_length, strategy):
         """One (context, choice) pair per choice; the context is cut to leave room for its
         longest choice (at most half of ``max_length``), and counted when cut."""
-        from harness.tasks.encoding import Encoded, cap_chars, cut_texts
+        from harness.tasks.cutting import Encoded, cap_chars, cut_texts
 
         # A choice is kept whole unless it is absurdly long (cut in characters, then by the pair
         # tokenization below): only the contexts' cuts are counted.

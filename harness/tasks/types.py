@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import torch
 
     from harness.tasks.data import Split
-    from harness.tasks.encoding import Encoded
+    from harness.tasks.cutting import Encoded
 
 TASK_TYPES: Registry["TaskType"] = Registry("task type")
 
@@ -60,7 +60,7 @@ def task_truncation(task_cfg) -> str:
 class TaskType:
     name = ""
     scoring = "scoring"  # what an evaluation pass does, as its progress bar says
-    # Which end of a long text ``task.truncation=auto`` keeps (harness.tasks.encoding.STRATEGIES).
+    # Which end of a long text ``task.truncation=auto`` keeps (harness.tasks.cutting.STRATEGIES).
     default_truncation = "head"
     problem_type: str | None = None  # transformers' config.problem_type for this head
     # Loader columns this type needs beyond ``text`` and ``label``: each holds a list of strings
@@ -118,8 +118,8 @@ class TaskType:
 
     def encode_examples(self, split: "Split", tokenizer, max_length: int, strategy: str) -> "Encoded":
         """Token ids and the label of each example: one sequence per text, cut by ``strategy``
-        (:func:`harness.tasks.encoding.cut_texts`) to fit ``max_length``; the cut are counted."""
-        from harness.tasks.encoding import Encoded, cut_texts
+        (:func:`harness.tasks.cutting.cut_texts`) to fit ``max_length``; the cut are counted."""
+        from harness.tasks.cutting import Encoded, cut_texts
 
         budget = max_length - tokenizer.num_special_tokens_to_add(pair=False)
         lost: list[int] = []
@@ -180,7 +180,7 @@ class TaskType:
     def metrics(self, predictions: list, references: list, num_labels: int,
                 labels: list[int] | None = None) -> dict[str, float]:
         """``labels``: average F1 over these labels only (one task's, in multi-task data)."""
-        from harness.metrics import classification_metrics
+        from harness.tasks.metrics import classification_metrics
 
         return classification_metrics(predictions, references, num_labels, labels)
 
@@ -232,7 +232,7 @@ class MultiLabel(TaskType):
         return (logits > 0).int().tolist()
 
     def metrics(self, predictions, references, num_labels, labels=None):
-        from harness.metrics import multilabel_metrics
+        from harness.tasks.metrics import multilabel_metrics
 
         return multilabel_metrics(predictions, references)
 

@@ -17,15 +17,15 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from harness.errors import ConfigError
-from harness.identity import config_hash
-from harness.launchers import check_ray_address, check_store_reach
-from harness.limits import out_of_reach
-from harness.overrides import one_line, parse_overrides
+from harness.results.identity import config_hash
+from harness.sweep.launchers import check_ray_address, check_store_reach
+from harness.sweep.limits import out_of_reach
+from harness.sweep.overrides import one_line, parse_overrides
 from harness.paths import conf_dir
-from harness.plugins import plugins_in_overrides
+from harness.job.plugins import plugins_in_overrides
 from harness.registry import unknown_name_message
 from harness.results.store import check_store
-from harness.validation import register_schemas, validate
+from harness.job.validation import register_schemas, validate
 
 
 class PreflightError(ValueError):
@@ -140,7 +140,7 @@ def check_files(cfg, data=None) -> None:
     """Data and model files that a job names must exist and be readable; the store must be one
     this harness can write (its backend checks, creating and changing nothing); the task's local
     data must make the task (``data``: a :class:`harness.tasks.check.DataCheck`, one read a file)."""
-    from harness.sources import resolve_source
+    from harness.models.sources import resolve_source
     from harness.tasks import TASK_LOADERS, data_path_hint
 
     path = cfg.task.data_path

@@ -165,8 +165,7 @@ def generation_speed(model, batch: dict, tokenizer, new_tokens: int, repeats: in
     ``gen_tokens_per_s``, new (non-padding) tokens per second over the whole call, median."""
     from transformers import GenerationConfig
 
-    from harness.measure import _sync
-    from harness.train import autocast_context
+    from harness.device import autocast_context, sync
 
     model.eval()
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
@@ -178,10 +177,10 @@ def generation_speed(model, batch: dict, tokenizer, new_tokens: int, repeats: in
         model.generate(**inputs, generation_config=config)
         for _ in range(repeats):
             streamer = _FirstToken()
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             model.generate(**inputs, generation_config=config, streamer=streamer)
-            _sync(device)
+            sync(device)
             total.append(time.perf_counter() - t0)
             first.append(streamer.first - t0)
     rows = inputs["input_ids"].shape[0]

@@ -22,10 +22,10 @@ LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True}
 
 def hashed_part(container: dict, identity: dict | None = None) -> dict:
     """The part of a resolved config that decides a run's numbers, with what it was computed from
-    besides the config (:func:`harness.fingerprint.run_identity`: data and model content, device
+    besides the config (:func:`harness.results.fingerprint.run_identity`: data and model content, device
     kind, harness version) under ``_identity``; ``identity`` gives one recorded elsewhere (an
     imported run's, checked on another machine) instead of this machine's."""
-    from harness.fingerprint import run_identity
+    from harness.results.fingerprint import run_identity
 
     data = json.loads(json.dumps(container))
     for key in (*UNHASHED, *LATER_KEYS):
@@ -66,7 +66,7 @@ def now_utc() -> str:
 
 def base_row(cfg, container: dict, sweep: str | None, schema_version: int) -> dict:
     """The identity fields of a run's row (its metrics are added when it ends)."""
-    from harness.fingerprint import run_identity
+    from harness.results.fingerprint import run_identity
 
     return {
         "run_id": uuid.uuid4().hex,

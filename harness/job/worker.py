@@ -1,4 +1,4 @@
-"""Worker process: ``python -m harness.worker JOB.json RESULT.json`` runs one job in isolation.
+"""Worker process: ``python -m harness.job.worker JOB.json RESULT.json`` runs one job in isolation.
 
 JOB.json holds the resolved config and the run's identity row; RESULT.json gets the metric
 fields and curves, or the error. The worker ends itself if the sweep that started it dies, so a
@@ -41,7 +41,7 @@ def _exit_with_parent(parent: int | None = None, poll_s: float = 1.0) -> None:
 
 
 def forked_main(job_path: str, result_path: str, env: dict, cwd: str, parent: int) -> None:
-    """A worker forked from the fork server (harness.isolation): a session of its own, the
+    """A worker forked from the fork server (harness.job.isolation): a session of its own, the
     environment and folder of the process that started the run, then :func:`main`."""
     os.setsid()
     (Path(job_path).parent / "worker.pid").write_text(f"{os.getpid()}\n")
@@ -55,10 +55,10 @@ def main(job_path: str, result_path: str, parent: int | None = None) -> int:
     from harness.quiet import quiet_libraries
 
     quiet_libraries()
-    from harness.identity import config_hash
-    from harness.execution import execute, lists, one_line_error
-    from harness.validation import from_container
-    from harness import parallel
+    from harness.results.identity import config_hash
+    from harness.run.tracked import execute, lists, one_line_error
+    from harness.job.validation import from_container
+    from harness.run import parallel
 
     _exit_with_parent(parent)
     job = json.loads(Path(job_path).read_text())
@@ -97,7 +97,7 @@ def main(job_path: str, result_path: str, parent: int | None = None) -> int:
 
 if __name__ == "__main__":
     code = main(sys.argv[1], sys.argv[2])
-    from harness.parallel import in_group
+    from harness.run.parallel import in_group
 
     if in_group():
         # A data-parallel process leaves without the interpreter's teardown: torch's distributed

@@ -19,7 +19,7 @@ import torch
 from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassification, AutoTokenizer,
                           BitsAndBytesConfig)
 
-from harness.sources import resolve_source
+from harness.models.sources import resolve_source
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -184,7 +184,7 @@ def load_model(model_cfg, quant_cfg, num_labels: int, device: torch.device,
     names it (multi-label heads need ``multi_label_classification``). ``causal_lm``: the model
     with its own output layer instead (``AutoModelForCausalLM``), which stays out of 4-bit.
     ``empty``: the same model built from its config on the meta device, no weight read (an FSDP
-    process that receives its shards from another, :mod:`harness.fsdp`)."""
+    process that receives its shards from another, :mod:`harness.run.fsdp`)."""
     path = model_folder(model_cfg)
     kwargs: dict = {"trust_remote_code": model_cfg.trust_remote_code, "use_safetensors": True,
                     "dtype": _DTYPES[model_cfg.dtype.value]}

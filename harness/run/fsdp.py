@@ -51,7 +51,7 @@ def loading(cfg) -> str | None:
 
 
 def build(build_fn, cfg, kind, num_labels: int, device: torch.device, first: bool, main: bool):
-    """This process's model and method (``build_fn``: :func:`harness.pipeline.build`): with
+    """This process's model and method (``build_fn``: :func:`harness.run.pipeline.build`): with
     ``first`` loading, the first process's in CPU memory and the others' on the meta device (a
     method that cannot be built there is built in CPU memory, its values replaced all the same);
     else the whole model on ``device``. Also the device its "before training" hook runs on."""
@@ -143,7 +143,7 @@ def unshard(s, cfg, state: dict, build_fn, device: torch.device) -> None:
     ``device`` by ``build_fn`` as the run's setup built it, so that what follows sees an ordinary
     model (``s.device`` becomes ``device``)."""
     from harness.methods import TrainingStart
-    from harness.train import total_steps
+    from harness.training.loop import total_steps
 
     s.loaded = s.adapted = None  # the sharded model
     s.device = device

@@ -5,18 +5,24 @@ import json
 from typing import TYPE_CHECKING
 
 from harness.config import RunConfig
-from harness.parallel import recorded
+from harness.registry import Registry
+from harness.run.parallel import recorded
 from harness.tasks.encoding import cut_summary
 from harness.tasks.types import task_truncation
 
 if TYPE_CHECKING:
-    from harness.pipeline import Setup, Tested
-    from harness.timing import Measured
-    from harness.train import TrainResult
+    from harness.run.inference import InferenceCosts
+    from harness.run.steps import Setup, Tested
+    from harness.training.loop import TrainResult
+
+# Code that measures a recorded field of one's own (declared with ``harness.fields.declare``):
+# ``@MEASUREMENTS.register("name") def f(s: Setup, trained: TrainResult) -> dict[field, value]``,
+# called after the run's own measurements (docs/extending.md).
+MEASUREMENTS: Registry = Registry("measurement")
 
 
 def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "Tested",
-                  measured: "Measured", memory: dict, parallel=None) -> dict:
+                  measured: "InferenceCosts", memory: dict, parallel=None) -> dict:
     """The run's row fields (names declared in :mod:`harness.fields`)."""
     majority = s.data.majority_metrics()
     memory, spread = recorded(parallel, memory)

@@ -4,7 +4,7 @@
 - ``tuned``: each grid point first runs a learning-rate search on the validation split (seed
   ``search_seed``, rates ``method.lr`` x ``lr_factors``, or ``lr_grid``), picks the rate with the
   best validation value of ``trainer.select_metric``, then trains its final runs at that rate on
-  ``seeds`` and tests them (:mod:`harness.protocol`).
+  ``seeds`` and tests them (:mod:`harness.sweep.protocol`).
 """
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 """Run one grid point under its protocol: as configured (``fixed``), or search, choose, final.
 
-``protocol=tuned`` (schema in :mod:`harness.protocol_config`): the grid point's runs are
-ordinary runs of :func:`harness.runner.run_job` with ``method.lr``, ``seed`` and
+``protocol=tuned`` (schema in :mod:`harness.config.protocol`): the grid point's runs are
+ordinary runs of :func:`harness.job.runner.run_job` with ``method.lr``, ``seed`` and
 ``protocol.stage`` set, so each is a row of its own, resumes on its own (a finished run is
 skipped), and is isolated like any other. The rate chosen is a function of the store's search
 rows, so a re-run after a kill chooses the same rate and finishes only what is missing.
@@ -14,7 +14,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness.identity import config_hash
+from harness.results.identity import config_hash
 
 
 def search_id(container: dict) -> str:
@@ -83,7 +83,7 @@ def expected_hashes(container: dict, finished) -> list[str]:
 def run_grid_point(cfg: DictConfig, work_dir: Path | None = None) -> list[dict]:
     """The rows of one grid point: one run (fixed), or its search trials and final runs (tuned)."""
     from harness.results.retry import load_patiently as load  # waits out an outage of the store
-    from harness.runner import run_job
+    from harness.job.runner import run_job
 
     if cfg.protocol.name != "tuned":
         return [run_job(cfg, work_dir)]

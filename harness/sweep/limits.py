@@ -5,7 +5,7 @@ on the Hugging Face hub that cannot be reached (:mod:`harness.tasks.online`).
 """
 from __future__ import annotations
 
-from harness.shapes import model_config
+from harness.models.shapes import model_config
 from harness.tasks.check import tasks_of
 from harness.tasks.online import unreachable_data
 

@@ -1,7 +1,7 @@
 """One job, from a composed config to a row in the store.
 
 :func:`run_job` is what the Hydra entry point calls per job: validate, skip what the store already
-has, run :func:`harness.pipeline.execute` (in a fresh worker process by default,
+has, run :func:`harness.run.pipeline.execute` (in a fresh worker process by default,
 ``trainer.isolate``, so that peak memory is this run's alone and a crash of the worker is
 recorded as a failed run instead of ending the sweep), then record the row.
 """
@@ -19,14 +19,14 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from harness import identity
+from harness.results import identity
 from harness.config import RunConfig
-from harness.execution import execute, one_line_error
-from harness.isolation import WorkerError, run_worker, watch_sweep
+from harness.run.tracked import execute, one_line_error
+from harness.job.isolation import WorkerError, run_worker, watch_sweep
 from harness.results.retry import PatientStore
 from harness.results.store import SCHEMA_VERSION, redact
-from harness.unrecorded import UNRECORDED, keep_unrecorded, mark_recorded  # noqa: F401 - UNRECORDED: API
-from harness.validation import validate
+from harness.job.unrecorded import UNRECORDED, keep_unrecorded, mark_recorded  # noqa: F401 - UNRECORDED: API
+from harness.job.validation import validate
 
 
 def _job_dir() -> Path:
@@ -38,8 +38,8 @@ def _job_dir() -> Path:
         return Path(tempfile.mkdtemp(prefix="harness-run-"))
 
 
-# How a worker process is started: None forks it from the fork server (harness.isolation);
-# a command (``[python, -m, harness.worker]``) starts a fresh interpreter. Tests swap in one that crashes.
+# How a worker process is started: None forks it from the fork server (harness.job.isolation);
+# a command (``[python, -m, harness.job.worker]``) starts a fresh interpreter. Tests swap in one that crashes.
 WORKER_COMMAND: list[str] | None = None
 # A run's claim on its configuration lasts this long unless renewed; its runner renews it every
 # LEASE_S / 4 while the run trains, so a claim outlives its owner by at most LEASE_S.
@@ -60,8 +60,8 @@ def _release_memory() -> None:
 def _provenance(run_cfg: RunConfig) -> dict:
     import torch
 
-    from harness import provenance
-    from harness.measure import pick_device
+    from harness.job import provenance
+    from harness.device import pick_device
 
     try:
         device = pick_device(run_cfg.trainer.device.value)

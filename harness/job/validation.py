@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from harness import config
 from harness.config import QuantNeed, RunConfig, _check
 from harness.errors import ConfigError
-from harness.plugins import load_plugins
+from harness.job.plugins import load_plugins
 
 
 def register_schemas(plugins: Iterable[str] = ()) -> None:
@@ -73,7 +73,7 @@ def check_run(run: RunConfig) -> RunConfig:
 def check_language_model(run: RunConfig, spec) -> None:
     """Prompt tasks need a causal LM; paged optimizers and float16 weights need CUDA; a method
     that brings its own optimizer takes no other."""
-    from harness.fingerprint import device_kind
+    from harness.device import device_kind
     from harness.tasks.types import TASK_TYPES
 
     model, trainer = run.model, run.trainer

@@ -20,7 +20,7 @@ IMPORTED = "unrecorded.imported.json"
 
 def keep_unrecorded(work_dir: Path, row: dict, curves: list[dict], predictions: dict) -> Path:
     """Write a run the store could not take to its folder, for ``python -m harness.results import``."""
-    from harness.execution import lists
+    from harness.run.tracked import lists
 
     path = work_dir / UNRECORDED
     tmp = path.with_suffix(".tmp")
@@ -46,7 +46,7 @@ def _store_of(row: dict, stores: list[str]) -> str:
 def record_kept(folder: Path, stores: list[str]) -> int:
     """Record the runs kept under ``folder`` into their stores (waiting out an outage), each once;
     the number recorded. A store still unreachable leaves its runs kept."""
-    from harness.execution import arrays
+    from harness.run.tracked import arrays
     from harness.results.retry import PatientStore
 
     kept = sorted(Path(folder).rglob(UNRECORDED)) if stores and Path(folder).is_dir() else []

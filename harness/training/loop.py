@@ -3,7 +3,7 @@
 It knows nothing about particular methods: it trains ``adapted.model`` with the optimizer the
 method makes, adds ``adapted.extra_loss()`` to the task loss at every step, and calls
 ``adapted.after_optimizer_step`` after each step. (The method's one "before training" hook runs
-earlier, in :func:`harness.pipeline.setup`, with the step count from :func:`total_steps`.)
+earlier, in :func:`harness.run.pipeline.setup`, with the step count from :func:`total_steps`.)
 """
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmup
 
+from harness.device import autocast_context, to_device
 from harness.fields import better
 from harness.tasks.types import SingleLabel, TaskType
 
@@ -68,17 +69,6 @@ def _in_example_order(values: list, batches: DataLoader) -> list:
     for position, value in zip(order, values):
         out[position] = value
     return out
-
-
-def to_device(batch: dict, device) -> dict:
-    """The batch's tensors on ``device``; plain values (a prompt task's answers) as they are."""
-    return {k: v.to(device) if hasattr(v, "to") else v for k, v in batch.items()}
-
-
-def autocast_context(device: torch.device, enabled: bool):
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
 def _shows_progress(t, parallel=None) -> bool:
@@ -138,8 +128,8 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
           num_labels: int, use_bf16: bool, tracker=None,
           task_type: TaskType | None = None, memory=None, parallel=None) -> TrainResult:
     """``tracker``: a :class:`harness.tracking.Tracker` told of every step and epoch (optional);
-    ``memory``: a :class:`harness.measure.PeakMemory` whose ``train`` and ``eval`` phases
-    this loop marks (optional); ``parallel``: this process's :class:`harness.parallel.Parallel`
+    ``memory``: a :class:`harness.training.memory.PeakMemory` whose ``train`` and ``eval`` phases
+    this loop marks (optional); ``parallel``: this process's :class:`harness.run.parallel.Parallel`
     in a data-parallel run (each step's loss, examples and tokens are then summed over the
     processes, so that what is logged and recorded is the global batch's)."""
     from harness.tracking import Tracker

@@ -1,7 +1,7 @@
 """One run in this process: train and measure it with its tracker, and the payload a worker
 hands back (its error as one line, its predictions as JSON can hold them).
 
-Used by :mod:`harness.runner` (a run in the command's own process) and :mod:`harness.worker` (a run
+Used by :mod:`harness.job.runner` (a run in the command's own process) and :mod:`harness.job.worker` (a run
 in a worker process); it imports neither.
 """
 from __future__ import annotations
@@ -26,10 +26,10 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
     With the run's identity ``row``, the configured tracker follows the run from here (the
     process that trains), and is told how it ended, failure included.
     """
-    from harness.pipeline import execute as run_pipeline
+    from harness.run.pipeline import execute as run_pipeline
     from harness.tracking import Tracker, make_tracker
 
-    from harness.parallel import rank
+    from harness.run.parallel import rank
 
     # A data-parallel run is followed once, from its first process.
     tracker = make_tracker(cfg.tracker) if row and rank() == 0 else Tracker()

@@ -2,7 +2,7 @@
 
 :func:`run_worker` starts one run's worker in a new process group and waits for it: a process
 forked from a fork server that imported torch, transformers, peft and the methods once
-(:data:`PRELOAD`; Python's ``multiprocessing`` forkserver), or ``python -m harness.worker`` for
+(:data:`PRELOAD`; Python's ``multiprocessing`` forkserver), or ``python -m harness.job.worker`` for
 a CUDA run, where there is no fork, or when a command is given. Past ``trainer.timeout_s``, or if
 the waiting process is interrupted, the group is killed. :func:`watch_sweep` ends a launcher's worker process (joblib, ...) and the run it trains
 when the command's own process is gone: a SIGKILL of the command leaves no handler that could stop
@@ -38,7 +38,7 @@ def _kill_group(proc) -> None:
 
 
 # Imported once by the fork server; each run's worker process is forked from it.
-PRELOAD = ["harness.warm"]
+PRELOAD = ["harness.job.warm"]
 
 
 def forkserver_available() -> bool:
@@ -95,13 +95,13 @@ def _start(command: list[str] | None, job: Path, out: Path, device_kind: str | N
     driver was initialised, and libraries the fork server imports (bitsandbytes) initialise it."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     if command is None and forkserver_available() and device_kind != "cuda":
-        from harness.worker import forked_main
+        from harness.job.worker import forked_main
 
-        process = _forkserver().Process(target=forked_main, name=f"harness.worker {job.parent}",
+        process = _forkserver().Process(target=forked_main, name=f"harness.job.worker {job.parent}",
                                         args=(str(job), str(out), env, os.getcwd(), os.getpid()))
         process.start()
         return _Forked(process)
-    command = command or [sys.executable, "-m", "harness.worker"]
+    command = command or [sys.executable, "-m", "harness.job.worker"]
     return subprocess.Popen([*command, str(job), str(out)], start_new_session=True, env=env)
 
 
@@ -129,7 +129,7 @@ def run_worker(command: list[str] | None, container: dict, row: dict, work_dir: 
         payload = json.loads(out.read_text())
         if payload.get("error"):
             raise WorkerError(payload["error"])
-        from harness.execution import arrays
+        from harness.run.tracked import arrays
 
         return payload["fields"], payload["curves"], arrays(payload.get("predictions") or {})
     if proc.returncode < 0:

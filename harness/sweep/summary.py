@@ -17,7 +17,8 @@ import pandas as pd
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from harness import fields, identity
+from harness import fields
+from harness.results import identity
 
 # The file that holds the running command's plan (each job's store and config, start time), set by
 # ``harness.__main__`` in the process that launches the sweep and read by its callbacks there.
@@ -110,10 +111,10 @@ def sweep_outcome(df: pd.DataFrame, hashes: list[str], since: str,
 
 def command_outcome(jobs: list[tuple[str, dict]], since: str, dynamic: bool = False) -> Outcome:
     """The outcome of a command's jobs, given as (store url, resolved config), from their stores:
-    one run per job, or every run of a tuned protocol's grid point (harness.protocol). Under a
+    one run per job, or every run of a tuned protocol's grid point (harness.sweep.protocol). Under a
     ``dynamic`` sweeper (Optuna) the jobs are not known in advance: the configs with rows written
     since the command started are its jobs."""
-    from harness.protocol import expected_hashes
+    from harness.sweep.protocol import expected_hashes
     from harness.results.retry import PatientStore, load_patiently
 
     parts = []
@@ -152,7 +153,7 @@ class SweepSummary(Callback):
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from harness.results.store import StoreError
-        from harness.unrecorded import settle_kept
+        from harness.job.unrecorded import settle_kept
 
         sweep = identity.sweep_label(config.store.sweep, config.get("hydra"))
         plan = read_plan()

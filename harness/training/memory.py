@@ -11,14 +11,6 @@ import psutil
 import torch
 
 
-def pick_device(kind: str) -> torch.device:
-    if kind == "cuda" or (kind == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise RuntimeError("trainer.device=cuda but no CUDA device is available; use cpu or auto")
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
-
-
 def _reset_peak_rss() -> bool:
     """Reset the kernel's peak-RSS mark of this process to its current RSS (Linux >= 4.0:
     ``/proc/self/clear_refs``); False where that is not possible."""
@@ -159,31 +151,3 @@ class PeakMemory:
         for name in ("setup", "eval"):  # seconds; the training phase's are train_s
             out[f"{name}_s"] = self.phases[name]["s"] if name in self.phases else None
         return out
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-@torch.no_grad()
-def latency_ms(model: torch.nn.Module, batch: dict, device: torch.device, repeats: int,
-               bf16: bool = False) -> float:
-    """Median wall milliseconds of one forward pass on ``batch`` (under bf16 autocast when the
-    run trained and evaluated under it), after one warm-up pass."""
-    model.eval()
-    from harness.train import autocast_context, to_device
-
-    batch = to_device(batch, device)
-
-    times = []
-    with autocast_context(device, bf16):
-        model(**batch)
-        for _ in range(repeats):
-            _sync(device)
-            t0 = time.perf_counter()
-            model(**batch)
-            _sync(device)
-            times.append((time.perf_counter() - t0) * 1000.0)
-    times.sort()
-    return float(times[len(times) // 2])

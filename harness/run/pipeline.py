@@ -2,90 +2,42 @@
 
 :func:`execute` runs the steps in order; each step is a function with a typed result, so what a
 run computed can be followed from the config to the row the store keeps. Nothing here touches the
-store: :mod:`harness.runner` records what :func:`execute` returns.
+store: :mod:`harness.job.runner` records what :func:`execute` returns.
 """
 from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader
 
 from harness.config import RunConfig
-from harness.energy import EnergyMeter
-from harness.fsdp import loading as fsdp_loading
-from harness.fingerprint import cpu_has_bf16
-from harness.measure import PeakMemory, pick_device
+from harness.device import pick_device, wants_bf16
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
-from harness.models import LoadedModel, cache_dir, load_model
-from harness.parallel import Parallel, in_group, rank, use_threads
-from harness.row import record_fields
-from harness.registry import Registry
-from harness.tasks import TaskData, load_task
-from harness.tasks.encoding import Encoded, cut_line, cut_summary, encode_cached, encode_split
+from harness.models.load import LoadedModel, cache_dir, load_model
+from harness.run.fsdp import loading as fsdp_loading
+from harness.run.inference import inference_costs
+from harness.run.parallel import Parallel, in_group, rank, use_threads
+from harness.run.row import MEASUREMENTS, record_fields
+from harness.run.steps import SPLITS, RunResult, Setup, Tested
+from harness.tasks import load_task
+from harness.tasks.encoding import cut_line, cut_summary, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.types import TaskType, task_truncation
-from harness.timing import measure
-from harness.train import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
+from harness.training.energy import EnergyMeter
+from harness.training.loop import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
+from harness.training.memory import PeakMemory
 
-SPLITS = ("train", "validation", "test")
-
-# Code that measures a recorded field of one's own (declared with ``harness.fields.declare``):
-# ``@MEASUREMENTS.register("name") def f(s: Setup, trained: TrainResult) -> dict[field, value]``,
-# called after the run's own measurements (docs/extending.md).
-MEASUREMENTS: Registry = Registry("measurement")
-
-
-@dataclass
-class Setup:
-    """Everything a run trains and measures, built from its config."""
-
-    device: torch.device
-    use_bf16: bool
-    data: TaskData
-    kind: TaskType
-    loaded: LoadedModel
-    adapted: Adapted
-    encoded: dict[str, Encoded]
-    batches: dict[str, DataLoader]
-    trainable: int = 0  # counted after the method's "before training" hook
-    total: int = 0
-
-
-@dataclass
-class Tested:
-    metrics: dict[str, float]  # test split, the selected epoch's weights
-    curves: list[dict] = field(default_factory=list)  # per-task and per-variant test scores
-    # {split: {"labels", "predictions", "majority": one entry per example, in split order}}
-    predictions: dict = field(default_factory=dict)
-
-
-@dataclass
-class RunResult:
-    """What the store records for a finished run: its fields and its curves."""
-
-    fields: dict
-    curves: list[dict]
-    predictions: dict = field(default_factory=dict)  # Tested.predictions
+# Re-exported for plug-ins and tests that build a run step by step.
+__all__ = ["SPLITS", "MEASUREMENTS", "RunResult", "Setup", "Tested", "execute", "fit", "setup", "test"]
 
 
 def seed_everything(seed: int) -> None:
     from transformers import set_seed
 
     set_seed(seed)
-
-
-def wants_bf16(cfg: RunConfig, device: torch.device) -> bool:
-    mode = cfg.trainer.autocast.value
-    if mode == "auto":  # native bf16 only: emulated bf16 on an older GPU is slower than fp32
-        if device.type == "cuda":
-            return torch.cuda.is_bf16_supported(including_emulation=False)
-        return cpu_has_bf16()  # what the run's identity resolves auto to (harness.fingerprint)
-    return mode == "bf16"
 
 
 def method_context(cfg: RunConfig, kind: TaskType, device: torch.device) -> MethodContext:
@@ -108,7 +60,7 @@ def build_method(cfg: RunConfig, model: torch.nn.Module, ctx: MethodContext) -> 
 def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device,
           empty: bool = False) -> tuple[LoadedModel, Adapted]:
     """The run's model, and its method on it, from the run's seed; ``empty``: on the meta device,
-    its weights not read (:mod:`harness.fsdp`)."""
+    its weights not read (:mod:`harness.run.fsdp`)."""
     seed_everything(cfg.seed)
     loaded = load_model(cfg.model, cfg.quant, kind.head_size(num_labels), device,
                         problem_type=kind.problem_type, causal_lm=kind.causal_lm, empty=empty)
@@ -189,7 +141,7 @@ def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
 
 def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResult | None:
     """setup -> fit -> test -> measure, with this run's peak memory and wall time. In a
-    data-parallel run (:mod:`harness.parallel`) every process trains; only the first goes on to
+    data-parallel run (:mod:`harness.run.parallel`) every process trains; only the first goes on to
     test and measure, and the others return None."""
     t0 = time.perf_counter()
     use_threads(cfg.trainer.num_threads)
@@ -206,7 +158,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
         s = setup(cfg, device, parallel)
     trained = fit(s, cfg, tracker, memory, parallel)
     sharded = parallel is not None and parallel.test_sharded
-    if sharded:  # every process tests its shards together (harness.fsdp)
+    if sharded:  # every process tests its shards together (harness.run.fsdp)
         with memory.phase("eval"), s.adapted.inference():
             tested = test(s, cfg, trained)
     if parallel is not None and not parallel.after_training(memory, s, cfg, build):
@@ -215,7 +167,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
         if not sharded:
             with s.adapted.inference():
                 tested = test(s, cfg, trained)
-        measured = measure(s, cfg, work_dir, timed=not sharded)
+        measured = inference_costs(s, cfg, work_dir, timed=not sharded)
     fields = record_fields(s, cfg, trained, tested, measured, memory.stop(), parallel)
     fields.update(energy.stop())
     for name in MEASUREMENTS:

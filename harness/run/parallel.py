@@ -9,7 +9,7 @@ averages the gradients, and hands each process its share of every training batch
 the same optimizer steps on the same batches as a run on one).
 
 With ``trainer.strategy=fsdp`` the model is not copied but sharded with PyTorch's FSDP2
-(:mod:`harness.fsdp`, which also says which processes read the weights): every tensor (frozen
+(:mod:`harness.run.fsdp`, which also says which processes read the weights): every tensor (frozen
 weights, trainable weights, their gradients and optimizer states) is split in N; a block's
 weights are gathered for its forward and backward and freed after, and gradients are
 reduce-scattered. The optimizer is made after sharding, so it holds 1/N of the states.
@@ -20,7 +20,7 @@ in all); after training, the per-process peak memory is gathered and only the fi
 trained state on the first process, which builds the model again as the run built it and loads
 that state into it (the measurements then run on an ordinary, unsharded model); with
 ``trainer.fsdp_test=sharded`` every process tests the sharded model first, and the copy is built
-in CPU memory only to save the adapter (:mod:`harness.fsdp`). The run records
+in CPU memory only to save the adapter (:mod:`harness.run.fsdp`). The run records
 ``world_size``, the strategy and each rank's peak memory (``details_json``:
 ``parallel_strategy``, ``peak_memory_per_rank_bytes``).
 """
@@ -34,7 +34,7 @@ from pathlib import Path
 import torch
 
 WORLD_ENV = "WORLD_SIZE"
-PHASES = ("setup", "train", "eval")  # harness.measure.PeakMemory's phases until training ends
+PHASES = ("setup", "train", "eval")  # harness.training.memory.PeakMemory's phases until training ends
 
 
 def rank() -> int:
@@ -73,7 +73,7 @@ def launch(job: str, result: str, processes: int) -> int:
     for r in range(processes):
         rank_error_file(result, r).unlink(missing_ok=True)
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={processes}", "-m", "harness.worker", job, result]
+               f"--nproc_per_node={processes}", "-m", "harness.job.worker", job, result]
     return subprocess.call(command, env=env)
 
 
@@ -99,8 +99,8 @@ class Parallel:
         from accelerate import Accelerator, DataLoaderConfiguration
 
         self.accelerator = Accelerator(cpu=cpu, dataloader_config=DataLoaderConfiguration(split_batches=True))
-        self.loading = loading  # FSDP: who reads the weights, first or every (harness.fsdp); None: DDP
-        self.testing = testing  # FSDP: where the run is tested, gathered or sharded (harness.fsdp)
+        self.loading = loading  # FSDP: who reads the weights, first or every (harness.run.fsdp); None: DDP
+        self.testing = testing  # FSDP: where the run is tested, gathered or sharded (harness.run.fsdp)
         self.peaks: list[int] = []
         self.phase_peaks: dict[str, list[int]] = {}  # each process's peak in setup, train, eval
         self.held: list[int] = []  # parameters each process holds (FSDP: its shards)
@@ -133,10 +133,10 @@ class Parallel:
         return self.accelerator.is_main_process
 
     def build(self, build_fn, cfg, kind, num_labels: int):
-        """This process's model and method, built where :func:`harness.fsdp.build` says, the first
+        """This process's model and method, built where :func:`harness.run.fsdp.build` says, the first
         process's first (what it downloads, converts or caches, the others then find); and the
         device its "before training" hook runs on."""
-        from harness import fsdp
+        from harness.run import fsdp
 
         with self.accelerator.main_process_first():
             loaded, adapted, where = fsdp.build(build_fn, cfg, kind, num_labels, self.device,
@@ -150,10 +150,10 @@ class Parallel:
 
     def shard(self, model: torch.nn.Module) -> None:
         """With FSDP, shard ``model`` in place over the processes (before its optimizer is made,
-        :func:`harness.fsdp.shard`); nothing with DDP."""
+        :func:`harness.run.fsdp.shard`); nothing with DDP."""
         if not self.fsdp:
             return
-        from harness.fsdp import shard
+        from harness.run.fsdp import shard
 
         shard(model, self.device, self.world_size, self.loading == "first", self.is_main)
         local = [p.to_local() if hasattr(p, "to_local") else p for p in model.parameters()]
@@ -189,9 +189,9 @@ class Parallel:
     def after_training(self, memory, s, cfg, build) -> bool:
         """Gather every process's peak memory until now (``memory``: a PeakMemory) and, with
         FSDP, the trained state into the model built again on the first process (``s``: the
-        run's Setup, ``build``: how the run built its model, :func:`harness.pipeline.build`);
+        run's Setup, ``build``: how the run built its model, :func:`harness.run.pipeline.build`);
         whether this process goes on (the first one), else its part is over."""
-        from harness import fsdp
+        from harness.run import fsdp
 
         full = fsdp.gather_full(s.adapted.model, self.is_main) if self.fsdp else None
         self.peaks = self.gather_ints(memory.peak_so_far())

@@ -1,0 +1,1 @@
+"""The command around the runs: preflight, launchers, overrides, protocols and the sweep's summary."""

@@ -1,0 +1,1 @@
+"""The tools a run's steps use inside the training process: the loop, memory meters, energy."""
