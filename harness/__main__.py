@@ -108,7 +108,7 @@ def interrupted_line(plan, since: str) -> str:
 
 
 def main() -> None:
-    from harness.sweep.summary import PLAN_ENV, command_outcome, write_plan
+    from harness.sweep.summary import LAUNCH_ENV, command_outcome, write_launch
 
     from harness.job.isolation import SWEEP_HOST_ENV, SWEEP_PID_ENV
 
@@ -134,13 +134,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="harness-plan-") as folder:
         try:
             if plan is not None:
-                write_plan(plan.jobs_in_stores, since, Path(folder))
+                write_launch(plan.jobs_in_stores, since, Path(folder))
             _job()
         except KeyboardInterrupt:
             print(f"\n{interrupted_line(plan, since)}", file=sys.stderr)
             sys.exit(130)
         finally:
-            os.environ.pop(PLAN_ENV, None)
+            os.environ.pop(LAUNCH_ENV, None)
     if plan is None:
         return
     try:

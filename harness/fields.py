@@ -1,6 +1,6 @@
 """Every column of the runs table, declared once: its type, unit, direction and where it is shown.
 
-The store's columns, the report's ``METRICS``, ``harness.tasks.metrics.HIGHER_IS_BETTER``, the terminal
+The store's columns, the report's ``METRICS``, ``harness.tasks.scoring.metrics.HIGHER_IS_BETTER``, the terminal
 comparison table, ``python -m harness.results list``, ``trainer.select_metric`` and the training
 loop's "is this epoch better" all read :data:`FIELDS`.
 

@@ -163,7 +163,7 @@ def make_predictions(labels: np.ndarray, right: np.ndarray, n_classes: int = 2) 
 
 
 def scores(arrays: dict, n_classes: int = 2) -> dict:
-    """The row's quality fields, computed from its predictions (sklearn, as harness.tasks.metrics)."""
+    """The row's quality fields, computed from its predictions (sklearn, as harness.tasks.scoring.metrics)."""
     y, p = arrays["labels"], arrays["predictions"]
     return {"accuracy": float(np.mean(y == p)),
             "f1_macro": float(f1_score(y, p, labels=list(range(n_classes)), average="macro",

@@ -86,7 +86,7 @@ def test_better_follows_each_metrics_direction():
 
 
 def test_a_declared_metric_is_stored_reported_and_shown(energy, tmp_path):
-    from harness.tasks.metrics import HIGHER_IS_BETTER
+    from harness.tasks.scoring.metrics import HIGHER_IS_BETTER
 
     # a store created before the declaration exists: it has no column for the metric yet
     fields.remove(energy.name)

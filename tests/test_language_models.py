@@ -12,7 +12,7 @@ import torch
 
 from harness.run import pipeline
 from harness.config import ConfigError
-from harness.tasks.lm import IGNORE, answer_nll, option_scores
+from harness.tasks.scoring.lm import IGNORE, answer_nll, option_scores
 from harness.models.load import load_model
 from harness.tasks import Split, load_task
 from harness.tasks.choice import Choice

@@ -232,9 +232,9 @@ def test_soft_prompts_train_the_prompt_alone_on_a_causal_lm(store_path, run_tiny
 
 def test_a_soft_prompt_shifts_the_scored_positions_by_its_length(store_path):
     """Prompt tuning puts its virtual tokens before the inputs: the answer's log-likelihood must be
-    read that many positions later (harness.tasks.lm.virtual_tokens), or it scores the wrong tokens.
+    read that many positions later (harness.tasks.scoring.lm.virtual_tokens), or it scores the wrong tokens.
     Scoring through the harness equals reading the model's full logits by hand."""
-    from harness.tasks.lm import IGNORE, answer_nll, virtual_tokens
+    from harness.tasks.scoring.lm import IGNORE, answer_nll, virtual_tokens
 
     cfg = build_config(store_path, "method=prompt_tuning", "model=tiny_llama", "task=rotten_tomatoes_prompt")
     adapted = build_from(cfg, _lm(cfg))

@@ -13,7 +13,7 @@ from scipy import stats
 from harness.config import ReportConfig
 from harness.report import build_report
 from harness.report.counts import BatchCounts
-from harness.report.examples import Predictions, Resampler
+from harness.report.example_tests import Predictions, Resampler
 from harness.report.family import ALL_PAIRS_UP_TO
 from harness.report.mcnemar import _binomial
 from harness.report.pairwise import row_means

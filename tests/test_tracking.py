@@ -84,7 +84,7 @@ def test_the_sweep_summary_run_holds_the_comparison_table_and_plots(run_tiny, st
     run_tiny("method.name=raises_test", "method.builder=raises_test", "store.sweep=s1")
     cfg = tiny_config(store_path, "store.sweep=s1", "tracker=wandb", f"tracker.dir={wandb_root}",
                       f"tracker.plots_dir={plots}")
-    monkeypatch.delenv(summary.PLAN_ENV, raising=False)  # no command line: the sweep label selects
+    monkeypatch.delenv(summary.LAUNCH_ENV, raising=False)  # no command line: the sweep label selects
     SweepSummary().on_multirun_end(cfg)
 
     (run,) = offline_runs(wandb_root)

@@ -107,7 +107,7 @@ def _start(command: list[str] | None, job: Path, out: Path, device_kind: str | N
 
 def run_worker(command: list[str] | None, container: dict, row: dict, work_dir: Path,
                timeout_s: float | None = None) -> tuple[dict, list[dict], dict]:
-    """Run :func:`execute` in a process of its own (forked from the fork server when ``command``
+    """Run :func:`harness.run.tracked.run_tracked` in a process of its own (forked from the fork server when ``command``
     is None, else ``command``); raise if it fails, dies or runs past ``timeout_s`` (then it is
     killed, with any process it started)."""
     job, out = work_dir / "job.json", work_dir / "result.json"

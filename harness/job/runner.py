@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from harness.results import identity
 from harness.config import RunConfig
-from harness.run.tracked import execute, one_line_error
+from harness.run.tracked import one_line_error, run_tracked
 from harness.job.isolation import WorkerError, run_worker, watch_sweep
 from harness.results.retry import PatientStore
 from harness.results.store import SCHEMA_VERSION, redact
@@ -176,7 +176,7 @@ def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
                 fields, curves, predictions = run_worker(WORKER_COMMAND, _without_password(container),
                                                          row, run_dir, run_cfg.trainer.timeout_s)
             else:
-                fields, curves, predictions = execute(run_cfg, isolated=False, work_dir=run_dir, row=row)
+                fields, curves, predictions = run_tracked(run_cfg, isolated=False, work_dir=run_dir, row=row)
         row.update(fields, status="finished")
     except Exception as exc:  # noqa: BLE001 - any failure of the run is recorded
         row.update(status="failed", error=one_line_error(exc))

@@ -12,7 +12,7 @@ from hydra.core.config_store import ConfigStore
 from omegaconf import DictConfig, OmegaConf
 
 from harness import config
-from harness.config import QuantNeed, RunConfig, _check
+from harness.config import QuantNeed, RunConfig, check
 from harness.errors import ConfigError
 from harness.job.plugins import load_plugins
 
@@ -49,22 +49,22 @@ def check_run(run: RunConfig) -> RunConfig:
     TRACKERS.check(run.tracker.name, key="tracker")
 
     four_bit = run.quant.load_in_4bit
-    _check(not (method.quant == QuantNeed.required and not four_bit),
-           f"method={method.name} needs a 4-bit base: use quant=nf4 or quant=fp4 "
-           f"(got quant={run.quant.name})")
-    _check(not (four_bit and (method.quant == QuantNeed.forbidden or not spec.four_bit)),
-           f"method={method.name} cannot train a 4-bit base: use quant=none (got quant={run.quant.name})")
+    check(not (method.quant == QuantNeed.required and not four_bit),
+          f"method={method.name} needs a 4-bit base: use quant=nf4 or quant=fp4 "
+          f"(got quant={run.quant.name})")
+    check(not (four_bit and (method.quant == QuantNeed.forbidden or not spec.four_bit)),
+          f"method={method.name} cannot train a 4-bit base: use quant=none (got quant={run.quant.name})")
     kind = run.task.task_type
-    _check(spec.task_types is None or kind in spec.task_types,
-           f"method={method.name} does not support task type {kind} (task={run.task.name}); "
-           f"supported: {', '.join(spec.task_types or ())}")
+    check(spec.task_types is None or kind in spec.task_types,
+          f"method={method.name} does not support task type {kind} (task={run.task.name}); "
+          f"supported: {', '.join(spec.task_types or ())}")
     check_language_model(run, spec)
     why = getattr(method, "unshardable", None)
-    _check(run.trainer.strategy.value != "fsdp" or why is None,
-           f"method={method.name} cannot train with trainer.strategy=fsdp: {why}; use trainer.strategy=ddp")
+    check(run.trainer.strategy.value != "fsdp" or why is None,
+          f"method={method.name} cannot train with trainer.strategy=fsdp: {why}; use trainer.strategy=ddp")
     every = run.fsdp_every_process_loads
-    _check(run.trainer.fsdp_load.value != "first" or every is None,
-           f"trainer.fsdp_load=first cannot be used here: {every}; allowed: auto, every")
+    check(run.trainer.fsdp_load.value != "first" or every is None,
+          f"trainer.fsdp_load=first cannot be used here: {every}; allowed: auto, every")
     if hasattr(method, "check_run"):  # a method schema's checks that need the rest of the run
         method.check_run(run)
     return run
@@ -78,19 +78,19 @@ def check_language_model(run: RunConfig, spec) -> None:
 
     model, trainer = run.model, run.trainer
     for task in [run.task, *getattr(run.task, "subtasks", {}).values()]:
-        _check(not TASK_TYPES.get(task.task_type).causal_lm or model.causal_lm,
-               f"task.task_type={task.task_type} needs a causal language model (model.causal_lm=true, "
-               f"e.g. model=smollm2, tiny_llama, llama, qwen, gemma, mistral); model={model.name} is not one")
+        check(not TASK_TYPES.get(task.task_type).causal_lm or model.causal_lm,
+              f"task.task_type={task.task_type} needs a causal language model (model.causal_lm=true, "
+              f"e.g. model=smollm2, tiny_llama, llama, qwen, gemma, mistral); model={model.name} is not one")
     optimizer = trainer.optimizer.value
     cuda = device_kind(trainer.device) == "cuda"
-    _check(cuda or not optimizer.startswith("paged_"),
-           f"trainer.optimizer={optimizer} pages optimizer state through CUDA unified memory and "
-           f"needs a GPU; on CPU use adamw or adamw_8bit")
-    _check(cuda or model.dtype.value != "float16",
-           "model.dtype=float16 needs a GPU; on CPU use float32 or bfloat16")
-    _check(optimizer == "adamw" or not spec.own_optimizer,
-           f"method={run.method.name} brings its own optimizer; trainer.optimizer must be adamw "
-           f"(got {optimizer})")
+    check(cuda or not optimizer.startswith("paged_"),
+          f"trainer.optimizer={optimizer} pages optimizer state through CUDA unified memory and "
+          f"needs a GPU; on CPU use adamw or adamw_8bit")
+    check(cuda or model.dtype.value != "float16",
+          "model.dtype=float16 needs a GPU; on CPU use float32 or bfloat16")
+    check(optimizer == "adamw" or not spec.own_optimizer,
+          f"method={run.method.name} brings its own optimizer; trainer.optimizer must be adamw "
+          f"(got {optimizer})")
 
 
 def validate(cfg: DictConfig) -> RunConfig:

@@ -56,7 +56,7 @@ def main(job_path: str, result_path: str, parent: int | None = None) -> int:
 
     quiet_libraries()
     from harness.results.identity import config_hash
-    from harness.run.tracked import execute, lists, one_line_error
+    from harness.run.tracked import lists, one_line_error, run_tracked
     from harness.job.validation import from_container
     from harness.run import parallel
 
@@ -78,7 +78,7 @@ def main(job_path: str, result_path: str, parent: int | None = None) -> int:
             payload = {"error": parallel.first_error(result_path, processes)
                        or f"RuntimeError: data-parallel run: torchrun exited with code {code} and no result"}
         else:
-            out = execute(cfg, isolated=True, work_dir=Path(job_path).parent, row=job["row"])
+            out = run_tracked(cfg, isolated=True, work_dir=Path(job_path).parent, row=job["row"])
             if out is None:  # another process of a data-parallel run: the first one reports
                 return 0
             fields, curves, predictions = out

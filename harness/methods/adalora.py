@@ -24,7 +24,7 @@ import torch
 from peft import AdaLoraConfig, get_peft_model
 from peft.utils.integrations import gather_params_ctx
 
-from harness.config import MethodConfig, _check, _positive_int, register_method_schema
+from harness.config import MethodConfig, check, positive_int, register_method_schema
 from harness.methods.spec import register_method
 from harness.methods.base import Adapted, MethodContext, TrainingStart
 from harness.methods.lora import prepare_base
@@ -49,20 +49,20 @@ class AdaLoraMethodConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(not self.use_dora, "method=adalora cannot use DoRA (peft's AdaLoRA has no magnitude "
-                                  "vector): set method.use_dora=false")
-        _positive_int("method.init_r", self.init_r)
-        _check(self.init_r > self.r, f"method.init_r must be > method.r (the target rank: AdaLoRA "
-                                     f"prunes from init_r down to r), got init_r={self.init_r}, "
-                                     f"r={self.r}")
-        _check(0 <= self.tinit_ratio and 0 <= self.tfinal_ratio
-               and self.tinit_ratio + self.tfinal_ratio < 1,
-               "method.tinit_ratio and method.tfinal_ratio must be >= 0 and sum to less than 1, got "
-               f"{self.tinit_ratio} and {self.tfinal_ratio}")
-        _positive_int("method.delta_t", self.delta_t)
-        _check(0 < self.beta1 < 1 and 0 < self.beta2 < 1, "method.beta1 and method.beta2 must be in (0, 1)")
-        _check(math.isfinite(self.orth_reg_weight) and self.orth_reg_weight >= 0,
-               f"method.orth_reg_weight must be a finite number >= 0, got {self.orth_reg_weight}")
+        check(not self.use_dora, "method=adalora cannot use DoRA (peft's AdaLoRA has no magnitude "
+                                 "vector): set method.use_dora=false")
+        positive_int("method.init_r", self.init_r)
+        check(self.init_r > self.r, f"method.init_r must be > method.r (the target rank: AdaLoRA "
+                                    f"prunes from init_r down to r), got init_r={self.init_r}, "
+                                    f"r={self.r}")
+        check(0 <= self.tinit_ratio and 0 <= self.tfinal_ratio
+              and self.tinit_ratio + self.tfinal_ratio < 1,
+              "method.tinit_ratio and method.tfinal_ratio must be >= 0 and sum to less than 1, got "
+              f"{self.tinit_ratio} and {self.tfinal_ratio}")
+        positive_int("method.delta_t", self.delta_t)
+        check(0 < self.beta1 < 1 and 0 < self.beta2 < 1, "method.beta1 and method.beta2 must be in (0, 1)")
+        check(math.isfinite(self.orth_reg_weight) and self.orth_reg_weight >= 0,
+              f"method.orth_reg_weight must be a finite number >= 0, got {self.orth_reg_weight}")
 
 
 register_method_schema("adalora", AdaLoraMethodConfig)

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from harness.config import MethodConfig, _check, register_method_schema
+from harness.config import MethodConfig, check, register_method_schema
 from harness.methods.spec import register_method
 
 
@@ -41,8 +41,8 @@ class ZeroShotMethodConfig(MethodConfig):
         return False
 
     def check_run(self, run) -> None:
-        _check(run.protocol.name != "tuned", f"method={self.name} trains nothing and has no learning "
-                                             "rate to search: use protocol=fixed")
+        check(run.protocol.name != "tuned", f"method={self.name} trains nothing and has no learning "
+                                            "rate to search: use protocol=fixed")
 
 
 register_method_schema("head_only", HeadOnlyMethodConfig)

@@ -29,7 +29,7 @@ from peft.tuners.lora import LoraLayer
 from peft.utils.other import transpose
 from safetensors.torch import save_file
 
-from harness.config import ConfigError, MethodConfig, _check, register_method_schema
+from harness.config import ConfigError, MethodConfig, check, register_method_schema
 from harness.methods.spec import register_method
 from harness.methods.base import Adapted, MethodContext, TrainingStart
 from harness.methods.lora import PeftAdapted, lora_config
@@ -50,22 +50,22 @@ class DeltaLoraMethodConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(not self.use_dora, "method=delta_lora has no DoRA variant: set method.use_dora=false")
-        _check(self.dropout == 0, "method=delta_lora has no dropout in its adapter path (Zi et al. "
-                                  f"2023): set method.dropout=0 (got {self.dropout})")
-        _check(math.isfinite(self.update_ratio) and self.update_ratio >= 0,
-               f"method.update_ratio must be a finite number >= 0, got {self.update_ratio}")
-        _check(0 <= self.start_ratio < 1,
-               f"method.start_ratio must be in [0, 1) so that W moves, got {self.start_ratio!r}")
-        _check(self.start_steps is None or (isinstance(self.start_steps, int) and self.start_steps >= 0),
-               f"method.start_steps must be null or an integer >= 0, got {self.start_steps!r}")
+        check(not self.use_dora, "method=delta_lora has no DoRA variant: set method.use_dora=false")
+        check(self.dropout == 0, "method=delta_lora has no dropout in its adapter path (Zi et al. "
+                                 f"2023): set method.dropout=0 (got {self.dropout})")
+        check(math.isfinite(self.update_ratio) and self.update_ratio >= 0,
+              f"method.update_ratio must be a finite number >= 0, got {self.update_ratio}")
+        check(0 <= self.start_ratio < 1,
+              f"method.start_ratio must be in [0, 1) so that W moves, got {self.start_ratio!r}")
+        check(self.start_steps is None or (isinstance(self.start_steps, int) and self.start_steps >= 0),
+              f"method.start_steps must be null or an integer >= 0, got {self.start_steps!r}")
 
     def check_run(self, run) -> None:
         """A start W can never reach, seen before the data is loaded: the run's step limit."""
         limit = run.trainer.max_steps
-        _check(self.start_steps is None or limit is None or self.start_steps < limit,
-               f"method.start_steps={self.start_steps} is not below trainer.max_steps={limit}: W would "
-               "never move; lower it, or set method.start_steps=null to use method.start_ratio")
+        check(self.start_steps is None or limit is None or self.start_steps < limit,
+              f"method.start_steps={self.start_steps} is not below trainer.max_steps={limit}: W would "
+              "never move; lower it, or set method.start_steps=null to use method.start_ratio")
 
     def resolve_start(self, total_steps: int) -> int:
         """K for a run of ``total_steps`` optimizer steps: W moves at steps K+1 ... total."""

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from harness.config import MethodConfig, _check, _positive_int, register_method_schema
+from harness.config import MethodConfig, check, positive_int, register_method_schema
 from harness.methods.spec import register_method
 from harness.methods.base import Adapted, MethodContext
 from harness.methods.lowrank import (LowRankLinear, freeze_all_but_heads, layer_and_kind,
@@ -46,10 +46,10 @@ class HyperLoRAConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(not self.use_dora, "method=hyperlora has no DoRA variant (its generated layers have no "
-                                  "magnitude vector): set method.use_dora=false")
+        check(not self.use_dora, "method=hyperlora has no DoRA variant (its generated layers have no "
+                                 "magnitude vector): set method.use_dora=false")
         for key in ("task_embedding_dim", "hidden_dim", "projected_dim"):
-            _positive_int(f"method.{key}", getattr(self, key))
+            positive_int(f"method.{key}", getattr(self, key))
 
 
 register_method_schema("hyperlora", HyperLoRAConfig)

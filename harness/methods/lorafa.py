@@ -20,7 +20,7 @@ from peft import get_peft_model
 from peft.optimizers import create_lorafa_optimizer
 from peft.optimizers import lorafa as peft_lorafa
 
-from harness.config import MethodConfig, _check, register_method_schema
+from harness.config import MethodConfig, check, register_method_schema
 from harness.methods.spec import register_method
 from harness.methods.base import Adapted, MethodContext
 from harness.methods.lora import PeftAdapted, lora_config, prepare_base
@@ -35,8 +35,8 @@ class LoraFaMethodConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(not self.use_dora, "method=lorafa has no DoRA variant (peft's LoRA-FA optimizer "
-                                  "projects B's gradient only): set method.use_dora=false")
+        check(not self.use_dora, "method=lorafa has no DoRA variant (peft's LoRA-FA optimizer "
+                                 "projects B's gradient only): set method.use_dora=false")
 
 
 register_method_schema("lorafa", LoraFaMethodConfig)

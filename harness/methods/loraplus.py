@@ -18,7 +18,7 @@ import torch
 from peft import get_peft_model
 from peft.optimizers import create_loraplus_optimizer
 
-from harness.config import MethodConfig, _check, register_method_schema
+from harness.config import MethodConfig, check, register_method_schema
 from harness.methods.spec import register_method
 from harness.methods.base import Adapted, MethodContext
 from harness.methods.lora import PeftAdapted, lora_config, prepare_base
@@ -33,8 +33,8 @@ class LoraPlusMethodConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(math.isfinite(self.lr_ratio) and self.lr_ratio >= 1,
-               f"method.lr_ratio (η_B/η_A) must be a finite number >= 1, got {self.lr_ratio}")
+        check(math.isfinite(self.lr_ratio) and self.lr_ratio >= 1,
+              f"method.lr_ratio (η_B/η_A) must be a finite number >= 1, got {self.lr_ratio}")
 
 
 register_method_schema("loraplus", LoraPlusMethodConfig)

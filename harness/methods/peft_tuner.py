@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from harness.config import MethodConfig, _check, register_method_schema
+from harness.config import MethodConfig, check, register_method_schema
 from harness.methods.spec import register_method
 
 @dataclass
@@ -81,17 +81,17 @@ class PeftMethodConfig(MethodConfig):
         super().__post_init__()
         # (literal: the schema is built from this class's source); none: a soft prompt, no layer
         targets = ("model", "norms", "peft", "none")
-        _check(self.targets in targets,
-               f"method.targets must be one of {', '.join(targets)}; got {self.targets!r}")
-        _check(not self.use_dora or self.peft_type == "LORA",
-               f"method={self.name} has no DoRA variant: set method.use_dora=false")
+        check(self.targets in targets,
+              f"method.targets must be one of {', '.join(targets)}; got {self.targets!r}")
+        check(not self.use_dora or self.peft_type == "LORA",
+              f"method={self.name} has no DoRA variant: set method.use_dora=false")
         reserved = {"target_modules", "modules_to_save", "task_type"} & set(self.options)
-        _check(not reserved, f"method.options may not set {', '.join(sorted(reserved))}: the run "
-                             "decides them (method.targets, the model's head, the task)")
+        check(not reserved, f"method.options may not set {', '.join(sorted(reserved))}: the run "
+                            "decides them (method.targets, the model's head, the task)")
         k = self.options.get("gralora_k", 2)  # gralora/config.py: __post_init__
-        _check(self.peft_type != "GRALORA" or not isinstance(k, int) or k <= 0 or self.r % k == 0,
-               f"method={self.name}: method.options.gralora_k={k} must divide method.r={self.r} (peft's "
-               f"GraloraConfig); divisors of r: {', '.join(str(d) for d in range(1, self.r + 1) if self.r % d == 0)}")
+        check(self.peft_type != "GRALORA" or not isinstance(k, int) or k <= 0 or self.r % k == 0,
+              f"method={self.name}: method.options.gralora_k={k} must divide method.r={self.r} (peft's "
+              f"GraloraConfig); divisors of r: {', '.join(str(d) for d in range(1, self.r + 1) if self.r % d == 0)}")
         self.check_init_options()
 
     def check_init_options(self) -> None:
@@ -101,36 +101,36 @@ class PeftMethodConfig(MethodConfig):
         o, key = self.options, "method.options"
         for sub, fields in (("eva_config", self.EVA_FIELDS), ("corda_config", self.CORDA_FIELDS)):
             given = o.get(sub, {})
-            _check(isinstance(given, dict), f"{key}.{sub} must be a mapping of {', '.join(fields)}; got {given!r}")
+            check(isinstance(given, dict), f"{key}.{sub} must be a mapping of {', '.join(fields)}; got {given!r}")
             unknown = sorted(set(given) - set(fields))
-            _check(not unknown, f"{key}.{sub} has no setting {', '.join(unknown)} (peft's "
-                                f"{sub.split('_')[0].capitalize()}Config); allowed: {', '.join(fields)}")
+            check(not unknown, f"{key}.{sub} has no setting {', '.join(unknown)} (peft's "
+                               f"{sub.split('_')[0].capitalize()}Config); allowed: {', '.join(fields)}")
         eva, corda = o.get("eva_config", {}), o.get("corda_config", {})
         rho, tau = eva.get("rho", 2.0), eva.get("tau", 0.99)
         number = (int, float)
-        _check(isinstance(rho, number) and not isinstance(rho, bool) and rho >= 1.0,
-               f"{key}.eva_config.rho must be a number >= 1.0 (peft's EvaConfig), got {rho!r}")
-        _check(isinstance(tau, number) and not isinstance(tau, bool) and 0.0 <= tau <= 1.0,
-               f"{key}.eva_config.tau must be a number in [0.0, 1.0] (peft's EvaConfig), got {tau!r}")
+        check(isinstance(rho, number) and not isinstance(rho, bool) and rho >= 1.0,
+              f"{key}.eva_config.rho must be a number >= 1.0 (peft's EvaConfig), got {rho!r}")
+        check(isinstance(tau, number) and not isinstance(tau, bool) and 0.0 <= tau <= 1.0,
+              f"{key}.eva_config.tau must be a number in [0.0, 1.0] (peft's EvaConfig), got {tau!r}")
         mode = corda.get("corda_method", "ipm")
-        _check(mode in ("ipm", "kpm"), f"{key}.corda_config.corda_method must be ipm or kpm, got {mode!r}")
+        check(mode in ("ipm", "kpm"), f"{key}.corda_config.corda_method must be ipm or kpm, got {mode!r}")
         own = {"calibration": o.get("calibration", 256), "max_batches": o.get("max_batches", 100),
                "loftq_config.loftq_iter": (o.get("loftq_config") or {}).get("loftq_iter", 1)}
         for name, value in own.items():
-            _check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
-                   f"{key}.{name} must be a positive integer, got {value!r}")
+            check(isinstance(value, int) and not isinstance(value, bool) and value > 0,
+                  f"{key}.{name} must be a positive integer, got {value!r}")
 
     def check_run(self, run) -> None:
         kind = run.task.task_type
-        _check(self.task_types is None or kind in self.task_types,
-               f"method={self.name} does not support task type {kind} (task={run.task.name}); "
-               f"supported: {', '.join(self.task_types or ())}")
-        _check(self.families is None or run.model.family in self.families,
-               f"method={self.name} cannot be applied to model family {run.model.family} "
-               f"(model={run.model.name}); supported: {', '.join(self.families or ())}")
-        _check(self.targets != "norms" or bool(run.model.norm_modules),
-               f"method={self.name} trains normalization layers and model={run.model.name} names "
-               "none: set model.norm_modules")
+        check(self.task_types is None or kind in self.task_types,
+              f"method={self.name} does not support task type {kind} (task={run.task.name}); "
+              f"supported: {', '.join(self.task_types or ())}")
+        check(self.families is None or run.model.family in self.families,
+              f"method={self.name} cannot be applied to model family {run.model.family} "
+              f"(model={run.model.name}); supported: {', '.join(self.families or ())}")
+        check(self.targets != "norms" or bool(run.model.norm_modules),
+              f"method={self.name} trains normalization layers and model={run.model.name} names "
+              "none: set model.norm_modules")
         self.check_layers(run)
 
     def check_layers(self, run) -> None:

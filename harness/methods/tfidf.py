@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from harness.config import MethodConfig, _check, register_method_schema
+from harness.config import MethodConfig, check, register_method_schema
 from harness.methods.spec import register_method
 
 
@@ -44,17 +44,17 @@ class TfidfMethodConfig(MethodConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         classifiers = ("logistic", "linear_svm")  # (literal: the schema is built from this source)
-        _check(self.classifier in classifiers,
-               f"method.classifier must be one of {', '.join(classifiers)}; got {self.classifier!r}")
-        _check(len(self.c_grid) > 0 and all(c > 0 for c in self.c_grid),
-               f"method.c_grid must be one or more values > 0, got {list(self.c_grid)!r}")
+        check(self.classifier in classifiers,
+              f"method.classifier must be one of {', '.join(classifiers)}; got {self.classifier!r}")
+        check(len(self.c_grid) > 0 and all(c > 0 for c in self.c_grid),
+              f"method.c_grid must be one or more values > 0, got {list(self.c_grid)!r}")
         for key in ("ngram_max", "min_df", "max_features"):
-            _check(getattr(self, key) >= 1, f"method.{key} must be >= 1, got {getattr(self, key)!r}")
+            check(getattr(self, key) >= 1, f"method.{key} must be >= 1, got {getattr(self, key)!r}")
 
     def check_run(self, run) -> None:
-        _check(run.protocol.name != "tuned", f"method={self.name} has no learning rate to search: "
-                                             "use protocol=fixed (it chooses C on the validation split itself)")
-        _check(run.trainer.processes == 1, f"method={self.name} runs in one process: set trainer.processes=1")
+        check(run.protocol.name != "tuned", f"method={self.name} has no learning rate to search: "
+                                            "use protocol=fixed (it chooses C on the validation split itself)")
+        check(run.trainer.processes == 1, f"method={self.name} runs in one process: set trainer.processes=1")
 
 
 register_method_schema("tfidf", TfidfMethodConfig)

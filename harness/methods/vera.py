@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from peft import VeraConfig, get_peft_model
 
-from harness.config import MethodConfig, _check, register_method_schema
+from harness.config import MethodConfig, check, register_method_schema
 from harness.methods.spec import register_method
 from harness.methods.base import Adapted, MethodContext
 from harness.methods.lora import PeftAdapted, prepare_base
@@ -26,9 +26,9 @@ class VeraMethodConfig(MethodConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        _check(not self.use_dora, "method=vera has no DoRA variant: set method.use_dora=false")
-        _check(math.isfinite(self.d_initial) and self.d_initial > 0,
-               f"method.d_initial must be a finite number > 0, got {self.d_initial}")
+        check(not self.use_dora, "method=vera has no DoRA variant: set method.use_dora=false")
+        check(math.isfinite(self.d_initial) and self.d_initial > 0,
+              f"method.d_initial must be a finite number > 0, got {self.d_initial}")
 
 
 register_method_schema("vera", VeraMethodConfig)

@@ -1,5 +1,5 @@
 """Confusion counts of single-label runs, on all test examples or on many bootstrap resamples of
-them at once: what accuracy and macro-F1 are computed from (:mod:`harness.report.examples`).
+them at once: what accuracy and macro-F1 are computed from (:mod:`harness.report.example_tests`).
 
 A run's scores on a resample need its correct, true-positive, false-positive and false-negative
 counts per class, each a sum of the resample's example weights. A report of a week of sweeps

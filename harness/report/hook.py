@@ -32,12 +32,12 @@ class SweepReport(Callback):
 def grid_selection(sweep: str | None, config: DictConfig | None = None):
     """The runs a sweep's report covers: every configuration of the command's grid that the store
     holds, whichever command trained it (a resumed sweep's earlier runs included), from the plan
-    ``python -m harness`` wrote (:func:`harness.sweep.summary.read_plan`); without one (another entry
+    ``python -m harness`` wrote (:func:`harness.sweep.summary.read_launch`); without one (another entry
     point), the runs labelled with this sweep."""
     from harness.report.select import Selection
-    from harness.sweep.summary import is_dynamic, command_outcome, read_plan
+    from harness.sweep.summary import is_dynamic, command_outcome, read_launch
 
-    plan = read_plan()
+    plan = read_launch()
     if plan is None:
         return Selection({"sweep": [sweep]})
     outcome = command_outcome(*plan, dynamic=config is not None and is_dynamic(config))

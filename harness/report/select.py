@@ -21,7 +21,7 @@ import json
 import numpy as np
 import pandas as pd
 
-from harness.report.examples import Predictions
+from harness.report.example_tests import Predictions
 from harness.results import StoreError, open_store
 
 # Axes a selection can filter on, as they are named in the runs table.

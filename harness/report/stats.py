@@ -60,10 +60,10 @@ from scipy import stats
 
 from harness.report import student
 
-from harness.report.examples import (BOOTSTRAP_SEED, RESAMPLES, ROUNDING, McNemar,  # noqa: F401
+from harness.report.example_tests import (BOOTSTRAP_SEED, RESAMPLES, ROUNDING, McNemar,  # noqa: F401
                                      Predictions, Resampler, _interval, _one_sided, _two_sided,
                                      bootstrap_differences, correct, mcnemar, score)
-from harness.report.examples import clean as _clean
+from harness.report.example_tests import clean as _clean
 
 PAIRED = "paired t-test"
 WELCH = "Welch t-test"

@@ -48,7 +48,7 @@ def inference_costs(s: "Setup", cfg: "RunConfig", work_dir: Path, timed: bool = 
                 f"{t.generation_batch_size} prompts, {t.latency_batches} times "
                 f"after a warm-up (fewer trainer.generation_tokens or trainer.latency_batches "
                 f"shorten it)", flush=True)
-            from harness.tasks.lm import generation_speed
+            from harness.tasks.scoring.lm import generation_speed
 
             prompts = next(iter(loader(s.encoded["test"].examples, s.loaded.tokenizer,
                                        t.generation_batch_size, False, cfg.seed,

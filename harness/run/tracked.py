@@ -19,7 +19,7 @@ def one_line_error(exc: BaseException) -> str:
     return (f"{type(exc).__name__}: {first_line(exc)}" if str(exc).strip() else type(exc).__name__)[:2000]
 
 
-def execute(cfg: RunConfig, isolated: bool, work_dir: Path,
+def run_tracked(cfg: RunConfig, isolated: bool, work_dir: Path,
             row: dict | None = None) -> tuple[dict, list[dict], dict] | None:
     """Train and measure one run; return its fields, curves and predictions (no store access).
 

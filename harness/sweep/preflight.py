@@ -33,7 +33,7 @@ class PreflightError(ValueError):
 
 
 @dataclass
-class Plan:
+class Launch:
     multirun: bool
     jobs: list[list[str]]  # each job's overrides, in launch order
     swept: set[str] = field(default_factory=set)  # keys a multirun sweeps over
@@ -199,7 +199,7 @@ def _check_job(job: list[str], config_name: str, data=None) -> tuple[str, dict]:
     return cfg.store.url, container
 
 
-def preflight(argv: list[str]) -> Plan | None:
+def preflight(argv: list[str]) -> Launch | None:
     """Check every job of this command line; raise PreflightError/ConfigError/StoreError.
     Notes on the data (rows left out for a missing label) go to stderr once all jobs passed."""
     from hydra import initialize_config_dir
@@ -218,7 +218,7 @@ def preflight(argv: list[str]) -> Plan | None:
             dynamic = bool(args.multirun) and _dynamic_sweeper(overrides, args.config_name or "config")
             if args.multirun and not dynamic:
                 overrides = _sweeper_params(overrides, args.config_name or "config") + overrides
-            plan = Plan(bool(args.multirun), *expand(overrides, bool(args.multirun), dynamic))
+            plan = Launch(bool(args.multirun), *expand(overrides, bool(args.multirun), dynamic))
             plan.dynamic = dynamic
             data = DataCheck()
             for job in plan.jobs:

@@ -1,7 +1,7 @@
 """What the terminal shows: one line per run, and the sweep's outcome when a command ends.
 
 A sweep's outcome comes from the store, from the rows of the config hashes its command
-launched (:class:`Plan` from the preflight), so it is right whichever launcher ran the jobs and
+launched (:class:`Launch` from the preflight), so it is right whichever launcher ran the jobs and
 wherever they ran: nothing is collected from the jobs themselves.
 """
 from __future__ import annotations
@@ -22,7 +22,7 @@ from harness.results import identity
 
 # The file that holds the running command's plan (each job's store and config, start time), set by
 # ``harness.__main__`` in the process that launches the sweep and read by its callbacks there.
-PLAN_ENV = "PEFT_HARNESS_PLAN"
+LAUNCH_ENV = "PEFT_HARNESS_PLAN"
 
 
 def print_row(row: dict, store: str | None = None) -> None:
@@ -131,15 +131,15 @@ def command_outcome(jobs: list[tuple[str, dict]], since: str, dynamic: bool = Fa
                    sum(p.earlier for p in parts))
 
 
-def write_plan(jobs: list[tuple[str, dict]], since: str, folder: Path) -> Path:
+def write_launch(jobs: list[tuple[str, dict]], since: str, folder: Path) -> Path:
     path = folder / f"plan-{os.getpid()}.json"
     path.write_text(json.dumps({"jobs": jobs, "since": since}, default=str))
-    os.environ[PLAN_ENV] = str(path)
+    os.environ[LAUNCH_ENV] = str(path)
     return path
 
 
-def read_plan() -> tuple[list[tuple[str, dict]], str] | None:
-    path = os.environ.get(PLAN_ENV)
+def read_launch() -> tuple[list[tuple[str, dict]], str] | None:
+    path = os.environ.get(LAUNCH_ENV)
     if not path or not Path(path).is_file():
         return None
     plan = json.loads(Path(path).read_text())
@@ -156,7 +156,7 @@ class SweepSummary(Callback):
         from harness.job.unrecorded import settle_kept
 
         sweep = identity.sweep_label(config.store.sweep, config.get("hydra"))
-        plan = read_plan()
+        plan = read_launch()
         # Runs kept on disk while the store was unreachable are recorded first, if it is back.
         folder = ((config.get("hydra") or {}).get("sweep") or {}).get("dir")
         kept = settle_kept(Path(str(folder)), [u for u, _ in plan[0]] if plan else [config.store.url],

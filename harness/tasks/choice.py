@@ -60,7 +60,7 @@ class Choice(PromptTask):
         return Encoded(examples, n_cut, tokens_cut=lost)
 
     def score_batch(self, model, batch):
-        from harness.tasks.lm import option_scores
+        from harness.tasks.scoring.lm import option_scores
 
         scores = option_scores(model, batch, self.model_inputs, self.pad_id(self.tokenizer))
         # The right answer's score is its teacher-forced log-likelihood: the loss needs no pass of its own.
@@ -70,7 +70,7 @@ class Choice(PromptTask):
         return loss, weight, [max(range(len(s)), key=s.__getitem__) for s in scores], answers
 
     def metrics(self, predictions, references, num_labels, labels=None):
-        from harness.tasks.metrics import classification_metrics
+        from harness.tasks.scoring.metrics import classification_metrics
 
         return classification_metrics(predictions, references, num_labels, labels)
 

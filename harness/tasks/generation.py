@@ -55,14 +55,14 @@ class Generation(PromptTask):
                         for p, a, ref in zip(prompts, answers, split.labels)], n_cut, tokens_cut=lost)
 
     def score_batch(self, model, batch):
-        from harness.tasks.lm import generate
+        from harness.tasks.scoring.lm import generate
 
         loss, weight = self.teacher_forced(model, batch)
         texts = generate(model, batch, self.tokenizer, self.budget, self.eos_id(self.tokenizer))
         return loss, weight, [t.strip() for t in texts], list(batch["answer"])
 
     def metrics(self, predictions, references, num_labels, labels=None):
-        from harness.tasks.metrics import classification_metrics
+        from harness.tasks.scoring.metrics import classification_metrics
 
         n = max(len(references), 1)
         predictions, references = [self.final(p) for p in predictions], [self.final(r) for r in references]

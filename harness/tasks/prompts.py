@@ -23,7 +23,7 @@ the template or the answer); cut prompts are counted, with the tokens each lost.
 
 Training and scoring rows are padded on the right, and the model computes logits only at the
 positions that predict answer tokens (``logits_to_keep``): a long prompt costs no
-vocabulary-sized logits. Prompts for generation are padded on the left (:mod:`harness.tasks.lm`).
+vocabulary-sized logits. Prompts for generation are padded on the left (:mod:`harness.tasks.scoring.lm`).
 
 With ``task.answer_pattern``, a generation task scores the final answer of each completion
 (:mod:`harness.tasks.answers`): train on chains of thought, score the number they end with.
@@ -138,7 +138,7 @@ class PromptTask(TaskType):
         return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id(tokenizer)
 
     def collator(self, tokenizer):
-        from harness.tasks.lm import PromptCollator
+        from harness.tasks.scoring.lm import PromptCollator
 
         return PromptCollator(self.pad_id(tokenizer))
 
@@ -157,13 +157,13 @@ class PromptTask(TaskType):
                 if k in batch}
 
     def batch_loss(self, model, batch):
-        from harness.tasks.lm import answer_nll
+        from harness.tasks.scoring.lm import answer_nll
 
         nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"])
         return nll.sum() / mask.sum().clamp(min=1)
 
     def teacher_forced(self, model, batch) -> tuple[float, float]:
-        from harness.tasks.lm import answer_nll
+        from harness.tasks.scoring.lm import answer_nll
 
         nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"])
         return float(nll.sum()), float(mask.sum())

@@ -180,7 +180,7 @@ class TaskType:
     def metrics(self, predictions: list, references: list, num_labels: int,
                 labels: list[int] | None = None) -> dict[str, float]:
         """``labels``: average F1 over these labels only (one task's, in multi-task data)."""
-        from harness.tasks.metrics import classification_metrics
+        from harness.tasks.scoring.metrics import classification_metrics
 
         return classification_metrics(predictions, references, num_labels, labels)
 
@@ -232,7 +232,7 @@ class MultiLabel(TaskType):
         return (logits > 0).int().tolist()
 
     def metrics(self, predictions, references, num_labels, labels=None):
-        from harness.tasks.metrics import multilabel_metrics
+        from harness.tasks.scoring.metrics import multilabel_metrics
 
         return multilabel_metrics(predictions, references)
 

@@ -66,7 +66,7 @@ def correct(p: Predictions) -> np.ndarray:
 def _counts(p: Predictions) -> tuple[sparse.csr_matrix, int]:
     """An (examples x (1 + 3K)) matrix, per example: correct, then its true-positive,
     false-positive and false-negative indicators per class (K classes; multi-label: the labels
-    plus the "no label" column the stored macro-F1 adds, harness.tasks.metrics.multilabel_metrics)."""
+    plus the "no label" column the stored macro-F1 adds, harness.tasks.scoring.metrics.multilabel_metrics)."""
     y, q = np.asarray(p.labels), np.asarray(p.predictions)
     ok = correct(p).astype(np.float64)
     if y.ndim == 2:

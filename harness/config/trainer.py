@@ -1,0 +1,108 @@
+"""The ``trainer`` config group: the training loop, its devices and processes, and what is timed."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from harness.config.checks import check, positive_finite, positive_int
+from harness.config.enums import (Autocast, DeviceKind, FsdpLoad, FsdpTest, Optimizer, Select,
+                                  Strategy)
+from harness.fields import selectable_metrics
+
+
+@dataclass
+class TrainerConfig:
+    epochs: int = 2
+    batch_size: int = 32
+    eval_batch_size: int = 64
+    # Stop after this many optimizer steps in all (null: no limit); for smoke tests.
+    max_steps: Optional[int] = None
+    warmup_ratio: float = 0.06
+    max_grad_norm: float = 1.0
+    # bf16 autocast for forward passes (training, evaluation, latency): auto = where the device
+    # has native bf16 (CPU: AVX512-BF16/AMX; CUDA: Ampere or newer). Each run records its precision.
+    autocast: Autocast = Autocast.auto
+    # Training batches of similar lengths (transformers' LengthGroupedSampler, as its Trainer's
+    # group_by_length), evaluation batches sorted by length: less padding, same examples.
+    group_by_length: bool = True
+    select: Select = Select.final
+    select_metric: str = "accuracy"
+    device: DeviceKind = DeviceKind.auto
+    # Batches timed for inference latency, after one untimed warm-up batch.
+    latency_batches: int = 5
+    latency_batch_size: int = 32
+    # Run each job in a fresh process so that its peak memory is its own and a hard crash
+    # cannot take the sweep down.
+    isolate: bool = True
+    gradient_checkpointing: bool = False
+    # The optimizer every method's parameter groups go to (LoRA-FA brings its own: adamw only).
+    optimizer: Optimizer = Optimizer.adamw
+    # Causal LMs: generation speed (gen_tokens_per_s, gen_ttft_ms) is timed on this many test
+    # prompts, each generating this many tokens, latency_batches times after a warm-up.
+    generation_tokens: int = 16
+    generation_batch_size: int = 8
+    progress: bool = True
+    num_threads: Optional[int] = None
+    # Wall-clock limit of one run in seconds (null: none). A run past it is killed (its worker
+    # process, with trainer.isolate) and recorded as failed; the sweep goes on.
+    timeout_s: Optional[float] = None
+    # Data parallel (harness.run.parallel): the run trains in this many processes, one device each
+    # (GPUs, or shares of the CPU), through accelerate; batch_size stays the global batch.
+    processes: int = 1
+    # How the processes share the model: ddp (a whole copy each) or fsdp (each keeps 1/N of every
+    # tensor, weights, gradients and optimizer states, and gathers one block at a time).
+    strategy: Strategy = Strategy.ddp
+    # FSDP: auto, first (only the first process reads the weights; the others build the model
+    # without them and receive their shards) or every (each loads the whole model, then shards it).
+    fsdp_load: FsdpLoad = FsdpLoad.auto
+    # FSDP, after training: gathered (the first process tests and measures the whole model on its
+    # device) or sharded (the processes test it sharded, for a model larger than one device;
+    # latency and generation speed are then not measured, and the adapter is saved from CPU memory).
+    fsdp_test: FsdpTest = FsdpTest.gathered
+
+    def __post_init__(self) -> None:
+        positive_int("trainer.processes", self.processes)
+        check(self.strategy == Strategy.ddp or self.processes > 1,
+              "trainer.strategy=fsdp shards the model over the run's processes: it needs trainer.processes > 1")
+        check(self.fsdp_load == FsdpLoad.auto or self.strategy == Strategy.fsdp,
+              f"trainer.fsdp_load={self.fsdp_load.value} says who reads an FSDP run's weights: it needs "
+              "trainer.strategy=fsdp (allowed with ddp: auto)")
+        check(self.fsdp_test == FsdpTest.gathered or self.strategy == Strategy.fsdp,
+              f"trainer.fsdp_test={self.fsdp_test.value} says where an FSDP run is tested: it needs "
+              "trainer.strategy=fsdp (allowed with ddp: gathered)")
+        check(self.processes == 1 or self.isolate,
+              "trainer.processes > 1 needs trainer.isolate=true (the run's processes are started "
+              "from its worker process)")
+        check(self.batch_size % self.processes == 0,
+              f"trainer.batch_size ({self.batch_size}) must be a multiple of trainer.processes "
+              f"({self.processes}): each process takes an equal share of every batch")
+        check(self.timeout_s is None or (math.isfinite(self.timeout_s) and self.timeout_s > 0),
+              f"trainer.timeout_s must be a number of seconds > 0 or null, got {self.timeout_s!r}")
+        check(self.timeout_s is None or self.isolate,
+              "trainer.timeout_s needs trainer.isolate=true (a run in the command's own process "
+              "cannot be stopped)")
+        for key in ("epochs", "batch_size", "eval_batch_size", "latency_batch_size", "generation_tokens",
+                    "generation_batch_size"):
+            positive_int(f"trainer.{key}", getattr(self, key))
+        if self.max_steps is not None:
+            positive_int("trainer.max_steps", self.max_steps)
+        check(self.latency_batches >= 1, "trainer.latency_batches must be >= 1")
+        check(isinstance(self.warmup_ratio, (int, float)) and math.isfinite(self.warmup_ratio)
+              and 0 <= self.warmup_ratio < 1,
+              f"trainer.warmup_ratio must be in [0, 1) (the share of steps that warm up), got {self.warmup_ratio!r}")
+        # Gradients are clipped to this norm at every step: 0 would zero them, inf/NaN clip nothing.
+        positive_finite("trainer.max_grad_norm", self.max_grad_norm)
+        check(self.num_threads is None or self.num_threads >= 0,
+              f"trainer.num_threads must be >= 0 (0 or null: torch's default), got {self.num_threads!r}")
+        if self.device == DeviceKind.cuda:  # the only check that imports torch, and only here
+            import torch
+
+            check(torch.cuda.is_available(), "trainer.device=cuda but no CUDA GPU is available; "
+                                             "use trainer.device=auto or cpu")
+            check(self.processes <= torch.cuda.device_count(),
+                  f"trainer.processes={self.processes} but {torch.cuda.device_count()} CUDA GPU(s) "
+                  "are visible: one process per GPU")
+        allowed = selectable_metrics()
+        check(self.select_metric in allowed,
+              f"trainer.select_metric must be one of {', '.join(allowed)}; got {self.select_metric!r}")
