@@ -121,6 +121,26 @@ def test_a_header_less_file_is_explained_and_read_by_position(tmp_path):
     assert len(loaded.train) + len(loaded.validation) + len(loaded.test) == 40  # the first row too
 
 
+def test_columns_given_the_wrong_way_round_are_refused_not_trained_as_600_classes(tmp_path):
+    """Text read as the label (columns swapped): hundreds of labels, each on one row. Refused in
+    one line naming the column, before anything trains; naming the classes (task.labels) lifts it."""
+    data = header_less(tmp_path / "films.tsv", n=60)
+    store = tmp_path / "s.sqlite"
+    swapped = [*BASE, "task=csv", f"task.data_path={data}", "task.header=false", f"store.url={store}"]
+    ran = run_harness([*swapped, "task.text_column=0", "task.label_column=1"], tmp_path)
+    assert ran.code == 2 and len(ran.err_lines) == 1 and not store.exists()
+    assert "the label column '1' holds 60 distinct values in 60 rows, 60 of them on one row only" in ran.err
+    assert "task.label_column" in ran.err and "task.labels" in ran.err
+    from harness.tasks.labels import MANY_LABELS, refuse_text_as_labels
+
+    class Cfg:
+        name, label_column = "t", "label"
+    many = [[f"c{i % MANY_LABELS}"] for i in range(2 * MANY_LABELS)]  # 20 classes, two rows each
+    refuse_text_as_labels(many, sorted({v for (v,) in many}), Cfg)  # real classes pass
+    few = [[f"c{i}"] for i in range(MANY_LABELS - 1)]  # under the threshold: not judged
+    refuse_text_as_labels(few, sorted({v for (v,) in few}), Cfg)
+
+
 def test_two_files_are_two_tasks_and_the_hash_of_a_named_task_is_unchanged(tmp_path):
     a = header_less(tmp_path / "a.tsv")
     b = header_less(tmp_path / "b.tsv")

@@ -48,7 +48,10 @@ def label_space(frame: pd.DataFrame, cfg, values: Iterable[list[str]]) -> tuple[
     values found in the data. Fewer than two labels is an error.
     """
     given = list(getattr(cfg, "labels", None) or frame.attrs.get("label_names") or [])
+    values = [list(vs) for vs in values]
     found = sorted({v for vs in values for v in vs})
+    if not given:
+        refuse_text_as_labels(values, found, cfg)
     names = [str(n) for n in given] or found
     index = {n: i for i, n in enumerate(names)}
     unknown = [v for v in found if v not in index]
@@ -58,6 +61,31 @@ def label_space(frame: pd.DataFrame, cfg, values: Iterable[list[str]]) -> tuple[
     if len(names) < 2:
         raise TaskDataError(f"task {cfg.name}: needs at least 2 labels, found {names}")
     return names, index
+
+
+# Labels read from the data that are this many or more, more than half of them on one row only,
+# are a text column, not classes (columns swapped, or the wrong column named).
+MANY_LABELS = 20
+
+
+def refuse_text_as_labels(values: list[list[str]], found: list[str], cfg) -> None:
+    """TaskDataError when the label column looks like text: at least ``MANY_LABELS`` distinct
+    labels, more than half of them on a single row. ``task.labels`` (naming the classes) lifts it."""
+    from collections import Counter
+
+    from harness.tasks.data import TaskDataError
+
+    if len(found) < MANY_LABELS:
+        return
+    counts = Counter(v for vs in values for v in vs)
+    once = sum(1 for n in counts.values() if n == 1)
+    if once * 2 > len(found):
+        column = getattr(cfg, "label_column", None) or "label"
+        raise TaskDataError(
+            f"task {cfg.name}: the label column {column!r} holds {len(found)} distinct values in "
+            f"{len(values)} rows, {once} of them on one row only (e.g. {preview(found[0], 40)}): it "
+            "looks like text, not classes; check task.label_column and task.text_column, or name the "
+            "classes with task.labels")
 
 
 def require_two_classes(labels, names: list[str], cfg) -> None:
