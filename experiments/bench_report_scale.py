@@ -41,7 +41,7 @@ After (this code, same machine and stores):
     load() (in a fresh process)                     0.5           0.9
       in this process, of which:                   33.1          37.6
       analyze                                       4.7           8.4
-      figures (_figures + cost_figure)             14.3          14.1
+      figures (pair_figures + cost_figure)         14.3          14.1
       write_pdf                                     9.0           9.2
       tables, CSV, cost, findings                   4.4           4.3
 
@@ -209,7 +209,8 @@ def timed(cmd: list[str]) -> float:
 
 # Where a report's time goes: (module, function) of build_report's stages, timed in place.
 STAGES = [("harness.report.build", n) for n in ("load", "select_runs", "load_predictions", "analyze",
-                                                "load_curves", "setup_rows", "_figures", "findings")] + \
+                                                "load_curves")] + \
+    [("harness.report.sections", n) for n in ("setup_rows", "pair_figures", "findings")] + \
     [("harness.report.tables", n) for n in ("comparison_table", "reference_table", "stats_frame")] + \
     [("harness.report.cost", n) for n in ("cost_table", "cost_frame", "cost_figure")] + \
     [("harness.report.markdown", "write_markdown"), ("harness.report.pdf", "write_pdf")]

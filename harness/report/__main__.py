@@ -55,6 +55,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--plan", default=None, metavar="OVERRIDES",
                    help='add "what fits your budget": the memory planner for the compared methods on '
                         'this run, e.g. "model=qwen trainer.device=cuda trainer.batch_size=8"')
+    p.add_argument("--plugin", action="append", default=[], metavar="MODULE_OR_FILE",
+                   help="import a plug-in first (a report section, a metric, a store backend); "
+                        "installed plug-ins (entry point peft_harness.plugins) load always")
     p.add_argument("--budget-gib", type=float, default=None, help="with --plan: mark what fits in this many GiB")
     return p
 
@@ -74,6 +77,9 @@ def _prices(items: list[str]) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
+        from harness.job.plugins import load_plugins
+
+        load_plugins(args.plugin)
         options = ReportConfig(reference=args.reference, alpha=args.alpha, correction=args.correction,
                                formats=_split(args.format), pdf=not args.no_pdf, claims=args.claim,
                                cost={"per_device_hour": _prices(args.price), "currency": args.currency},

@@ -86,64 +86,82 @@ def _column(runs: pd.DataFrame, col: str) -> tuple[str, str]:
                       f"equal across configurations on every seed")
 
 
-def check_budget(runs: pd.DataFrame) -> BudgetCheck:
-    """The budget check of the runs one table compares (rows of the per-run frame: label, seed
-    and the budget and data-size columns). Baselines that train no network (TF-IDF, zero-shot)
-    have no training budget: they are left out of the check and named."""
-    if "baseline" in runs.columns and runs["baseline"].isin(UNTRAINED).any():
-        outside = runs["baseline"].isin(UNTRAINED)
-        names = ", ".join(sorted(map(str, runs.loc[outside, "label"].unique())))
-        note = f" Baselines that train no network, outside the training budget: {names}."
-        if outside.all():
-            return BudgetCheck(EQUAL, note.strip(), len(runs), {})
-        inner = check_budget(runs[~outside])
-        return BudgetCheck(inner.status, inner.sentence + note, inner.n_runs, inner.columns)
+def _listed(runs: pd.DataFrame, columns: dict, cols: list[str]) -> str:
+    """'24 optimizer steps, 192 examples': the values of the columns of ``cols`` equal over ``runs``."""
+    return ", ".join(WORDS[c][0].format(_n(runs[c].iloc[0])) for c in cols if columns[c] == EQUAL)
+
+
+def _without_untrained(runs: pd.DataFrame) -> BudgetCheck | None:
+    """The check with the baselines that train no network left out and named; None without any."""
+    if "baseline" not in runs.columns or not runs["baseline"].isin(UNTRAINED).any():
+        return None
+    outside = runs["baseline"].isin(UNTRAINED)
+    names = ", ".join(sorted(map(str, runs.loc[outside, "label"].unique())))
+    note = f" Baselines that train no network, outside the training budget: {names}."
+    if outside.all():
+        return BudgetCheck(EQUAL, note.strip(), len(runs), {})
+    inner = check_budget(runs[~outside])
+    return BudgetCheck(inner.status, inner.sentence + note, inner.n_runs, inner.columns)
+
+
+def _unknown_budget(runs: pd.DataFrame, status: dict, columns: dict, data_text: str) -> BudgetCheck:
+    """A budget column is empty for some runs (a store from before the columns)."""
+    missing = runs[runs[[c for c in BUDGET if c in runs.columns]].isna().any(axis=1)] \
+        if all(c in runs.columns for c in BUDGET) else runs
+    who = ", ".join(sorted(map(str, missing["label"].unique())))
+    sentence = (f"The budget is unknown for {len(missing)} of {len(runs)} runs ({who}): their store "
+                f"predates the optimizer_steps, train_examples_seen and train_tokens columns, "
+                f"so equal budgets are not confirmed.")
+    known = [text for col, (s, text) in status.items() if col in DATA_SIZES and s == DIFFER]
+    if data_text:
+        sentence += f" Data sizes are equal ({data_text})."
+    elif known:
+        sentence += " Data sizes differ: " + "; ".join(known) + "."
+    elif any(columns[c] == UNKNOWN for c in DATA_SIZES):
+        sentence += " Data sizes are unknown too."
+    return BudgetCheck(UNKNOWN, sentence, len(runs), columns)
+
+
+def _matched_budget(runs: pd.DataFrame, status: dict, columns: dict, data_text: str) -> BudgetCheck:
+    """No budget column differs: equal, equal on each seed, or with data sizes unknown."""
     n = len(runs)
-    status = {col: _column(runs, col) for col in BUDGET + DATA_SIZES}
-    columns = {col: s for col, (s, _) in status.items()}
-
-    def listed(cols: list[str]) -> str:
-        return ", ".join(WORDS[c][0].format(_n(runs[c].iloc[0])) for c in cols if columns[c] == EQUAL)
-
-    budget_equal = [c for c in BUDGET if columns[c] == EQUAL]
-    data_equal = [c for c in DATA_SIZES if columns[c] == EQUAL]
-    data_text = (f"data: {listed(DATA_SIZES)} examples" if len(data_equal) == len(DATA_SIZES) else "")
     varying = [text for col, (s, text) in status.items() if s in (PER_SEED, DIFFER)]
-    unknown_data = [c for c in DATA_SIZES if columns[c] == UNKNOWN]
-
-    if any(columns[c] == UNKNOWN for c in BUDGET):
-        missing = runs[runs[[c for c in BUDGET if c in runs.columns]].isna().any(axis=1)] \
-            if all(c in runs.columns for c in BUDGET) else runs
-        who = ", ".join(sorted(map(str, missing["label"].unique())))
-        sentence = (f"The budget is unknown for {len(missing)} of {n} runs ({who}): their store "
-                    f"predates the optimizer_steps, train_examples_seen and train_tokens columns, "
-                    f"so equal budgets are not confirmed.")
-        known = [text for col, (s, text) in status.items() if col in DATA_SIZES and s == DIFFER]
-        if data_text:
-            sentence += f" Data sizes are equal ({data_text})."
-        elif known:
-            sentence += " Data sizes differ: " + "; ".join(known) + "."
-        elif unknown_data:
-            sentence += " Data sizes are unknown too."
-        return BudgetCheck(UNKNOWN, sentence, n, columns)
-
-    if any(s == DIFFER for s in columns.values()):
-        differ = [text for col, (s, text) in status.items() if s == DIFFER]
-        sentence = (f"The {n} runs did NOT have the same budget: " + "; ".join(differ) + ". "
-                    "Differences between these configurations may come from their budgets.")
-        return BudgetCheck(DIFFER, sentence, n, columns)
-
     if all(s == EQUAL for s in columns.values()):
-        return BudgetCheck(EQUAL, f"All {n} runs had the same budget: {listed(BUDGET)} ({data_text}).",
-                           n, columns)
+        return BudgetCheck(EQUAL, f"All {n} runs had the same budget: {_listed(runs, columns, BUDGET)} "
+                                  f"({data_text}).", n, columns)
+    unknown_data = [c for c in DATA_SIZES if columns[c] == UNKNOWN]
     if all(s in (EQUAL, PER_SEED) for c, s in columns.items() if c in BUDGET) and not unknown_data:
-        same = listed(BUDGET)
+        same = _listed(runs, columns, BUDGET)
         sentence = (f"All {n} runs had the same budget on each seed" + (f": {same}" if same else "")
                     + "; " + "; ".join(varying)
                     + (f" ({data_text})." if data_text else "."))
         return BudgetCheck(PER_SEED, sentence, n, columns)
     # the budget matches but the data sizes are not recorded
-    sentence = (f"All {n} runs had the same budget" + (f": {listed(BUDGET)}" if budget_equal else "")
+    budget_equal = [c for c in BUDGET if columns[c] == EQUAL]
+    sentence = (f"All {n} runs had the same budget"
+                + (f": {_listed(runs, columns, BUDGET)}" if budget_equal else "")
                 + ("; " + "; ".join(varying) if varying else "")
                 + "; their data sizes are unknown (an older store), so equal data is not confirmed.")
     return BudgetCheck(UNKNOWN, sentence, n, columns)
+
+
+def check_budget(runs: pd.DataFrame) -> BudgetCheck:
+    """The budget check of the runs one table compares (rows of the per-run frame: label, seed
+    and the budget and data-size columns). Baselines that train no network (TF-IDF, zero-shot)
+    have no training budget: they are left out of the check and named."""
+    untrained = _without_untrained(runs)
+    if untrained is not None:
+        return untrained
+    status = {col: _column(runs, col) for col in BUDGET + DATA_SIZES}
+    columns = {col: s for col, (s, _) in status.items()}
+    data_equal = [c for c in DATA_SIZES if columns[c] == EQUAL]
+    data_text = (f"data: {_listed(runs, columns, DATA_SIZES)} examples"
+                 if len(data_equal) == len(DATA_SIZES) else "")
+    if any(columns[c] == UNKNOWN for c in BUDGET):
+        return _unknown_budget(runs, status, columns, data_text)
+    if any(s == DIFFER for s in columns.values()):
+        differ = [text for col, (s, text) in status.items() if s == DIFFER]
+        sentence = (f"The {len(runs)} runs did NOT have the same budget: " + "; ".join(differ) + ". "
+                    "Differences between these configurations may come from their budgets.")
+        return BudgetCheck(DIFFER, sentence, len(runs), columns)
+    return _matched_budget(runs, status, columns, data_text)
