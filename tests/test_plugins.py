@@ -16,21 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 DOCS = ROOT / "docs" / "extending.md"
 
-METRIC_PLUGIN = '''
-"""An outside metric: how many bias tensors trained."""
-from harness import fields
-from harness.run.row import MEASUREMENTS
-
-fields.declare(name="bias_tensors_trained", type="integer", unit="tensors",
-               higher_is_better=False, terminal="biases", doc="bias tensors that trained")
-
-
-@MEASUREMENTS.register("bias_tensors_trained")
-def count_biases(setup, trained):
-    model = setup.adapted.model
-    return {"bias_tensors_trained": sum(1 for n, p in model.named_parameters()
-                                        if p.requires_grad and n.endswith(".bias"))}
-'''
 
 
 def doc_block(first_line: str) -> str:
@@ -42,13 +27,13 @@ def doc_block(first_line: str) -> str:
 
 
 def write_plugin(folder: Path) -> tuple[Path, Path, Path]:
-    """The guide's BitFit method as an outside module and YAML, and a metric module."""
+    """The guide's BitFit method as an outside module and YAML, and its metric module."""
     (folder / "conf" / "method").mkdir(parents=True)
     (folder / "conf" / "method" / "bitfit.yaml").write_text(doc_block("# conf/method/bitfit.yaml"))
     method = folder / "my_bitfit.py"
     method.write_text(doc_block("# harness/methods/bitfit.py"))
     metric = folder / "my_bias_metric.py"
-    metric.write_text(textwrap.dedent(METRIC_PLUGIN))
+    metric.write_text(doc_block("# my_bias_metric.py"))
     return method, metric, folder / "conf"
 
 
