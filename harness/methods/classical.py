@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,10 +55,37 @@ def _evaluate(clf, x, split, kind, num_labels: int, multi_label: bool) -> tuple[
     return metrics, predictions
 
 
+# ``held`` (both classes below): the step's own data (feature matrices, the last fit's scores),
+# referenced until the run ends as when the steps were one function: the eval phase's memory
+# peak (peak_memory_eval_bytes) counts them.
+
+@dataclass
+class _Search:
+    """The validation search over ``method.c_grid``: the fitted vectorizer, each C's value of
+    ``trainer.select_metric``, and the best fit (C, classifier, validation metrics)."""
+    vectorizer: object
+    search: dict = field(default_factory=dict)  # str(C) -> the value (None where not computed)
+    best: tuple | None = None
+    best_value: float | None = None
+    train_s: float = 0.0
+    held: tuple = ()  # x_train, y_train, x_val, the last C's validation metrics and predictions
+
+
+@dataclass
+class _Tested:
+    """The chosen classifier on the test split: metrics, predictions, latency, saved size."""
+    metrics: dict
+    predictions: list
+    times: list  # ms per latency batch
+    saved: int  # bytes of the saved vectorizer and classifier
+    held: tuple = ()  # x_test, the latency batch
+
+
 def run_classical(cfg, isolated: bool, work_dir: Path, tracker) -> tuple[dict, list, dict]:
     """The run's fields, curves (none: there are no epochs) and test predictions."""
-    import joblib
-    from sklearn.feature_extraction.text import TfidfVectorizer
+    # Imported before the clock starts: their import time is no part of the run's figures.
+    import joblib  # noqa: F401
+    from sklearn.feature_extraction.text import TfidfVectorizer  # noqa: F401
 
     from harness.training.energy import EnergyMeter
     from harness.training.memory import PeakMemory
@@ -74,55 +102,91 @@ def run_classical(cfg, isolated: bool, work_dir: Path, tracker) -> tuple[dict, l
         data = load_task(cfg.task)
         kind = data.type
     multi_label = np.asarray(data.train.labels).ndim == 2  # a 0/1 vector of labels per text
-    search, best, best_value = {}, None, None
     with memory.phase("train"):
-        started = time.perf_counter()
-        vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, m.ngram_max), min_df=m.min_df,
-                                     max_features=m.max_features)
-        x_train = vectorizer.fit_transform(data.train.texts)
-        y_train = np.asarray(data.train.labels)
-        x_val = vectorizer.transform(data.validation.texts)
-        for c in m.c_grid:
-            clf = _classifier(m, float(c), multi_label).fit(x_train, y_train)
-            metrics, _ = _evaluate(clf, x_val, data.validation, kind, data.num_labels, multi_label)
-            value = metrics.get(t.select_metric)
-            search[str(float(c))] = value
-            tracker.log_epoch(len(search), {f"validation/{k}": v for k, v in metrics.items() if v is not None})
-            if value is not None and better(t.select_metric, value, best_value):
-                best, best_value = (float(c), clf, metrics), value
-        train_s = time.perf_counter() - started
-    if best is None:
+        found = _search_c(data, kind, m, t, multi_label, tracker)
+    if found.best is None:
         raise ValueError(f"trainer.select_metric={t.select_metric} is not computed by method={m.name}; "
                          "use accuracy, f1_macro or f1_micro")
-    c, clf, val_metrics = best
     with memory.phase("eval"):
-        x_test = vectorizer.transform(data.test.texts)
-        test_metrics, predictions = _evaluate(clf, x_test, data.test, kind, data.num_labels, multi_label)
-        batch = data.test.texts[:t.latency_batch_size]
-        clf.predict(vectorizer.transform(batch))  # warm-up
-        times = []
-        for _ in range(t.latency_batches):
-            s = time.perf_counter()
-            clf.predict(vectorizer.transform(batch))
-            times.append((time.perf_counter() - s) * 1000.0)
-        folder = Path(work_dir) / "adapter"
-        folder.mkdir(parents=True, exist_ok=True)
-        joblib.dump({"vectorizer": vectorizer, "classifier": clf}, folder / "tfidf.joblib")
-        saved = (folder / "tfidf.joblib").stat().st_size
-    n_weights = int(sum(np.asarray(e.coef_).size + np.asarray(e.intercept_).size
-                        for e in getattr(clf, "estimators_", [clf])))
+        tested = _test(found, data, kind, t, multi_label, work_dir)
+    n_weights = _n_weights(found.best[1])
     guess = kind.majority_prediction(data.train.labels)
+    fields = _fields(found, tested, n_weights, data, kind, m, t, memory)
+    fields.update(energy.stop())
+    fields["wall_s"] = time.perf_counter() - t0
+    labels = kind.prediction_ids(data.test.labels)
+    kept = {"labels": np.asarray(labels), "predictions": np.asarray(kind.prediction_ids(tested.predictions)),
+            "majority": np.asarray(kind.prediction_ids([guess] * len(labels)))}
+    return fields, [], {"test": kept}
+
+
+def _search_c(data, kind, m, t, multi_label: bool, tracker) -> _Search:
+    """TF-IDF fitted on the training texts, one classifier per C of ``method.c_grid``, each scored
+    on the validation split (logged as an epoch); the best by ``trainer.select_metric``, timed."""
+    from sklearn.feature_extraction.text import TfidfVectorizer
+
+    started = time.perf_counter()
+    vectorizer = TfidfVectorizer(sublinear_tf=True, ngram_range=(1, m.ngram_max), min_df=m.min_df,
+                                 max_features=m.max_features)
+    found = _Search(vectorizer)
+    x_train = vectorizer.fit_transform(data.train.texts)
+    y_train = np.asarray(data.train.labels)
+    x_val = vectorizer.transform(data.validation.texts)
+    for c in m.c_grid:
+        clf = _classifier(m, float(c), multi_label).fit(x_train, y_train)
+        metrics, predictions = _evaluate(clf, x_val, data.validation, kind, data.num_labels, multi_label)
+        found.held = (x_train, y_train, x_val, metrics, predictions)
+        value = metrics.get(t.select_metric)
+        found.search[str(float(c))] = value
+        tracker.log_epoch(len(found.search), {f"validation/{k}": v for k, v in metrics.items() if v is not None})
+        if value is not None and better(t.select_metric, value, found.best_value):
+            found.best, found.best_value = (float(c), clf, metrics), value
+    found.train_s = time.perf_counter() - started
+    return found
+
+
+def _test(found: _Search, data, kind, t, multi_label: bool, work_dir: Path) -> _Tested:
+    """The chosen classifier on the test split; the median latency's samples (vectorizing and
+    classifying ``trainer.latency_batch_size`` texts, after a warm-up); the saved model's size."""
+    import joblib
+
+    vectorizer, clf = found.vectorizer, found.best[1]
+    x_test = vectorizer.transform(data.test.texts)
+    metrics, predictions = _evaluate(clf, x_test, data.test, kind, data.num_labels, multi_label)
+    batch = data.test.texts[:t.latency_batch_size]
+    clf.predict(vectorizer.transform(batch))  # warm-up
+    times = []
+    for _ in range(t.latency_batches):
+        s = time.perf_counter()
+        clf.predict(vectorizer.transform(batch))
+        times.append((time.perf_counter() - s) * 1000.0)
+    folder = Path(work_dir) / "adapter"
+    folder.mkdir(parents=True, exist_ok=True)
+    joblib.dump({"vectorizer": vectorizer, "classifier": clf}, folder / "tfidf.joblib")
+    return _Tested(metrics, predictions, times, (folder / "tfidf.joblib").stat().st_size, (x_test, batch))
+
+
+def _n_weights(clf) -> int:
+    """The classifier's coefficients and intercepts (of every label's, one-vs-rest)."""
+    return int(sum(np.asarray(e.coef_).size + np.asarray(e.intercept_).size
+                   for e in getattr(clf, "estimators_", [clf])))
+
+
+def _fields(found: _Search, tested: _Tested, n_weights: int, data, kind, m, t, memory) -> dict:
+    """The row's fields, those of a neural run that apply (the memory meter stopped here)."""
+    c, _, val_metrics = found.best
+    train_s = found.train_s
     majority = data.majority_metrics()
-    fields = {
-        **{k: (None if v is None else float(v)) for k, v in test_metrics.items()},
-        "best_epoch": None, "select_metric": t.select_metric, "select_value": float(best_value),
+    return {
+        **{k: (None if v is None else float(v)) for k, v in tested.metrics.items()},
+        "best_epoch": None, "select_metric": t.select_metric, "select_value": float(found.best_value),
         "precision": "fp64", "majority_accuracy": majority["accuracy"],
         "majority_f1_macro": majority.get("f1_macro"),
         **{f"n_truncated_{s}": 0 for s in ("train", "validation", "test")},
         "trainable_params": n_weights, "total_params": n_weights, "trainable_pct": 100.0,
-        "adapter_bytes": int(saved), **memory.stop(),
+        "adapter_bytes": int(tested.saved), **memory.stop(),
         "train_samples_per_s": len(data.train) * len(m.c_grid) / train_s, "train_tokens_per_s": None,
-        "infer_latency_ms": float(sorted(times)[len(times) // 2]), "infer_latency_merged_ms": None,
+        "infer_latency_ms": float(sorted(tested.times)[len(tested.times) // 2]), "infer_latency_merged_ms": None,
         "train_s": train_s, "optimizer_steps": None,
         "train_examples_seen": len(data.train) * len(m.c_grid), "train_tokens": None,
         "n_train": len(data.train), "n_validation": len(data.validation), "n_test": len(data.test),
@@ -130,12 +194,6 @@ def run_classical(cfg, isolated: bool, work_dir: Path, tracker) -> tuple[dict, l
         "details_json": json.dumps({
             "data_source": data.source, "label_names": data.label_names, "task_type": kind.name,
             "majority": majority, "model_used": False, "whole_texts": True, "chosen_C": c,
-            "c_search": search, "vocabulary": len(vectorizer.vocabulary_), "classifier": m.classifier,
+            "c_search": found.search, "vocabulary": len(found.vectorizer.vocabulary_), "classifier": m.classifier,
             "validation": val_metrics}, sort_keys=True, default=str),
     }
-    fields.update(energy.stop())
-    fields["wall_s"] = time.perf_counter() - t0
-    labels = kind.prediction_ids(data.test.labels)
-    kept = {"labels": np.asarray(labels), "predictions": np.asarray(kind.prediction_ids(predictions)),
-            "majority": np.asarray(kind.prediction_ids([guess] * len(labels)))}
-    return fields, [], {"test": kept}
