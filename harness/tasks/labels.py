@@ -70,12 +70,13 @@ MANY_LABELS = 20
 
 def refuse_text_as_labels(values: list[list[str]], found: list[str], cfg) -> None:
     """TaskDataError when the label column looks like text: at least ``MANY_LABELS`` distinct
-    labels, more than half of them on a single row. ``task.labels`` (naming the classes) lifts it."""
+    labels, more than half of them on a single row. ``task.labels`` (naming the classes) or
+    ``task.label_words`` (an answer per class) lifts it."""
     from collections import Counter
 
     from harness.tasks.data import TaskDataError
 
-    if len(found) < MANY_LABELS:
+    if len(found) < MANY_LABELS or getattr(cfg, "label_words", None):
         return
     counts = Counter(v for vs in values for v in vs)
     once = sum(1 for n in counts.values() if n == 1)
