@@ -260,6 +260,22 @@ for _f in [
           report="Train samples/s", digits=3, terminal="samples/s", listed=True),
     Field("train_tokens_per_s", "real", unit="tokens/s", higher_is_better=True, report="Train tokens/s",
           digits=3, doc="non-padding tokens per second in the training loop"),
+    Field("train_flops_per_token", "real", unit="FLOPs", higher_is_better=False,
+          doc="model FLOPs of one training step per token, padding included: one forward and backward "
+              "pass counted by torch's FLOP counter on the run's model and first training examples "
+              "(harness.training.flops)"),
+    Field("achieved_tflops", "real", unit="TFLOP/s", higher_is_better=True, report="TFLOP/s", digits=3,
+          doc="train_flops_per_token x train_tokens_per_s (non-padding tokens: padding is waste)"),
+    Field("mfu", "real", higher_is_better=True, report="MFU", digits=3,
+          doc="model FLOPs utilisation: achieved_tflops over the peak peak_source names (times the "
+              "processes of a data-parallel run)"),
+    Field("peak_tflops_measured", "real", unit="TFLOP/s",
+          doc="the best rate of square matmuls in the run's precision on its device, measured once "
+              "per device and cached"),
+    Field("peak_tflops_datasheet", "real", unit="TFLOP/s",
+          doc="the datasheet's dense bf16 peak of a known GPU under bf16 autocast (else empty)"),
+    Field("peak_source", "text", choices=("datasheet", "measured"),
+          doc="which peak mfu is over: the datasheet's where there is one, else the measured"),
     Field("infer_latency_ms", "real", unit="ms", higher_is_better=False,
           report="Latency unmerged ms", digits=3, terminal="latency_ms"),
     Field("infer_latency_merged_ms", "real", unit="ms", higher_is_better=False,

@@ -29,17 +29,24 @@ MONEY = "money_per_run"
 
 @dataclass(frozen=True)
 class Quantity:
-    """A cost column: lower is better, averaged over a configuration's runs."""
+    """A cost column, averaged over a configuration's runs: lower is better, but for the share of
+    the device's peak the training step used (MFU, higher is better)."""
 
     name: str  # column of the cost frame (per run: the stored value / scale)
     label: str
     source: str  # column of the runs table (MONEY: computed here)
     scale: float = 1.0
     optional: bool = False  # shown only where some run of the table recorded it
+    higher_is_better: bool = False
+
+    @property
+    def header(self) -> str:
+        return f"{self.label} {'↑' if self.higher_is_better else '↓'}"
 
 
 QUANTITIES = [
     Quantity("train_s", "Train time s", "train_s"),
+    Quantity("mfu", "MFU", "mfu", optional=True, higher_is_better=True),
     Quantity("wall_s", "Wall time s", "wall_s"),
     Quantity("energy_j", "Energy J", "energy_j"),
     Quantity("peak_memory_mib", "Peak memory MiB", "peak_memory_bytes", MIB),
@@ -126,11 +133,11 @@ def cost_table(analysis: Analysis, finished: pd.DataFrame, task: str, model: str
     shown = {q.name: q for q in _shown(runs, cost)}
     # (header, frame column, digits, higher is better); None: a text column
     columns = [(f"{m.label} {m.arrow}", m.name, m.digits, m.higher_is_better) for m in METRICS if m.quality]
-    columns += [(f"{q.label} ↓", q.name, 4, False) for n, q in shown.items() if not n.startswith("peak")
-                and n != MONEY]
+    columns += [(q.header, q.name, 4 if n != "mfu" else 3, q.higher_is_better) for n, q in shown.items()
+                if not n.startswith("peak") and n != MONEY]
     columns += [("Energy measured as", "energy_kind", 0, None)]
-    columns += [(f"{q.label} ↓", q.name, 4, False) for n, q in shown.items() if n.startswith("peak")]
-    columns += [(f"{q.label} ↓", q.name, 4, False) for n, q in shown.items() if n == MONEY]
+    columns += [(q.header, q.name, 4, False) for n, q in shown.items() if n.startswith("peak")]
+    columns += [(q.header, q.name, 4, False) for n, q in shown.items() if n == MONEY]
     rows = [[Cell(r.label), Cell(str(r.n))]
             + [Cell(r.energy_kind if isinstance(r.energy_kind, str) else "not measured") if higher is None else _cell(r, name, digits, name == MONEY)
                for _, name, digits, higher in columns] for _, r in frame.iterrows()]
@@ -150,6 +157,11 @@ def _notes(runs: pd.DataFrame, cost: CostConfig | None) -> list[str]:
     notes = ["Mean ± standard deviation over seeds; n = runs; bold: best in its column. Quality as in "
              "the comparison table (its significance marks are there). Train time: the training "
              "loop (train_s); wall time: the whole run, loading and evaluation included (wall_s)."]
+    if "mfu" in runs and runs.mfu.notna().any():
+        notes.append("MFU: the model FLOPs of a training step (torch's FLOP counter on the run's model "
+                     "and batch, the method's own work included) times the run's training tokens per "
+                     "second, over the device's peak (the datasheet's bf16 peak of a known GPU, else a "
+                     "matmul peak measured on the device); higher is better.")
     kinds = sorted(set(runs.energy_kind.dropna()))
     notes.append("Energy: " + ("what the device used during the run, measured as " + ", ".join(
         f"{k} ({ENERGY_KINDS.get(k, k)})" for k in kinds) + "; " if kinds else "")

@@ -26,6 +26,7 @@ from harness.tasks import load_task
 from harness.tasks.encoding import cut_line, cut_summary, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.types import TaskType, task_truncation
+from harness.training import flops
 from harness.training.energy import EnergyMeter
 from harness.training.loop import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
 from harness.training.memory import PeakMemory
@@ -103,6 +104,17 @@ def fit(s: Setup, cfg: RunConfig, tracker, memory: PeakMemory | None = None, par
                  parallel=parallel)
 
 
+def count_flops(s: Setup, cfg: RunConfig, parallel=None) -> tuple[int, int] | None:
+    """The FLOPs and tokens of one training step, counted before training on the first training
+    examples with every random-number generator put back (:mod:`harness.training.flops`); None
+    for a run FSDP shards (its model is not whole on any process)."""
+    if parallel is not None and parallel.fsdp:
+        return None
+    return flops.count_training_step(s.adapted, s.kind, s.encoded["train"].examples,
+                                     s.batches["train"].collate_fn, cfg.trainer.batch_size,
+                                     s.device, s.use_bf16)
+
+
 def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
     """The test split with the selected weights; per task (multi-task data) and per variant
     (a method's extra settings, e.g. DyLoRA's ranks) as curves rows."""
@@ -156,6 +168,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     (energy := EnergyMeter(device.type, device.index or 0)).start()
     with memory.phase("setup"):
         s = setup(cfg, device, parallel)
+    counted = count_flops(s, cfg, parallel)
     trained = fit(s, cfg, tracker, memory, parallel)
     sharded = parallel is not None and parallel.test_sharded
     if sharded:  # every process tests its shards together (harness.run.fsdp)
@@ -170,6 +183,8 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
         measured = inference_costs(s, cfg, work_dir, timed=not sharded)
     fields = record_fields(s, cfg, trained, tested, measured, memory.stop(), parallel)
     fields.update(energy.stop())
+    fields.update(flops.mfu_fields(counted, fields["train_tokens_per_s"], s.device, s.use_bf16,
+                                   parallel.accelerator.num_processes if parallel is not None else 1))
     for name in MEASUREMENTS:
         fields.update(MEASUREMENTS.get(name)(s, trained))
     fields["wall_s"] = time.perf_counter() - t0
