@@ -269,6 +269,10 @@ for _f in [
     Field("mfu", "real", higher_is_better=True, report="MFU", digits=3,
           doc="model FLOPs utilisation: achieved_tflops over the peak peak_source names (times the "
               "processes of a data-parallel run)"),
+    Field("train_flops", "real", unit="FLOPs", higher_is_better=False,
+          doc="budget: the training FLOPs the run spent, its counted step (harness.training.flops) times "
+              "its optimizer steps"),
+    Field("flops_budget", "real", unit="FLOPs", doc="trainer.flops_budget, when the run had one"),
     Field("peak_tflops_measured", "real", unit="TFLOP/s",
           doc="the best rate of square matmuls in the run's precision on its device, measured once "
               "per device and cached"),

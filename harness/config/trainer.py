@@ -18,6 +18,10 @@ class TrainerConfig:
     eval_batch_size: int = 64
     # Stop after this many optimizer steps in all (null: no limit); for smoke tests.
     max_steps: Optional[int] = None
+    # Equal compute instead of equal steps: the training FLOPs each run may spend (e.g. 5e12). A
+    # run counts its training step (harness.training.flops) and takes the steps that fit, so a
+    # method that does more work per step takes fewer; null: the budget is epochs / max_steps.
+    flops_budget: Optional[float] = None
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
     # bf16 autocast for forward passes (training, evaluation, latency): auto = where the device
@@ -87,6 +91,12 @@ class TrainerConfig:
             positive_int(f"trainer.{key}", getattr(self, key))
         if self.max_steps is not None:
             positive_int("trainer.max_steps", self.max_steps)
+        if self.flops_budget is not None:
+            positive_finite("trainer.flops_budget", self.flops_budget)
+            check(self.max_steps is None, "trainer.flops_budget and trainer.max_steps both set: a run has "
+                                          "one budget, FLOPs or steps (set the other to null)")
+            check(self.strategy == Strategy.ddp, "trainer.flops_budget counts a whole training step: "
+                                                 "not with trainer.strategy=fsdp")
         check(self.latency_batches >= 1, "trainer.latency_batches must be >= 1")
         check(isinstance(self.warmup_ratio, (int, float)) and math.isfinite(self.warmup_ratio)
               and 0 <= self.warmup_ratio < 1,

@@ -145,6 +145,42 @@ def _matched_budget(runs: pd.DataFrame, status: dict, columns: dict, data_text: 
     return BudgetCheck(UNKNOWN, sentence, n, columns)
 
 
+def _flops(value: float) -> str:
+    return f"{value:.3g}"
+
+
+def _flops_budget(runs: pd.DataFrame, data: dict, data_text: str) -> BudgetCheck | None:
+    """Runs that had a FLOPs budget (``trainer.flops_budget``): equal compute, not equal steps. The
+    budget held when they all had the same one and each spent it to within its last step (a
+    method that does more per step takes fewer steps, as equal compute intends). None when no run
+    had one."""
+    if "flops_budget" not in runs.columns or runs["flops_budget"].isna().all():
+        return None
+    n, budgets = len(runs), runs["flops_budget"]
+    if budgets.isna().any() or budgets.nunique() > 1:
+        given = "; ".join(f"{label} {_flops(b) if pd.notna(b) else 'none (a step budget)'}"
+                          for label, b in runs.groupby("label")["flops_budget"].first().items())
+        return BudgetCheck(DIFFER, f"The {n} runs did NOT have the same budget: FLOPs budgets differ "
+                                   f"({given}). Differences between these configurations may come from "
+                                   "their budgets.", n, {"flops_budget": DIFFER, **data})
+    budget, spent = budgets.iloc[0], runs["train_flops"]
+    step = spent / runs["optimizer_steps"].clip(lower=1)
+    short = runs.loc[spent + step <= budget, "label"].unique()
+    sizes = [c for c, s in data.items() if s == DIFFER]
+    status = DIFFER if len(short) or sizes else (EQUAL if all(s == EQUAL for s in data.values()) else UNKNOWN)
+    sentence = (f"All {n} runs had the same compute budget, {_flops(budget)} training FLOPs "
+                f"(trainer.flops_budget), and spent {_flops(spent.min())} to {_flops(spent.max())} of it "
+                f"(each within its last step); optimizer steps differ by method "
+                f"({_label_values(runs, 'optimizer_steps')}), as equal compute intends"
+                + (f" ({data_text})." if data_text else "."))
+    if len(short):
+        sentence += (f" But {', '.join(sorted(map(str, short)))} stopped more than a step short of the "
+                     "budget: the budget was NOT equal.")
+    if sizes:
+        sentence += " Data sizes differ: " + ", ".join(WORDS[c][1] for c in sizes) + "."
+    return BudgetCheck(status, sentence, n, {"flops_budget": EQUAL if not len(short) else DIFFER, **data})
+
+
 def check_budget(runs: pd.DataFrame) -> BudgetCheck:
     """The budget check of the runs one table compares (rows of the per-run frame: label, seed
     and the budget and data-size columns). Baselines that train no network (TF-IDF, zero-shot)
@@ -157,6 +193,9 @@ def check_budget(runs: pd.DataFrame) -> BudgetCheck:
     data_equal = [c for c in DATA_SIZES if columns[c] == EQUAL]
     data_text = (f"data: {_listed(runs, columns, DATA_SIZES)} examples"
                  if len(data_equal) == len(DATA_SIZES) else "")
+    by_flops = _flops_budget(runs, {c: columns[c] for c in DATA_SIZES}, data_text)
+    if by_flops is not None:
+        return by_flops
     if any(columns[c] == UNKNOWN for c in BUDGET):
         return _unknown_budget(runs, status, columns, data_text)
     if any(s == DIFFER for s in columns.values()):

@@ -115,6 +115,17 @@ def count_flops(s: Setup, cfg: RunConfig, parallel=None) -> tuple[int, int] | No
                                      s.device, s.use_bf16)
 
 
+def spend_flops_budget(cfg: RunConfig, counted: tuple[int, int] | None, steps_per_epoch: int) -> None:
+    """``trainer.flops_budget``: the run takes the optimizer steps whose counted FLOPs fit in it
+    (as ``trainer.max_steps``, which the budget excludes), over as many epochs as they need, so
+    every run of a table spends the same compute whatever its method does per step."""
+    if cfg.trainer.flops_budget is None or counted is None:
+        return
+    steps = flops.steps_in_budget(cfg.trainer.flops_budget, counted[0])
+    cfg.trainer.max_steps = steps
+    cfg.trainer.epochs = -(-steps // max(steps_per_epoch, 1))
+
+
 def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
     """The test split with the selected weights; per task (multi-task data) and per variant
     (a method's extra settings, e.g. DyLoRA's ranks) as curves rows."""
@@ -169,6 +180,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     with memory.phase("setup"):
         s = setup(cfg, device, parallel)
     counted = count_flops(s, cfg, parallel)
+    spend_flops_budget(cfg, counted, len(s.batches["train"]))
     trained = fit(s, cfg, tracker, memory, parallel)
     sharded = parallel is not None and parallel.test_sharded
     if sharded:  # every process tests its shards together (harness.run.fsdp)
@@ -185,6 +197,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     fields.update(energy.stop())
     fields.update(flops.mfu_fields(counted, fields["train_tokens_per_s"], s.device, s.use_bf16,
                                    parallel.accelerator.num_processes if parallel is not None else 1))
+    fields.update(flops.budget_fields(counted, trained.steps, cfg.trainer.flops_budget))
     for name in MEASUREMENTS:
         fields.update(MEASUREMENTS.get(name)(s, trained))
     fields["wall_s"] = time.perf_counter() - t0

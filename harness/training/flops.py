@@ -227,3 +227,24 @@ def mfu_fields(counted: tuple[int, int] | None, tokens_per_s: float | None, devi
             "peak_tflops_measured": measured, "peak_tflops_datasheet": sheet,
             "peak_source": "datasheet" if sheet else "measured",
             "mfu": achieved / peak if achieved is not None and peak > 0 else None}
+
+
+class BudgetError(ValueError):
+    """A FLOPs budget smaller than one training step; the message is one line."""
+
+
+def steps_in_budget(budget: float, step: int) -> int:
+    """The optimizer steps whose FLOPs (``step`` each, counted) fit in ``budget``."""
+    steps = int(budget // step)
+    if steps < 1:
+        raise BudgetError(f"trainer.flops_budget={budget:.3g} is less than one training step of this run "
+                          f"({step:.3g} FLOPs); give at least that")
+    return steps
+
+
+def budget_fields(counted: tuple[int, int] | None, steps: int, budget: float | None) -> dict:
+    """The training FLOPs the run spent (its counted step times its optimizer steps) and its
+    FLOPs budget, if it had one."""
+    if counted is None:
+        return {}
+    return {"train_flops": float(counted[0]) * steps, "flops_budget": budget}
