@@ -7,6 +7,10 @@ seed draws the data split, so the tokens a run sees can vary from seed to seed; 
 then still matched when every configuration had the same budget on each seed. A store written
 before the budget columns existed reads back empty there: the budget is then *unknown*, and the
 report says so rather than claim equality.
+
+Runs with a FLOPs budget (``trainer.flops_budget``) are compared at equal compute instead: their
+steps differ by design, and the check is that they had one budget and each spent it to within its
+last step (``train_flops``).
 """
 from __future__ import annotations
 
