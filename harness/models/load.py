@@ -67,6 +67,12 @@ def gguf_to_safetensors(gguf_path: str) -> str:
     if not getattr(model.config, "tie_word_embeddings", False):
         body["lm_head.weight"] = model.lm_head.weight.detach().contiguous()
     save_file(body, str(tmp / "model.safetensors"), metadata={"format": "pt"})
+    return _publish(tmp, folder)
+
+
+def _publish(tmp: Path, folder: Path) -> str:
+    """Move a model written to ``tmp`` into the cache ``folder`` in one rename; a broken leftover
+    there is replaced, and another process's identical copy, made first, is kept."""
     if folder.is_dir() and not (folder / "config.json").is_file():  # a broken leftover: replaced
         shutil.rmtree(folder, ignore_errors=True)
     try:
@@ -128,13 +134,7 @@ def build_tiny(spec: dict) -> str:
     tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
     model.save_pretrained(tmp, safe_serialization=True)
     tokenizer.save_pretrained(tmp)
-    if folder.is_dir() and not (folder / "config.json").is_file():  # a broken leftover: replaced
-        shutil.rmtree(folder, ignore_errors=True)
-    try:
-        os.replace(tmp, folder)
-    except OSError:  # another process built it first; theirs is identical
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(folder)
+    return _publish(tmp, folder)
 
 
 def bnb_config(quant_cfg, skip_modules: list[str]) -> BitsAndBytesConfig | None:
