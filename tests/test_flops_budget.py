@@ -71,3 +71,17 @@ def test_a_budget_under_one_step_fails_the_run_with_one_line(run_tiny):
     row = run_tiny("method=lora", *BUDGETED, "trainer.flops_budget=1000")
     assert row["status"] == "failed"
     assert row["error"].startswith("BudgetError: trainer.flops_budget=1e+03 is less than one training step")
+
+
+def test_a_pair_at_one_flops_budget_is_at_the_same_budget_whatever_its_steps():
+    from harness.report.pairing import budget_difference
+
+    base = {"seed": 0, "n_train": 64, "n_validation": 16, "n_test": 32, "train_examples_seen": 8,
+            "train_tokens": 100, "flops_budget": 1e9}
+    lora = pd.DataFrame([{**base, "run_id": "a", "label": "lora", "train_flops": 0.95e9, "optimizer_steps": 10}])
+    dora = pd.DataFrame([{**base, "run_id": "b", "label": "dora", "train_flops": 0.9e9, "optimizer_steps": 5}])
+    assert budget_difference(lora, dora) == (True, "")
+    stepped = dora.assign(flops_budget=float("nan"))
+    assert budget_difference(lora, stepped) == (False, "a FLOPs budget vs a step budget")
+    short = dora.assign(train_flops=0.7e9)
+    assert budget_difference(lora, short) == (False, "dora stopped more than a step short of the FLOPs budget 1e+09")

@@ -110,6 +110,9 @@ def budget_difference(a: Side, b: Side) -> tuple[bool | None, str]:
     for side in (a, b):
         if side.untrained:
             return None, f"{side.label} is a baseline that trains no network (no training budget)"
+    by_flops = _flops_budget_difference(a, b)
+    if by_flops is not None:
+        return by_flops
     if a.budget is None or b.budget is None:
         return None, "budget unknown (runs stored before the budget columns)"
     shared = sorted(set(a.seeds) & set(b.seeds))
@@ -125,6 +128,26 @@ def budget_difference(a: Side, b: Side) -> tuple[bool | None, str]:
         if (va != vb) if paired else (set(va) != set(vb)):
             differ.append(f"{WORDS[col][1]} {_span(va)} vs {_span(vb)}")
     return (not differ), "; ".join(differ)
+
+
+def _flops_budget_difference(a: Side, b: Side) -> tuple[bool, str] | None:
+    """Two sides of which one had a FLOPs budget (``trainer.flops_budget``): the same budget, each
+    run spending it to within its last step, is the same budget however many steps each took;
+    None when neither had one (the step budget is compared)."""
+    budgets = [s.runs["flops_budget"] if "flops_budget" in s.runs.columns else pd.Series(dtype=float)
+               for s in (a, b)]
+    if not any(len(v) and v.notna().any() for v in budgets):
+        return None
+    if any(v.isna().any() or not len(v) for v in budgets):
+        return False, "a FLOPs budget vs a step budget"
+    va, vb = sorted(set(budgets[0])), sorted(set(budgets[1]))
+    if va != vb or len(va) > 1:
+        return False, f"FLOPs budgets {', '.join(f'{v:.3g}' for v in va)} vs {', '.join(f'{v:.3g}' for v in vb)}"
+    short = [s.label for s in (a, b) if ((s.runs["train_flops"] + s.runs["train_flops"]
+                                          / s.runs["optimizer_steps"].clip(lower=1)) <= va[0]).any()]
+    if short:
+        return False, f"{', '.join(short)} stopped more than a step short of the FLOPs budget {va[0]:.3g}"
+    return True, ""
 
 
 def versions_text(a: Side, b: Side) -> str:
