@@ -107,8 +107,9 @@ def fit(s: Setup, cfg: RunConfig, tracker, memory: PeakMemory | None = None, par
 def count_flops(s: Setup, cfg: RunConfig, parallel=None) -> tuple[int, int] | None:
     """The FLOPs and tokens of one training step, counted before training on the first training
     examples with every random-number generator put back (:mod:`harness.training.flops`); None
-    for a run FSDP shards (its model is not whole on any process)."""
-    if parallel is not None and parallel.fsdp:
+    for a run FSDP shards (its model is not whole on any process) and for one that trains nothing
+    (a zero-shot baseline takes no training step)."""
+    if (parallel is not None and parallel.fsdp) or s.trainable == 0:
         return None
     return flops.count_training_step(s.adapted, s.kind, s.encoded["train"].examples,
                                      s.batches["train"].collate_fn, cfg.trainer.batch_size,
