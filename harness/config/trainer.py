@@ -30,6 +30,10 @@ class TrainerConfig:
     # Training batches of similar lengths (transformers' LengthGroupedSampler, as its Trainer's
     # group_by_length), evaluation batches sorted by length: less padding, same examples.
     group_by_length: bool = True
+    # Causal-LM prompt tasks: each training batch's rows concatenated into one row without padding,
+    # positions restarting at every row so that attention stays within it (transformers' packed
+    # sequences); the answer-only loss is the same. Evaluation batches stay padded.
+    packing: bool = False
     select: Select = Select.final
     select_metric: str = "accuracy"
     device: DeviceKind = DeviceKind.auto
@@ -81,6 +85,9 @@ class TrainerConfig:
         check(self.batch_size % self.processes == 0,
               f"trainer.batch_size ({self.batch_size}) must be a multiple of trainer.processes "
               f"({self.processes}): each process takes an equal share of every batch")
+        check(not self.packing or self.processes == 1,
+              "trainer.packing=true puts a batch in one row, which data parallel cannot split: "
+              "it needs trainer.processes=1")
         check(self.timeout_s is None or (math.isfinite(self.timeout_s) and self.timeout_s > 0),
               f"trainer.timeout_s must be a number of seconds > 0 or null, got {self.timeout_s!r}")
         check(self.timeout_s is None or self.isolate,

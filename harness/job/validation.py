@@ -91,6 +91,30 @@ def check_language_model(run: RunConfig, spec) -> None:
     check(optimizer == "adamw" or not spec.own_optimizer,
           f"method={run.method.name} brings its own optimizer; trainer.optimizer must be adamw "
           f"(got {optimizer})")
+    check_packing(run)
+
+
+# peft's prompt learning puts its virtual tokens (or keys and values) before each row: a packed
+# row of several examples would have them once.
+PROMPT_LEARNING = ("PROMPT_TUNING", "P_TUNING", "PREFIX_TUNING", "MULTITASK_PROMPT_TUNING",
+                   "ADAPTION_PROMPT", "CPT")
+
+
+def check_packing(run: RunConfig) -> None:
+    """``trainer.packing`` needs a causal-LM prompt task of one task, and a method that adds
+    nothing before each row."""
+    from harness.tasks.types import TASK_TYPES
+
+    if not run.trainer.packing:
+        return
+    task = run.task
+    check(TASK_TYPES.get(task.task_type).causal_lm and not getattr(task, "subtasks", None),
+          f"trainer.packing=true packs the prompt rows of a causal language model: it needs a prompt "
+          f"task (task.task_type generation or choice) of one task; got task.task_type={task.task_type}"
+          + (" with subtasks" if getattr(task, "subtasks", None) else ""))
+    check(str(getattr(run.method, "peft_type", "")).upper() not in PROMPT_LEARNING,
+          f"trainer.packing=true cannot serve method={run.method.name}: its virtual tokens go before "
+          f"each row, and a packed row holds several; use trainer.packing=false")
 
 
 def validate(cfg: DictConfig) -> RunConfig:

@@ -88,9 +88,10 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
     if line and rank() == 0:
         print(f"[harness] note: task {cfg.task.name}: {line}", flush=True)
     kind.prepare(tok, encoded["train"].examples)
+    packed = kind.collator(tok, packed=True) if cfg.trainer.packing else collate
     batches = {name: loader(enc.examples, tok, cfg.trainer.batch_size if name == "train"
-                            else cfg.trainer.eval_batch_size, name == "train", cfg.seed, collate,
-                            cfg.trainer.group_by_length)
+                            else cfg.trainer.eval_batch_size, name == "train", cfg.seed,
+                            packed if name == "train" else collate, cfg.trainer.group_by_length)
                for name, enc in encoded.items()}
     s = Setup(device, wants_bf16(cfg, device), data, kind, loaded, adapted, encoded, batches)
     adapted.before_training(TrainingStart(total_steps(len(batches["train"]), cfg.trainer), batches["train"], where))

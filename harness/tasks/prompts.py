@@ -137,10 +137,11 @@ class PromptTask(TaskType):
     def pad_id(self, tokenizer) -> int:
         return tokenizer.pad_token_id if tokenizer.pad_token_id is not None else self.eos_id(tokenizer)
 
-    def collator(self, tokenizer):
-        from harness.tasks.scoring.lm import PromptCollator
+    def collator(self, tokenizer, packed: bool = False):
+        """Padded batches; ``packed``: training batches as one padding-free row (trainer.packing)."""
+        from harness.tasks.scoring.lm import PackedPromptCollator, PromptCollator
 
-        return PromptCollator(self.pad_id(tokenizer))
+        return (PackedPromptCollator if packed else PromptCollator)(self.pad_id(tokenizer))
 
     def prepare(self, tokenizer, train_examples: list[dict]) -> None:
         self.tokenizer = tokenizer
@@ -153,8 +154,12 @@ class PromptTask(TaskType):
         return 0  # no head: the language model's own output layer
 
     def model_inputs(self, batch: dict) -> dict:
-        return {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "task_ids")
-                if k in batch}
+        inputs = {k: batch[k] for k in ("input_ids", "attention_mask", "position_ids", "task_ids")
+                  if k in batch}
+        if batch.get("packed"):  # no mask, no cache: the model finds the rows from the positions
+            inputs.pop("attention_mask", None)
+            inputs["use_cache"] = False
+        return inputs
 
     def batch_loss(self, model, batch):
         from harness.tasks.scoring.lm import answer_nll

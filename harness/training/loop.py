@@ -168,7 +168,7 @@ class _Training:
         self.step += 1
         self.adapted.after_optimizer_step(self.step, self.total)
         self.optimizer.zero_grad(set_to_none=True)
-        n, tokens = len(batch["labels"]), int(batch["attention_mask"].sum())
+        n, tokens = batch.get("n_rows", len(batch["labels"])), int(batch["attention_mask"].sum())
         loss_value = float(loss.detach())
         if self.parallel is not None:  # this process's share -> the global batch
             weighted, n, tokens = self.parallel.sum([loss_value * n, n, tokens])

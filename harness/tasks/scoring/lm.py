@@ -55,6 +55,26 @@ class PromptCollator:
         return batch
 
 
+class PackedPromptCollator(PromptCollator):
+    """A training batch without padding: its prompt+answer rows concatenated into one row, the
+    positions restarting at each (given no attention mask, transformers finds the packed
+    sequences from the positions and keeps attention within each), labels -100 on every prompt.
+    The loss over the answer tokens is the padded batch's. ``attention_mask`` (all ones) is there
+    to count tokens, not for the model (``packed``); ``n_rows`` counts the examples."""
+
+    def __call__(self, examples: list[dict]) -> dict:
+        ids, labels, where = [], [], []
+        for e in examples:
+            row = list(e["input_ids"])
+            ids += row
+            labels += [IGNORE] * e["n_prompt"] + row[e["n_prompt"]:]
+            where += range(len(row))
+        batch = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones((1, len(ids)), dtype=torch.long),
+                 "position_ids": torch.tensor([where]), "labels": torch.tensor([labels]),
+                 "packed": True, "n_rows": len(examples)}
+        return batch
+
+
 def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
