@@ -34,6 +34,9 @@ class TrainerConfig:
     # positions restarting at every row so that attention stays within it (transformers' packed
     # sequences); the answer-only loss is the same. Evaluation batches stay padded.
     packing: bool = False
+    # torch.compile the training forward pass (dynamic shapes: batches differ in length); evaluation
+    # and inference timing run the model as it is. Off by default: measured slower on CPU.
+    compile: bool = False
     select: Select = Select.final
     select_metric: str = "accuracy"
     device: DeviceKind = DeviceKind.auto

@@ -31,7 +31,7 @@ def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "T
                "task_type": s.kind.name, "majority": majority,
                "tokens_from_cache": all(e.cached for e in s.encoded.values()),
                "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,
-               "packing": cfg.trainer.packing,
+               "packing": cfg.trainer.packing, "compile": cfg.trainer.compile,
                "truncation": cut_summary(s.encoded, cfg.task.max_length, task_truncation(cfg.task)),
                **s.adapted.details()}
     return {

@@ -124,6 +124,8 @@ class _Training:
         self.forward = model
         if parallel is not None:  # the scheduler is stepped here, once per optimizer step, as alone
             self.forward, optimizer, self.train_batches = parallel.prepare(model, optimizer, self.train_batches)
+        if self.t.compile:  # the training forward only (trainer.compile)
+            self.forward = torch.compile(self.forward, dynamic=True)
         self.optimizer = optimizer
         self.backward = parallel.backward if parallel is not None else (lambda loss: loss.backward())
         self.clip = parallel.clip_grad_norm_ if parallel is not None else torch.nn.utils.clip_grad_norm_
