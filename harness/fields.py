@@ -269,7 +269,7 @@ for _f in [
     Field("mfu", "real", higher_is_better=True, report="MFU", digits=3,
           doc="model FLOPs utilisation: achieved_tflops over the peak peak_source names (times the "
               "processes of a data-parallel run)"),
-    Field("train_flops", "real", unit="FLOPs", higher_is_better=False,
+    Field("train_flops", "real", unit="FLOPs", higher_is_better=False, report="Train FLOPs", digits=3,
           doc="budget: the training FLOPs the run spent, its counted step (harness.training.flops) times "
               "its optimizer steps"),
     Field("flops_budget", "real", unit="FLOPs", doc="trainer.flops_budget, when the run had one"),

@@ -65,6 +65,7 @@ def test_the_registry_reproduces_what_was_hard_coded():
         ("train_tokens_per_s", "Train tokens/s", "train_tokens_per_s", 1.0, 3, False),
         ("achieved_tflops", "TFLOP/s", "achieved_tflops", 1.0, 3, False),  # MFU (harness.training.flops)
         ("mfu", "MFU", "mfu", 1.0, 3, False),
+        ("train_flops", "Train FLOPs", "train_flops", 1.0, 3, False),
         ("infer_latency_ms", "Latency unmerged ms", "infer_latency_ms", 1.0, 3, False),
         ("infer_latency_merged_ms", "Latency merged ms", "infer_latency_merged_ms", 1.0, 3, False),
         ("gen_tokens_per_s", "Gen tokens/s", "gen_tokens_per_s", 1.0, 3, False),

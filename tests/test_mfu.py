@@ -87,12 +87,19 @@ def test_datasheet_peaks_are_matched_by_name_most_specific_first():
     assert flops.datasheet_tflops("Tesla T4", bf16=True) is None
 
 
-def test_every_row_records_mfu_and_the_count_changes_no_number(run_tiny, monkeypatch, tmp_path):
+def test_every_row_records_mfu_and_the_count_changes_no_number(run_tiny, store_path, monkeypatch, tmp_path):
     monkeypatch.setenv("PEFT_HARNESS_CACHE", str(tmp_path / "cache"))
     row = run_tiny("method=lora", "trainer.autocast=off")
     assert row["train_flops_per_token"] > 0 and row["achieved_tflops"] > 0
     assert 0 < row["mfu"] < 1 and row["peak_source"] == "measured"
     assert math.isclose(row["achieved_tflops"], row["train_flops_per_token"] * row["train_tokens_per_s"] / 1e12)
+    from harness.config import ReportConfig
+    from harness.report import build_report
+
+    report = build_report(store_path, tmp_path / "report",
+                          options=ReportConfig(pdf=False, formats=["md"]))
+    assert any(p.name.endswith("_pareto_flops.png") for p in report.files)
+    assert "Accuracy vs training compute" in (tmp_path / "report" / "report.md").read_text()
     monkeypatch.setattr(flops, "mfu_fields", lambda *a, **k: {})
     again = run_tiny("method=lora", "trainer.autocast=off", "force=true")
     assert again["accuracy"] == row["accuracy"] and again["eval_loss"] == row["eval_loss"]

@@ -41,6 +41,11 @@ def pair_figures(a: Analysis, curves: pd.DataFrame, task: str, model: str, fig_d
         (plots.quality_vs_cost(a, task, model, "trainable_params", "accuracy",
                                fig_dir / f"{s}_pareto_params.png", log_x=True),
          "Accuracy vs trainable parameters (log scale), with the Pareto front."),
+        (plots.quality_vs_cost(a, task, model, "train_flops", "accuracy",
+                               fig_dir / f"{s}_pareto_flops.png", log_x="auto"),
+         "Accuracy vs training compute (each run's counted training step times its optimizer steps; "
+         "a log scale where it spans ten times or more), with the Pareto front: the configurations that buy their accuracy with the "
+         "least arithmetic. MFU, the share of the device's peak each run used, is in the cost table."),
         (plots.cost_bars(a, task, model, ["train_samples_per_s", "peak_memory_mib"], fig_dir / f"{s}_cost.png"),
          "Training throughput and peak memory per configuration (95% CI over seeds)."),
         (plots.learning_curves(a, curves, task, model, "accuracy", fig_dir / f"{s}_curves.png"),

@@ -37,7 +37,9 @@ def _point(analysis, task, model, label, metric) -> tuple[float, float]:
 
 
 def quality_vs_cost(analysis: Analysis, task: str, model: str, cost: str, quality: str, path: Path,
-                    log_x: bool = False) -> Path | None:
+                    log_x: bool | str = False) -> Path | None:
+    """``quality`` against ``cost``, one marker per configuration, with the Pareto front;
+    ``log_x="auto"``: a log scale where the costs span ten times or more."""
     found = {l: (_point(analysis, task, model, l, cost), _point(analysis, task, model, l, quality))
              for l in analysis.labels(task, model)}
     points = {l: (x, y) for l, ((x, _), (y, _)) in found.items() if not (is_nan(x) or is_nan(y))}
@@ -52,6 +54,9 @@ def quality_vs_cost(analysis: Analysis, task: str, model: str, cost: str, qualit
                      linestyle="none", capsize=3, markersize=7, label=l, **style[l])
     plt.step([points[l][0] for l in front], [points[l][1] for l in front], where="post",
              color="black", linestyle="--", linewidth=1, label="Pareto front")
+    xs = [x for x, _ in points.values()]
+    if log_x == "auto":
+        log_x = min(xs) > 0 and max(xs) >= 10 * min(xs)
     if log_x:
         plt.xscale("log")
     c, q = METRIC_BY_NAME[cost], METRIC_BY_NAME[quality]
