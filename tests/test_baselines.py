@@ -120,3 +120,11 @@ def test_the_report_shows_the_baselines_beside_the_methods(run_tiny, store_path,
     assert "Baselines: head_only: the linear probe" in table and "tfidf: a classical text classifier" in table
     assert "Baselines that train no network, outside the training budget: tfidf." in table
     assert "tfidf: no learning rate (a baseline that trains no network)" in text
+
+
+def test_the_svm_baseline_gives_the_same_numbers_every_time(run_tiny):
+    """liblinear shuffles with its own random state: fixed, so a rerun reproduces the run."""
+    first = run_tiny("method=tfidf", "method.classifier=linear_svm", "task=multi_synthetic")
+    again = run_tiny("method=tfidf", "method.classifier=linear_svm", "task=multi_synthetic", "force=true")
+    assert first["status"] == again["status"] == "finished"
+    assert (first["f1_macro"], first["accuracy"]) == (again["f1_macro"], again["accuracy"])

@@ -17,8 +17,9 @@ def _classifier(m, c: float, multi_label: bool):
     from sklearn.multiclass import OneVsRestClassifier
     from sklearn.svm import LinearSVC
 
+    # liblinear shuffles with a random state of its own: fixed, so that a rerun gives the run's numbers
     base = (LogisticRegression(C=c, max_iter=2000) if m.classifier == "logistic"
-            else LinearSVC(C=c, max_iter=5000))
+            else LinearSVC(C=c, max_iter=5000, random_state=0))
     return OneVsRestClassifier(base) if multi_label else base
 
 
