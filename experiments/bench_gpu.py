@@ -1,4 +1,4 @@
-"""The GPU check a session lent a GPU runs first: LoRA, DoRA and QLoRA on Llama-3.2-1B and
+"""The GPU check, the first thing to run where a GPU is at hand: LoRA, DoRA and QLoRA on Llama-3.2-1B and
 Llama-3.1-8B (random weights, torchtune's single-device settings) through the harness's own code, then
 the GPU tests. ``python experiments/bench_gpu.py`` (one H100: within 8 minutes); ``--tiny --no-pytest``:
 2-layer models of the same configs on the CPU, a few steps (tests/test_bench_gpu.py).
