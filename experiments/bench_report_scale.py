@@ -17,7 +17,7 @@ Timed, each in a fresh process: ``python -m harness.report`` (every table format
 this process with each stage of ``harness.report.build.build_report`` wrapped in a timer, to say
 where its time went (``--profile``: cProfile's top functions as well).
 
-Measured on the development machine (2 cores shared with other sessions' work, torch CPU). The
+Measured on a 2-core development machine shared with other work (torch CPU). The
 store: 63 configurations in each of 8 tables (task x model), 1 to 10 seeds each.
 
 Before (the code of issue 28, on this script's 1,000-run store): ``python -m harness.report``
