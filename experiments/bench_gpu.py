@@ -320,7 +320,7 @@ def one_config(model: str, method: str, built: dict, args, left: float, workdir:
 
 
 def run_all(args) -> dict:
-    from harness.models.load import cache_dir
+    from harness.paths import cache_dir
 
     start, workdir = time.time(), Path(args.out) / "work"
     reserve = 0 if args.no_pytest else 100  # seconds kept for the GPU tests

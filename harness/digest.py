@@ -9,12 +9,13 @@ import json
 import os
 from pathlib import Path
 
+from harness.paths import cache_dir
+
 _memo: dict[tuple, str] = {}
 
 
 def _cache_file() -> Path:
-    root = os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness"
-    return Path(root) / "fingerprints.json"
+    return cache_dir() / "fingerprints.json"
 
 
 def _file_digest(path: Path) -> str:

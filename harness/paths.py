@@ -1,6 +1,8 @@
-"""Where the configs are: ``harness/conf`` in an installed package, ``conf/`` in a source tree."""
+"""Where things are: the configs (``harness/conf`` in an installed package, ``conf/`` in a source
+tree) and the harness's cache folder."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -11,3 +13,8 @@ def conf_dir() -> Path:
         if (candidate / "config.yaml").is_file():
             return candidate
     raise FileNotFoundError(f"no Hydra config found next to {PACKAGE_DIR}; reinstall the package")
+
+
+def cache_dir() -> Path:
+    """The harness's cache folder: ``$PEFT_HARNESS_CACHE``, else ``~/.cache/peft-harness``."""
+    return Path(os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness")

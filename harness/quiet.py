@@ -11,7 +11,8 @@ import logging
 import os
 import sys
 import warnings
-from pathlib import Path
+
+from harness.paths import cache_dir
 
 _LOG: logging.Handler | None = None
 
@@ -21,7 +22,7 @@ def _library_log() -> logging.Handler | None:
     opened when the first record comes (None where the folder cannot be made)."""
     global _LOG
     if _LOG is None:
-        folder = Path(os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness")
+        folder = cache_dir()
         try:
             folder.mkdir(parents=True, exist_ok=True)
             _LOG = logging.FileHandler(folder / "library-warnings.log", delay=True, encoding="utf-8")

@@ -20,6 +20,7 @@ from transformers import (AutoModelForCausalLM, AutoModelForSequenceClassificati
                           BitsAndBytesConfig)
 
 from harness.models.sources import resolve_source
+from harness.paths import cache_dir
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -29,11 +30,6 @@ class LoadedModel:
     model: torch.nn.Module
     tokenizer: object
     source: str  # resolved location, for provenance
-
-
-def cache_dir() -> Path:
-    root = os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness"
-    return Path(root)
 
 
 def gguf_to_safetensors(gguf_path: str) -> str:

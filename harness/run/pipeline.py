@@ -16,7 +16,8 @@ import torch
 from harness.config import RunConfig
 from harness.device import pick_device, wants_bf16
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
-from harness.models.load import LoadedModel, cache_dir, load_model
+from harness.models.load import LoadedModel, load_model
+from harness.paths import cache_dir
 from harness.run.fsdp import loading as fsdp_loading
 from harness.run.inference import inference_costs
 from harness.run.parallel import Parallel, in_group, rank, use_threads

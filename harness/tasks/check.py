@@ -117,7 +117,7 @@ class DataCheck:
         self._cuts.add(key)
         try:
             tokenizer = self._tokenizer(run_cfg.model)
-            from harness.models.load import cache_dir
+            from harness.paths import cache_dir
 
             strategy = task_truncation(task)
             folder = cache_dir() / "tokens" if task.cache_tokens else None

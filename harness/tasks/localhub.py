@@ -18,7 +18,6 @@ so that the preflight and the run look at a folder the same way:
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
 from harness.errors import first_line
@@ -75,7 +74,9 @@ def cache_dir(folder: Path) -> str:
     """``datasets``' cache for this folder: a place of its own per folder path and content."""
     from harness.digest import content_digest
 
-    root = Path(os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness")
+    from harness.paths import cache_dir as root_dir
+
+    root = root_dir()
     where = hashlib.sha256(str(folder.resolve()).encode()).hexdigest()[:16]
     return str(root / "datasets" / f"{where}-{content_digest(folder)}")
 

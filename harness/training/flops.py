@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import math
 import os
 import random
 import time
@@ -54,8 +55,9 @@ def device_name(device) -> str:
 
 
 def _cache() -> Path:
-    root = os.environ.get("PEFT_HARNESS_CACHE") or Path.home() / ".cache" / "peft-harness"
-    return Path(root) / "peak_tflops.json"
+    from harness.paths import cache_dir
+
+    return cache_dir() / "peak_tflops.json"
 
 
 def measured_tflops(device, bf16: bool, size: int | None = None, seconds: float = 0.5) -> float:
@@ -146,10 +148,7 @@ def _register_4bit_matmuls() -> None:
 
         @register_flop_formula(op)
         def _matmul_4bit(a_shape, *args, out_shape=None, **kwargs) -> int:
-            outputs = 1
-            for size in out_shape:
-                outputs *= size
-            return 2 * outputs * a_shape[-1]
+            return 2 * math.prod(out_shape) * a_shape[-1]
 
 
 def step_flops(adapted, kind, batch: dict, device, bf16: bool) -> int:
