@@ -153,6 +153,13 @@ def _flops(value: float) -> str:
     return f"{value:.3g}"
 
 
+def short_of_flops_budget(runs: pd.DataFrame, budget: float) -> pd.Series:
+    """Which runs stopped more than their last step short of a FLOPs budget (one step: their
+    training FLOPs over their optimizer steps)."""
+    spent = runs["train_flops"]
+    return spent + spent / runs["optimizer_steps"].clip(lower=1) <= budget
+
+
 def _flops_budget(runs: pd.DataFrame, data: dict, data_text: str) -> BudgetCheck | None:
     """Runs that had a FLOPs budget (``trainer.flops_budget``): equal compute, not equal steps. The
     budget held when they all had the same one and each spent it to within its last step (a
@@ -168,8 +175,7 @@ def _flops_budget(runs: pd.DataFrame, data: dict, data_text: str) -> BudgetCheck
                                    f"({given}). Differences between these configurations may come from "
                                    "their budgets.", n, {"flops_budget": DIFFER, **data})
     budget, spent = budgets.iloc[0], runs["train_flops"]
-    step = spent / runs["optimizer_steps"].clip(lower=1)
-    short = runs.loc[spent + step <= budget, "label"].unique()
+    short = runs.loc[short_of_flops_budget(runs, budget), "label"].unique()
     sizes = [c for c, s in data.items() if s == DIFFER]
     status = DIFFER if len(short) or sizes else (EQUAL if all(s == EQUAL for s in data.values()) else UNKNOWN)
     sentence = (f"All {n} runs had the same compute budget, {_flops(budget)} training FLOPs "

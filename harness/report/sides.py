@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.report.aggregate import BUDGET, UNTRAINED
-from harness.report.budget import WORDS
+from harness.report.budget import WORDS, short_of_flops_budget
 from harness.report.groups import dumped, flatten
 from harness.report.student import Sample
 
@@ -143,8 +143,7 @@ def _flops_budget_difference(a: Side, b: Side) -> tuple[bool, str] | None:
     va, vb = sorted(set(budgets[0])), sorted(set(budgets[1]))
     if va != vb or len(va) > 1:
         return False, f"FLOPs budgets {', '.join(f'{v:.3g}' for v in va)} vs {', '.join(f'{v:.3g}' for v in vb)}"
-    short = [s.label for s in (a, b) if ((s.runs["train_flops"] + s.runs["train_flops"]
-                                          / s.runs["optimizer_steps"].clip(lower=1)) <= va[0]).any()]
+    short = [s.label for s in (a, b) if short_of_flops_budget(s.runs, va[0]).any()]
     if short:
         return False, f"{', '.join(short)} stopped more than a step short of the FLOPs budget {va[0]:.3g}"
     return True, ""
