@@ -273,6 +273,7 @@ for _f in [
           doc="budget: the training FLOPs the run spent, its counted step (harness.training.flops) times "
               "its optimizer steps"),
     Field("flops_budget", "real", unit="FLOPs", doc="trainer.flops_budget, when the run had one"),
+    Field("time_budget_s", "real", unit="s", doc="trainer.time_budget_s, when the run had one (train_s: what it spent)"),
     Field("peak_tflops_measured", "real", unit="TFLOP/s",
           doc="the best rate of square matmuls in the run's precision on its device, measured once "
               "per device and cached"),

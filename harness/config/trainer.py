@@ -22,6 +22,10 @@ class TrainerConfig:
     # run counts its training step (harness.training.flops) and takes the steps that fit, so a
     # method that does more work per step takes fewer; null: the budget is epochs / max_steps.
     flops_budget: Optional[float] = None
+    # Or the same training seconds on one device: a run times its training step before it trains,
+    # plans the steps that fit, and stops once its training time reaches the budget. Seconds
+    # depend on the device and what else it runs: compare runs of one machine only.
+    time_budget_s: Optional[float] = None
     warmup_ratio: float = 0.06
     max_grad_norm: float = 1.0
     # bf16 autocast for forward passes (training, evaluation, latency): auto = where the device
@@ -101,12 +105,7 @@ class TrainerConfig:
             positive_int(f"trainer.{key}", getattr(self, key))
         if self.max_steps is not None:
             positive_int("trainer.max_steps", self.max_steps)
-        if self.flops_budget is not None:
-            positive_finite("trainer.flops_budget", self.flops_budget)
-            check(self.max_steps is None, "trainer.flops_budget and trainer.max_steps both set: a run has "
-                                          "one budget, FLOPs or steps (set the other to null)")
-            check(self.strategy == Strategy.ddp, "trainer.flops_budget counts a whole training step: "
-                                                 "not with trainer.strategy=fsdp")
+        self._check_budgets()
         check(self.latency_batches >= 1, "trainer.latency_batches must be >= 1")
         check(isinstance(self.warmup_ratio, (int, float)) and math.isfinite(self.warmup_ratio)
               and 0 <= self.warmup_ratio < 1,
@@ -126,3 +125,19 @@ class TrainerConfig:
         allowed = selectable_metrics()
         check(self.select_metric in allowed,
               f"trainer.select_metric must be one of {', '.join(allowed)}; got {self.select_metric!r}")
+
+    def _check_budgets(self) -> None:
+        """One budget per run: steps (epochs, max_steps), FLOPs or training seconds."""
+        if self.flops_budget is not None:
+            positive_finite("trainer.flops_budget", self.flops_budget)
+            check(self.max_steps is None, "trainer.flops_budget and trainer.max_steps both set: a run has "
+                                          "one budget, FLOPs or steps (set the other to null)")
+            check(self.strategy == Strategy.ddp, "trainer.flops_budget counts a whole training step: "
+                                                 "not with trainer.strategy=fsdp")
+        if self.time_budget_s is not None:
+            positive_finite("trainer.time_budget_s", self.time_budget_s)
+            check(self.max_steps is None and self.flops_budget is None,
+                  "trainer.time_budget_s set with trainer.max_steps or trainer.flops_budget: a run has one "
+                  "budget, seconds, FLOPs or steps (set the others to null)")
+            check(self.processes == 1, "trainer.time_budget_s stops a run by its own clock: it needs "
+                                       "trainer.processes=1")

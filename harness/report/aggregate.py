@@ -26,8 +26,9 @@ DATA_SIZES = ["n_train", "n_validation", "n_test"]
 # Carried into the per-run frame as they are (never aggregated): the learning rate the run
 # trained at, its protocol stage and search, its budget.
 RUN_COLUMNS = ["lr", "stage", "search_id", "select_metric", "select_value", *BUDGET, *DATA_SIZES,
-               *IDENTITY, "baseline", "train_flops", "flops_budget"]
-_TEXT_COLUMNS = ("stage", "search_id", "select_metric", *IDENTITY, "baseline")
+               *IDENTITY, "baseline", "train_flops", "flops_budget",
+               "train_s", "time_budget_s", "device"]
+_TEXT_COLUMNS = ("stage", "search_id", "select_metric", *IDENTITY, "baseline", "device")
 # Baselines that train no network (harness.methods.tfidf, zero_shot): outside the training budget.
 UNTRAINED = ("classical", "untrained")
 

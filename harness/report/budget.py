@@ -8,13 +8,15 @@ then still matched when every configuration had the same budget on each seed. A 
 before the budget columns existed reads back empty there: the budget is then *unknown*, and the
 report says so rather than claim equality.
 
-Runs with a FLOPs budget (``trainer.flops_budget``) are compared at equal compute instead: their
-steps differ by design, and the check is that they had one budget and each spent it to within its
-last step (``train_flops``).
+Runs with a FLOPs budget (``trainer.flops_budget``) or a time budget (``trainer.time_budget_s``)
+are compared at equal compute instead: their steps differ by design, and the check is that they had
+one budget and each spent it to within its last step (``train_flops``, ``train_s``), the seconds on
+one device.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 import pandas as pd
 
@@ -149,46 +151,73 @@ def _matched_budget(runs: pd.DataFrame, status: dict, columns: dict, data_text: 
     return BudgetCheck(UNKNOWN, sentence, n, columns)
 
 
-def _flops(value: float) -> str:
-    return f"{value:.3g}"
+@dataclass(frozen=True)
+class ComputeBudget:
+    """A budget of compute instead of steps: its field, what a run spent of it, its setting."""
+    column: str  # the budget a run had (flops_budget, time_budget_s)
+    spent: str  # what it spent (train_flops, train_s)
+    setting: str  # the trainer setting that gives it
+    name: str  # "FLOPs", "time"
+    kind: str  # "compute", "time"
+    unit: str  # "training FLOPs", "training seconds"
+    show: Callable[[float], str]
 
 
-def short_of_flops_budget(runs: pd.DataFrame, budget: float) -> pd.Series:
-    """Which runs stopped more than their last step short of a FLOPs budget (one step: their
-    training FLOPs over their optimizer steps)."""
-    spent = runs["train_flops"]
+COMPUTE_BUDGETS = (
+    ComputeBudget("flops_budget", "train_flops", "trainer.flops_budget", "FLOPs", "compute", "training FLOPs",
+                  lambda v: f"{v:.3g}"),
+    ComputeBudget("time_budget_s", "train_s", "trainer.time_budget_s", "time", "time", "training seconds",
+                  lambda v: f"{v:.1f}"),
+)
+
+
+def compute_budget_of(runs: pd.DataFrame) -> ComputeBudget | None:
+    """The compute budget some of ``runs`` had (the first that any had), or None."""
+    return next((b for b in COMPUTE_BUDGETS if b.column in runs.columns and runs[b.column].notna().any()),
+                None)
+
+
+def short_of_budget(runs: pd.DataFrame, budget: float, spent_column: str = "train_flops") -> pd.Series:
+    """Which runs stopped more than their last step short of a compute budget (one step: what
+    they spent over their optimizer steps)."""
+    spent = runs[spent_column]
     return spent + spent / runs["optimizer_steps"].clip(lower=1) <= budget
 
 
-def _flops_budget(runs: pd.DataFrame, data: dict, data_text: str) -> BudgetCheck | None:
-    """Runs that had a FLOPs budget (``trainer.flops_budget``): equal compute, not equal steps. The
-    budget held when they all had the same one and each spent it to within its last step (a
-    method that does more per step takes fewer steps, as equal compute intends). None when no run
-    had one."""
-    if "flops_budget" not in runs.columns or runs["flops_budget"].isna().all():
+def _compute_budget(runs: pd.DataFrame, data: dict, data_text: str) -> BudgetCheck | None:
+    """Runs that had a FLOPs or time budget (``trainer.flops_budget``, ``trainer.time_budget_s``):
+    equal compute, not equal steps. The budget held when they all had the same one and each spent
+    it to within its last step (a method that does more per step takes fewer steps, as equal
+    compute intends), and, for seconds, all ran on one device. None when no run had one."""
+    b = compute_budget_of(runs)
+    if b is None:
         return None
-    n, budgets = len(runs), runs["flops_budget"]
+    n, budgets = len(runs), runs[b.column]
     if budgets.isna().any() or budgets.nunique() > 1:
-        given = "; ".join(f"{label} {_flops(b) if pd.notna(b) else 'none (a step budget)'}"
-                          for label, b in runs.groupby("label")["flops_budget"].first().items())
-        return BudgetCheck(DIFFER, f"The {n} runs did NOT have the same budget: FLOPs budgets differ "
+        given = "; ".join(f"{label} {b.show(v) if pd.notna(v) else 'none (a step budget)'}"
+                          for label, v in runs.groupby("label")[b.column].first().items())
+        return BudgetCheck(DIFFER, f"The {n} runs did NOT have the same budget: {b.name} budgets differ "
                                    f"({given}). Differences between these configurations may come from "
-                                   "their budgets.", n, {"flops_budget": DIFFER, **data})
-    budget, spent = budgets.iloc[0], runs["train_flops"]
-    short = runs.loc[short_of_flops_budget(runs, budget), "label"].unique()
+                                   "their budgets.", n, {b.column: DIFFER, **data})
+    budget, spent = budgets.iloc[0], runs[b.spent]
+    short = runs.loc[short_of_budget(runs, budget, b.spent), "label"].unique()
+    devices = sorted({str(d) for d in runs.get("device", pd.Series(dtype=object)).dropna() if str(d)})
+    elsewhere = b.column == "time_budget_s" and len(devices) > 1
     sizes = [c for c, s in data.items() if s == DIFFER]
-    status = DIFFER if len(short) or sizes else (EQUAL if all(s == EQUAL for s in data.values()) else UNKNOWN)
-    sentence = (f"All {n} runs had the same compute budget, {_flops(budget)} training FLOPs "
-                f"(trainer.flops_budget), and spent {_flops(spent.min())} to {_flops(spent.max())} of it "
-                f"(each within its last step); optimizer steps differ by method "
-                f"({_label_values(runs, 'optimizer_steps')}), as equal compute intends"
-                + (f" ({data_text})." if data_text else "."))
+    held = not len(short) and not elsewhere
+    status = DIFFER if not held or sizes else (EQUAL if all(s == EQUAL for s in data.values()) else UNKNOWN)
+    sentence = (f"All {n} runs had the same {b.kind} budget, {b.show(budget)} {b.unit} ({b.setting}), "
+                f"and spent {b.show(spent.min())} to {b.show(spent.max())} of it (each within its last "
+                f"step); optimizer steps differ by method ({_label_values(runs, 'optimizer_steps')}), "
+                "as equal compute intends" + (f" ({data_text})." if data_text else "."))
     if len(short):
         sentence += (f" But {', '.join(sorted(map(str, short)))} stopped more than a step short of the "
                      "budget: the budget was NOT equal.")
+    if elsewhere:
+        sentence += f" But the runs ran on different devices ({', '.join(devices)}): seconds were NOT equal."
     if sizes:
         sentence += " Data sizes differ: " + ", ".join(WORDS[c][1] for c in sizes) + "."
-    return BudgetCheck(status, sentence, n, {"flops_budget": EQUAL if not len(short) else DIFFER, **data})
+    return BudgetCheck(status, sentence, n, {b.column: EQUAL if held else DIFFER, **data})
 
 
 def check_budget(runs: pd.DataFrame) -> BudgetCheck:
@@ -203,7 +232,7 @@ def check_budget(runs: pd.DataFrame) -> BudgetCheck:
     data_equal = [c for c in DATA_SIZES if columns[c] == EQUAL]
     data_text = (f"data: {_listed(runs, columns, DATA_SIZES)} examples"
                  if len(data_equal) == len(DATA_SIZES) else "")
-    by_flops = _flops_budget(runs, {c: columns[c] for c in DATA_SIZES}, data_text)
+    by_flops = _compute_budget(runs, {c: columns[c] for c in DATA_SIZES}, data_text)
     if by_flops is not None:
         return by_flops
     if any(columns[c] == UNKNOWN for c in BUDGET):

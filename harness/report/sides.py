@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from harness.report.aggregate import BUDGET, UNTRAINED
-from harness.report.budget import WORDS, short_of_flops_budget
+from harness.report.budget import WORDS, compute_budget_of, short_of_budget
 from harness.report.groups import dumped, flatten
 from harness.report.student import Sample
 
@@ -131,21 +131,25 @@ def budget_difference(a: Side, b: Side) -> tuple[bool | None, str]:
 
 
 def _flops_budget_difference(a: Side, b: Side) -> tuple[bool, str] | None:
-    """Two sides of which one had a FLOPs budget (``trainer.flops_budget``): the same budget, each
-    run spending it to within its last step, is the same budget however many steps each took;
-    None when neither had one (the step budget is compared)."""
-    budgets = [s.runs["flops_budget"] if "flops_budget" in s.runs.columns else pd.Series(dtype=float)
-               for s in (a, b)]
-    if not any(len(v) and v.notna().any() for v in budgets):
+    """Two sides of which one had a FLOPs or time budget (``trainer.flops_budget``,
+    ``trainer.time_budget_s``): the same budget, each run spending it to within its last step, is
+    the same budget however many steps each took; None when neither had one (the step budget is
+    compared)."""
+    budget = compute_budget_of(pd.concat([a.runs, b.runs]))
+    if budget is None:
         return None
-    if any(v.isna().any() or not len(v) for v in budgets):
-        return False, "a FLOPs budget vs a step budget"
-    va, vb = sorted(set(budgets[0])), sorted(set(budgets[1]))
+    values = [s.runs[budget.column] if budget.column in s.runs.columns else pd.Series(dtype=float)
+              for s in (a, b)]
+    if any(v.isna().any() or not len(v) for v in values):
+        return False, f"a {budget.name} budget vs a step budget"
+    va, vb = sorted(set(values[0])), sorted(set(values[1]))
     if va != vb or len(va) > 1:
-        return False, f"FLOPs budgets {', '.join(f'{v:.3g}' for v in va)} vs {', '.join(f'{v:.3g}' for v in vb)}"
-    short = [s.label for s in (a, b) if short_of_flops_budget(s.runs, va[0]).any()]
+        return False, (f"{budget.name} budgets {', '.join(budget.show(v) for v in va)} vs "
+                       f"{', '.join(budget.show(v) for v in vb)}")
+    short = [s.label for s in (a, b) if short_of_budget(s.runs, va[0], budget.spent).any()]
     if short:
-        return False, f"{', '.join(short)} stopped more than a step short of the FLOPs budget {va[0]:.3g}"
+        return False, (f"{', '.join(short)} stopped more than a step short of the {budget.name} budget "
+                       f"{budget.show(va[0])}")
     return True, ""
 
 

@@ -27,7 +27,7 @@ from harness.tasks import load_task
 from harness.tasks.encoding import cut_line, cut_summary, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.types import TaskType, task_truncation
-from harness.training import flops
+from harness.training import clock, flops
 from harness.training.energy import EnergyMeter
 from harness.training.loop import NonFiniteLossError, TrainResult, evaluate, loader, total_steps, train
 from harness.training.memory import PeakMemory
@@ -95,6 +95,7 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
                             packed if name == "train" else collate, cfg.trainer.group_by_length)
                for name, enc in encoded.items()}
     s = Setup(device, wants_bf16(cfg, device), data, kind, loaded, adapted, encoded, batches)
+    plan_budget(s, cfg)
     adapted.before_training(TrainingStart(total_steps(len(batches["train"]), cfg.trainer), batches["train"], where))
     s.trainable, s.total = adapted.count_parameters()
     return s
@@ -118,15 +119,26 @@ def count_flops(s: Setup, cfg: RunConfig, parallel=None) -> tuple[int, int] | No
                                      s.device, s.use_bf16)
 
 
-def spend_flops_budget(cfg: RunConfig, counted: tuple[int, int] | None, steps_per_epoch: int) -> None:
-    """``trainer.flops_budget``: the run takes the optimizer steps whose counted FLOPs fit in it
-    (as ``trainer.max_steps``, which the budget excludes), over as many epochs as they need, so
-    every run of a table spends the same compute whatever its method does per step."""
-    if cfg.trainer.flops_budget is None or counted is None:
+def plan_budget(s: Setup, cfg: RunConfig) -> None:
+    """``trainer.flops_budget`` or ``trainer.time_budget_s``: the run takes the optimizer steps
+    that fit in it (as ``trainer.max_steps``, which a budget excludes), over as many epochs as they
+    need, so every run of a table spends the same compute (or seconds) whatever its method does
+    per step. Planned from one counted step (:mod:`harness.training.flops`) or a few timed ones
+    (:mod:`harness.training.clock`) before the method's "before training" hook, so that a schedule
+    over the run's steps (AdaLoRA's, Delta-LoRA's start) is over the steps it will take."""
+    t = cfg.trainer
+    if (t.flops_budget is None and t.time_budget_s is None) or not any(
+            p.requires_grad for p in s.adapted.model.parameters()):
         return
-    steps = flops.steps_in_budget(cfg.trainer.flops_budget, counted[0])
-    cfg.trainer.max_steps = steps
-    cfg.trainer.epochs = -(-steps // max(steps_per_epoch, 1))
+    if t.flops_budget is not None:
+        steps = flops.steps_in_budget(t.flops_budget, flops.count_training_step(
+            s.adapted, s.kind, s.encoded["train"].examples, s.batches["train"].collate_fn, t.batch_size,
+            s.device, s.use_bf16)[0])
+    else:
+        steps = clock.plan_steps(s.adapted, s.kind, s.batches["train"], s.device, s.use_bf16,
+                                 t.time_budget_s, t.packing)
+    t.max_steps = steps
+    t.epochs = -(-steps // max(len(s.batches["train"]), 1))
 
 
 def test(s: Setup, cfg: RunConfig, trained: TrainResult) -> Tested:
@@ -183,7 +195,6 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     with memory.phase("setup"):
         s = setup(cfg, device, parallel)
     counted = count_flops(s, cfg, parallel)
-    spend_flops_budget(cfg, counted, len(s.batches["train"]))
     trained = fit(s, cfg, tracker, memory, parallel)
     sharded = parallel is not None and parallel.test_sharded
     if sharded:  # every process tests its shards together (harness.run.fsdp)
@@ -200,7 +211,8 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     fields.update(energy.stop())
     fields.update(flops.mfu_fields(counted, fields["train_tokens_per_s"], s.device, s.use_bf16,
                                    parallel.accelerator.num_processes if parallel is not None else 1))
-    fields.update(flops.budget_fields(counted, trained.steps, cfg.trainer.flops_budget))
+    fields.update(flops.budget_fields(counted, trained.steps, cfg.trainer.flops_budget),
+                  time_budget_s=cfg.trainer.time_budget_s)
     for name in MEASUREMENTS:
         fields.update(MEASUREMENTS.get(name)(s, trained))
     fields["wall_s"] = time.perf_counter() - t0

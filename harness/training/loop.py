@@ -21,6 +21,7 @@ from transformers import DataCollatorWithPadding, get_linear_schedule_with_warmu
 from harness.device import autocast_context, to_device
 from harness.fields import better
 from harness.tasks.types import SingleLabel, TaskType
+from harness.training.clock import out_of_time
 from harness.training.steps import NonFiniteLossError, TrainResult, evaluate, total_steps, training_loss
 
 
@@ -76,7 +77,7 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
         metrics = run.validate(epoch)
         run.record_epoch(epoch, train_loss, metrics)
         run.select(epoch, metrics)
-        if run.step >= run.total:
+        if run.stopped:  # its steps taken, or its training seconds spent (trainer.time_budget_s)
             break
     return run.finish()
 
@@ -105,7 +106,7 @@ class _Training:
         self.tracker, self.kind, self.phase, self.parallel = tracker, kind, phase, parallel
         self.total = total_steps(len(train_batches), self.t)
         self.result, self.best_value, self.best_state = TrainResult(), None, None
-        self.step = 0
+        self.step, self.stopped = 0, False
         # The step's batch and loss: each held until the next step's replaces it, the last one
         # through validation too, as a single loop's variables are (the memory peaks count them).
         self.batch, self.loss = None, None
@@ -146,12 +147,14 @@ class _Training:
                 seen += n
                 self.bar.update(1)
                 self.bar.set_postfix(epoch=f"{epoch}/{self.t.epochs}", loss=f"{loss_sum / seen:.4f}")
-                if self.step >= self.total:
+                if self.step >= self.total or out_of_time(getattr(self.t, "time_budget_s", None),
+                                                          self.result.train_s + time.perf_counter() - start):
                     break
             if self.device.type == "cuda":
                 torch.cuda.synchronize(self.device)
         self.result.train_s += time.perf_counter() - start
         self.result.steps = self.step
+        self.stopped = self.step >= self.total or out_of_time(getattr(self.t, "time_budget_s", None), self.result.train_s)
         return loss_sum / max(seen, 1)
 
     def take_step(self) -> tuple[float, int]:
