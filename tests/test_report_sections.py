@@ -17,7 +17,7 @@ from harness.report.sections import SECTIONS, SectionContext
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "extending.md"
 MD_ONLY = ReportConfig(pdf=False, formats=["md"])
 BUILT_IN = ["1. Setup", "2. Findings", "3. Tables", "4. Figures",
-            "5. Failed runs (not in any aggregate)", "6. How the statistics were computed"]
+            "5. Failed runs (not in any aggregate)", "6. How the statistics were computed", "7. Published claims"]
 
 
 @pytest.fixture(scope="module")
@@ -83,15 +83,15 @@ def test_a_registered_section_comes_next_with_its_items(store, tmp_path, registe
 
     report = build_report(store, tmp_path / "out", options=ReportConfig(formats=["md"]))
     md = (tmp_path / "out" / "report.md").read_text()
-    assert headings(md) == [*BUILT_IN, "7. Runs per method", "8. Last words"]
-    mine = section_text(md, "7. Runs per method")
+    assert headings(md) == [*BUILT_IN, "8. Runs per method", "9. Last words"]
+    mine = section_text(md, "8. Runs per method")
     assert "| lora | 3 |" in mine and "| vera | 1 |" in mine
     assert "- 1 failed" in mine and "A paragraph." in mine
-    assert "### the end" in section_text(md, "8. Last words")
+    assert "### the end" in section_text(md, "9. Last words")
     from pypdf import PdfReader
 
     text = " ".join(page.extract_text() or "" for page in PdfReader(report.pdf).pages)
-    assert "7. Runs per method" in text and "8. Last words" in text
+    assert "8. Runs per method" in text and "9. Last words" in text
 
 
 def test_a_section_that_raises_loses_only_itself(store, tmp_path, register, monkeypatch):
@@ -109,11 +109,11 @@ def test_a_section_that_raises_loses_only_itself(store, tmp_path, register, monk
     monkeypatch.setitem(SECTIONS._items, "figures", boom)  # a built-in that fails too
     build_report(store, tmp_path / "out", options=MD_ONLY)
     md = (tmp_path / "out" / "report.md").read_text()
-    assert headings(md) == [*BUILT_IN, "7. Broken section", "8. After the broken one"]
-    assert section_text(md, "7. Broken section").strip() == "- Not built: no meter here"
+    assert headings(md) == [*BUILT_IN, "8. Broken section", "9. After the broken one"]
+    assert section_text(md, "8. Broken section").strip() == "- Not built: no meter here"
     assert "second line" not in md
     assert section_text(md, "4. Figures").strip() == "- Not built: figures failed"
-    assert "still here" in section_text(md, "8. After the broken one")
+    assert "still here" in section_text(md, "9. After the broken one")
     assert "| lora (reference) |" in section_text(md, "3. Tables")  # the others are whole
 
 
@@ -127,7 +127,7 @@ def test_the_guides_example_section_loads_as_a_plug_in(store, tmp_path):
     finally:
         SECTIONS.unregister("seeds")
     md = (tmp_path / "out" / "report.md").read_text()
-    assert headings(md)[-1] == "7. Seeds per method"
+    assert headings(md)[-1] == "8. Seeds per method"
     assert "| lora | 3 seeds |" in md and "| vera | 1 seed |" in md
 
 
@@ -141,7 +141,7 @@ def test_the_report_command_loads_a_named_plug_in_and_refuses_a_missing_one(stor
                "--no-pdf", "--format", "md"]
     done = subprocess.run([*command, "--plugin", str(module)], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert headings((tmp_path / "out" / "report.md").read_text())[-1] == "7. Seeds per method"
+    assert headings((tmp_path / "out" / "report.md").read_text())[-1] == "8. Seeds per method"
     missing = subprocess.run([*command, "--plugin", str(tmp_path / "nope.py")], capture_output=True,
                              text=True, timeout=300)
     assert missing.returncode == 2 and missing.stderr.strip() == f"error: plugins: no such file: {tmp_path / 'nope.py'}"

@@ -55,6 +55,8 @@ class ReportConfig:
     pdf: bool = True
     # "X>Y" or "X>Y:metric" claims to check; by default "each method beats the reference".
     claims: list[str] = field(default_factory=list)
+    # Folders of published-claim files besides the shipped conf/claims (harness.report.claimfile).
+    claims_dirs: list[str] = field(default_factory=list)
     out_dir: Optional[str] = None  # default: <sweep dir>/report
     # Turns time into money in the cost view (empty: no money shown); see CostConfig.
     cost: CostConfig = field(default_factory=CostConfig)

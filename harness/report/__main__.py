@@ -5,6 +5,7 @@
                              [--seed S,...] [--since DATE] [--until DATE]
                              [--stage final|search|all] [--reference lora]
                              [--format md,csv,tex,html] [--claim 'dora>lora'] [--no-pdf]
+                             [--claims] [--claims-dir DIR]
                              [--price cpu=0.05 --price cuda=2.5] [--currency USD]
 
 Comma-separated values select any of them. --stage: final (default) reports the final runs of
@@ -19,8 +20,9 @@ import argparse
 import sys
 
 from harness.config import ConfigError, ReportConfig
-from harness.report.build import ReportError, build_report
+from harness.report.build import ReportError, build_report, claim_verdicts
 from harness.report.select import AXES, STAGES, Selection, latest_sweep
+from harness.report.verdicts import verdict_lines
 from harness.results import DEFAULT_STORE, StoreError, load
 
 
@@ -47,6 +49,10 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="md,csv,tex,html", help="table formats (md,csv,tex,html)")
     p.add_argument("--claim", action="append", default=[],
                    help="a claim to check, 'dora>lora' or 'dora>lora:accuracy' (repeatable)")
+    p.add_argument("--claims", action="store_true",
+                   help="print only the verdicts on the published claims (conf/claims) and write nothing")
+    p.add_argument("--claims-dir", action="append", default=[], metavar="DIR",
+                   help="a folder of claim files besides the shipped ones (repeatable)")
     p.add_argument("--no-pdf", action="store_true", help="skip the PDF")
     p.add_argument("--price", action="append", default=[], metavar="KIND=PRICE",
                    help="price of one hour of a device kind (cpu, cuda), e.g. cpu=0.05 (repeatable): "
@@ -83,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
         options = ReportConfig(reference=args.reference, alpha=args.alpha, correction=args.correction,
                                formats=_split(args.format), pdf=not args.no_pdf, claims=args.claim,
                                cost={"per_device_hour": _prices(args.price), "currency": args.currency},
-                               plan=args.plan, budget_gib=args.budget_gib)
+                               plan=args.plan, budget_gib=args.budget_gib, claims_dirs=args.claims_dir)
         values = {axis: _split(getattr(args, axis)) for axis in AXES}
         if values["sweep"] == ["latest"]:
             values["sweep"] = [latest_sweep(load(args.store, decode=False)) or "latest"]
-        report = build_report(args.store, args.out, Selection(values, args.since, args.until, args.stage),
-                              options)
+        selection = Selection(values, args.since, args.until, args.stage)
+        if args.claims:
+            print("\n".join(verdict_lines(claim_verdicts(args.store, selection, options))))
+            return 0
+        report = build_report(args.store, args.out, selection, options)
     except (ConfigError, ReportError, StoreError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -103,3 +103,26 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
     sections = build_sections(context)
     _write(context, sections, store_label)
     return context.report
+
+
+def claim_verdicts(store: str | os.PathLike, selection: Selection | None = None,
+                   options: ReportConfig | None = None) -> list:
+    """The published claims' verdicts (:mod:`harness.report.verdicts`) on the runs of ``store``
+    that ``selection`` picks, without writing a report; every claim says "no runs" and names its
+    command where the store holds none that bear on it."""
+    from harness.report.claimfile import load_claims
+    from harness.report.select import run_predictions
+    from harness.report.verdicts import judge_claims
+
+    options, selection = options or ReportConfig(), selection or Selection()
+    claims = load_claims(options.claims_dirs)
+    runs = load(store, decode=False)
+    finished, _ = select_runs(runs, selection)
+    if finished.empty:
+        return judge_claims(claims, pd.DataFrame(columns=["task", "model", "label", "seed", "run_id"]), {},
+                            pd.DataFrame(columns=["run_id", "epoch", "split", "metric", "value"]))
+    a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence,
+                predictions=(preds := load_predictions(store, finished)))
+    curves = load_curves(store)
+    return judge_claims(claims, a.per_run, run_predictions(finished, preds),
+                        curves[curves.run_id.isin(finished.run_id)], a.alpha, a.confidence)

@@ -7,8 +7,8 @@ Markdown and PDF writers take: a plain string (a paragraph), ``("h2", text)``, `
 ``("figures", [(path, caption), ...])`` or ``"pagebreak"``. A section that writes files adds
 them to ``context.report.files``.
 
-The sections are numbered in the order they were registered: the six below first (1. Setup to
-6. How the statistics were computed), then those of plug-ins, as they were imported. A section
+The sections are numbered in the order they were registered: the seven below first (1. Setup to
+7. Published claims), then those of plug-ins, as they were imported. A section
 that raises loses only itself: the report shows "Not built: <the error's first line>" under its
 title (the registered ``title=``, else its name). docs/extending.md has a plug-in's skeleton.
 """
@@ -208,3 +208,18 @@ def failed_section(context: SectionContext) -> tuple[str, list]:
 @SECTIONS.register("statistics", title="How the statistics were computed")
 def statistics_section(context: SectionContext) -> tuple[str, list]:
     return "How the statistics were computed", statistics_text(context.analysis)
+
+
+@SECTIONS.register("claims", title="Published claims")
+def claims_section(context: SectionContext) -> tuple[str, list]:
+    """A verdict on each published claim (conf/claims and ``report.claims_dirs``) from the
+    selected runs (:mod:`harness.report.verdicts`)."""
+    from harness.report.claimfile import load_claims
+    from harness.report.select import run_predictions
+    from harness.report.verdicts import claim_items, judge_claims
+
+    a = context.analysis
+    verdicts = judge_claims(load_claims(context.options.claims_dirs), a.per_run,
+                            run_predictions(context.finished, context.predictions), context.curves,
+                            a.alpha, a.confidence)
+    return "Published claims", claim_items(verdicts)
