@@ -9,6 +9,7 @@ __version__ = "0.3.0"
 
 # (layer, the modules and packages in it, what lives there), top first.
 LAYERS = (
+    ("dashboard", ("harness.dashboard",), "python -m harness.dashboard: a store explored live, read-only, locally"),
     ("command", ("harness.__main__",), "python -m harness: checks, launches and summarises a sweep"),
     ("report", ("harness.report",), "the store turned into tables, figures, findings and a PDF"),
     ("plan", ("harness.plan",), "the memory planner: what fits a device before anything runs"),
