@@ -289,6 +289,20 @@ for _f in [
           digits=3, doc="causal LMs: new tokens per second, greedy, trainer.generation_tokens per prompt"),
     Field("gen_ttft_ms", "real", unit="ms", higher_is_better=False, report="TTFT ms", digits=3,
           doc="causal LMs: median time to the first generated token (prefill) of a latency batch"),
+    Field("forgetting", "real", unit="nats/token", higher_is_better=False, report="Forgetting", digits=3,
+          doc="causal LMs: the mean token loss on general text (trainer.forgetting_probe) after training "
+              "minus before, as peft's method comparison measures it (harness.run.model_change); "
+              "negative: the model got better at the text; empty for a model without a language-model head"),
+    Field("forgetting_loss_before", "real", unit="nats/token",
+          doc="the probe's mean token loss of the model as built, before the first training step"),
+    Field("forgetting_loss_after", "real", unit="nats/token",
+          doc="the same after training, with the tested weights (adapters not merged)"),
+    *(Field(f"update_{what}_{stat}", "real",
+            doc=f"the {stat} over the adapted weight matrices of {text} of the update training made "
+                "(harness.run.update_shape; per layer in the run folder's model_change.json); empty "
+                "for a method whose update is not a weight matrix")
+      for what, text in (("rel_norm", "||dW||_F / ||W||_F"), ("erank", "the effective rank (Roy & Vetterli 2007)"))
+      for stat in ("mean", "max")),
     Field("train_s", "real", unit="s", higher_is_better=False, doc="time in the training loop"),
     Field("setup_s", "real", unit="s", higher_is_better=False,
           doc="loading the data and the model, tokenizing, building the method"),

