@@ -100,7 +100,7 @@ def test_full_fine_tuning_is_measured_against_the_weights_saved_before_training(
     model = nn.Sequential(OrderedDict(lin=nn.Linear(16, 12), score=nn.Linear(12, 2)))
     ctx = SimpleNamespace(target_modules=["lin"], head_modules=["score"])
     before = update_shape.keep_before(model, ctx, tmp_path)
-    assert before.dense_names == ["lin"] and [p.name for p in before.folder.iterdir()] == ["0.pt"]
+    assert before.dense_names == ["lin"] and [p.name for p in before.folder.iterdir()] == ["0.safetensors"]
     w0 = model.lin.weight.detach().double().clone()
     with torch.no_grad():  # a rank-2 update with singular values 3 and 1
         model.lin.weight[0, 0] += 3.0

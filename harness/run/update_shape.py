@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+from safetensors.torch import load_file, save_file
 from torch import nn
 
 from harness.methods.lowrank import LowRankLinear, target_names
@@ -107,7 +108,7 @@ class Before:
         weakref.finalize(self, shutil.rmtree, str(self.folder), True)
 
     def adapter(self) -> dict[int, torch.Tensor]:
-        state = torch.load(self.folder / "adapter.pt", map_location="cpu")
+        state = load_file(str(self.folder / "adapter.safetensors"), device="cpu")
         return {pid: state[key] for pid, key in self.ids.items()}
 
 
@@ -122,11 +123,13 @@ def keep_before(model: nn.Module, ctx, parent: Path) -> Before | None:
     folder = Path(tempfile.mkdtemp(prefix="update_shape_before_", dir=parent))
     if not layers:
         for i, name in enumerate(names):
-            torch.save(model.get_submodule(name).weight.detach().cpu(), folder / f"{i}.pt")
+            save_file({"weight": model.get_submodule(name).weight.detach().cpu().contiguous()},
+                      str(folder / f"{i}.safetensors"))
         return Before(folder, dense_names=names)
     params = {id(p): p for layer in layers.values() for p in layer.parameters() if p.requires_grad}
     ids = {pid: str(i) for i, pid in enumerate(params)}
-    torch.save({ids[pid]: p.detach() for pid, p in params.items()}, folder / "adapter.pt")
+    save_file({ids[pid]: p.detach().cpu().contiguous() for pid, p in params.items()},
+              str(folder / "adapter.safetensors"))
     return Before(folder, ids, {name: _checksum(_weight(layer)) for name, layer in layers.items()})
 
 
@@ -207,7 +210,7 @@ def _dense(model: nn.Module, before: Before) -> list[dict]:
     out = []
     for i, name in enumerate(before.dense_names):
         weight = model.get_submodule(name).weight.detach()
-        start = torch.load(before.folder / f"{i}.pt", map_location=weight.device).double()
+        start = load_file(str(before.folder / f"{i}.safetensors"))["weight"].to(weight.device).double()
         out.append({"layer": name, "shape": list(weight.shape),
                     **shape_of(weight.double() - start, float(start.norm()))})
     return out
