@@ -123,8 +123,7 @@ def keep_before(model: nn.Module, ctx, parent: Path) -> Before | None:
     folder = Path(tempfile.mkdtemp(prefix="update_shape_before_", dir=parent))
     if not layers:
         for i, name in enumerate(names):
-            save_file({"weight": model.get_submodule(name).weight.detach().cpu().contiguous()},
-                      str(folder / f"{i}.safetensors"))
+            save_file({"weight": model.get_submodule(name).weight.detach().cpu().contiguous()}, str(folder / f"{i}.safetensors"))
         return Before(folder, dense_names=names)
     params = {id(p): p for layer in layers.values() for p in layer.parameters() if p.requires_grad}
     ids = {pid: str(i) for i, pid in enumerate(params)}
