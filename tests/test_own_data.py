@@ -16,6 +16,7 @@ import pytest
 
 from harness.results.identity import config_hash
 from harness.results import load, load_answers
+from harness.results.store import StoreError
 from tests.conftest import TINY, compose_config
 from tests.test_bad_input import BASE, run_harness
 
@@ -230,8 +231,11 @@ def test_ctrl_c_says_what_was_kept_and_the_rerun_reports_every_configuration(tmp
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline and proc.poll() is None:  # interrupt once the first run is in
-        if store.exists() and len(load(store, status="finished", decode=False)) == 1:
-            break
+        try:  # the file can exist a moment before its tables do
+            if store.exists() and len(load(store, status="finished", decode=False)) == 1:
+                break
+        except StoreError:
+            pass
         time.sleep(0.5)
     os.killpg(proc.pid, signal.SIGINT)
     out, err = proc.communicate(timeout=120)
