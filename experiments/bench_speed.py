@@ -24,13 +24,16 @@ process of its own (so that its peak memory is its own), the variants alternatin
 
 ``--fast-paths`` adds, each in its own process too, the harness with one fast path on against
 ``harness_lora`` or its own baseline: ``harness_lora_compile`` (``trainer.compile=true``, the
-compile time inside its training time) and, on ``model=smollm2 task=rotten_tomatoes_prompt`` at
+compile time inside its training time), ``harness_lora_numpy_dropout`` and
+``harness_dora_numpy_dropout`` (``trainer.dropout_rng=numpy``, against ``harness_lora`` and
+``harness_dora``) and, on ``model=smollm2 task=rotten_tomatoes_prompt`` at
 small sizes (the flag's values, default ``task.train_size=64 task.val_size=16``, applied after
 ``--extra``), ``harness_prompt`` against ``harness_prompt_packing`` (``trainer.packing=true``).
 
 Throughput counts the training steps only (no evaluation), as each run's ``train_samples_per_s``
 does. The medians over rounds are printed with the ratios the speed goals are stated in, then
-harness default / ``Trainer``, and with ``--fast-paths`` compile / eager and packed / padded.
+harness default / ``Trainer``, and with ``--fast-paths`` compile / eager, numpy / torch dropout
+masks and packed / padded.
 ``--sweep`` times ``python -m harness -m method=lora,dora,qlora`` with a fresh store and splits its
 wall time into the runs' training, the rest of each run, and the command around them;
 ``--refusal`` times ``python -m harness method=lorra`` (refused before anything trains).
@@ -52,11 +55,14 @@ ROOT = Path(__file__).resolve().parents[1]
 CORE = ("plain_fp32_random", "plain_bf16_grouped", "plain_dora_fp32_random",
         "plain_dora_bf16_grouped", "harness_lora", "harness_dora")
 VARIANTS = (*CORE, "trainer_lora")  # run by default
-FAST_PATHS = ("harness_lora_compile", "harness_prompt", "harness_prompt_packing")  # --fast-paths
+FAST_PATHS = ("harness_lora_compile", "harness_lora_numpy_dropout", "harness_dora_numpy_dropout",
+              "harness_prompt", "harness_prompt_packing")  # --fast-paths
 PROMPT_TASK = ["model=smollm2", "task=rotten_tomatoes_prompt"]
 # Each harness variant's own overrides, before those every variant gets.
 HARNESS = {"harness_lora": ["method=lora"], "harness_dora": ["method=dora"],
            "harness_lora_compile": ["method=lora", "trainer.compile=true"],
+           "harness_lora_numpy_dropout": ["method=lora", "trainer.dropout_rng=numpy"],
+           "harness_dora_numpy_dropout": ["method=dora", "trainer.dropout_rng=numpy"],
            "harness_prompt": ["method=lora", *PROMPT_TASK],
            "harness_prompt_packing": ["method=lora", *PROMPT_TASK, "trainer.packing=true"]}
 # The prompt task's sizes (--fast-paths' default), after every variant's overrides: one round of
@@ -332,10 +338,12 @@ def report_trainer(results: dict[str, list[dict]]) -> None:
 def report_fast_paths(results: dict[str, list[dict]], prompt: list[str]) -> None:
     """Each fast path against the same run without it: compile on the default task (its compile
     time is inside its training time), packing on the causal-LM prompt task."""
-    print(f"\nfast paths: trainer.compile=true on the default task; trainer.packing=true on "
-          f"{' '.join([*PROMPT_TASK, *prompt])}")
-    table(results, [n for n in ("harness_lora", *FAST_PATHS) if n in results])
+    print(f"\nfast paths: trainer.compile=true and trainer.dropout_rng=numpy on the default task; "
+          f"trainer.packing=true on {' '.join([*PROMPT_TASK, *prompt])}")
+    table(results, [n for n in ("harness_lora", "harness_dora", *FAST_PATHS) if n in results])
     for label, fast, base in (("compile / eager", "harness_lora_compile", "harness_lora"),
+                              ("LoRA numpy / torch dropout masks", "harness_lora_numpy_dropout", "harness_lora"),
+                              ("DoRA numpy / torch dropout masks", "harness_dora_numpy_dropout", "harness_dora"),
                               ("packed / padded", "harness_prompt_packing", "harness_prompt")):
         if fast in results and base in results:
             f, b = results[fast], results[base]
@@ -403,7 +411,7 @@ def main() -> None:
           f"{args.rounds} round(s) of {args.epochs} epoch(s); overrides: {args.extra or 'none'}")
     variants, prompt = list(args.variants), args.fast_paths or PROMPT_SIZES
     if args.fast_paths is not None:
-        variants += [v for v in ("harness_lora", *FAST_PATHS) if v not in variants]
+        variants += [v for v in ("harness_lora", "harness_dora", *FAST_PATHS) if v not in variants]
     if {"harness_prompt", "harness_prompt_packing"} & set(variants):
         print(f"prompt task: {' '.join([*PROMPT_TASK, *prompt])} (after the overrides)")
     if variants:

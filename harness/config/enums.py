@@ -28,6 +28,11 @@ class Autocast(str, enum.Enum):
     off = "off"
 
 
+class DropoutRng(str, enum.Enum):
+    torch = "torch"  # torch's own draws (on a CPU other than Intel's, one element at a time)
+    numpy = "numpy"  # CPU masks from numpy's PCG64 (harness.training.dropout)
+
+
 class Strategy(str, enum.Enum):
     ddp = "ddp"  # every process holds the whole model; gradients averaged (DistributedDataParallel)
     fsdp = "fsdp"  # every process holds 1/N of each tensor, gathered block by block (FSDP2)

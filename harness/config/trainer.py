@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from harness.config.checks import check, positive_finite, positive_int
-from harness.config.enums import (Autocast, DeviceKind, FsdpLoad, FsdpTest, Optimizer, Select,
+from harness.config.enums import (Autocast, DeviceKind, DropoutRng, FsdpLoad, FsdpTest, Optimizer, Select,
                                   Strategy)
 from harness.config.probe import parse_probe
 from harness.fields import selectable_metrics
@@ -42,6 +42,10 @@ class TrainerConfig:
     # torch.compile the training forward pass (dynamic shapes: batches differ in length); evaluation
     # and inference timing run the model as it is. Off by default: measured slower on CPU.
     compile: bool = False
+    # Where a training step's CPU dropout masks come from: torch (its Mersenne Twister, one element
+    # at a time on a CPU other than Intel's) or numpy (PCG64, several times faster; which elements
+    # a seed drops differs, so it is in the run's identity). harness.training.dropout.
+    dropout_rng: DropoutRng = DropoutRng.torch
     select: Select = Select.final
     select_metric: str = "accuracy"
     device: DeviceKind = DeviceKind.auto
@@ -129,6 +133,15 @@ class TrainerConfig:
         positive_finite("trainer.max_grad_norm", self.max_grad_norm)
         check(self.num_threads is None or self.num_threads >= 0,
               f"trainer.num_threads must be >= 0 (0 or null: torch's default), got {self.num_threads!r}")
+        if self.dropout_rng == DropoutRng.numpy:
+            from harness.device import device_kind
+
+            check(not self.gradient_checkpointing,
+                  "trainer.dropout_rng=numpy draws masks that gradient checkpointing's recomputed forward "
+                  "would draw anew: use trainer.dropout_rng=torch with trainer.gradient_checkpointing=true")
+            check(device_kind(self.device) == "cpu",
+                  "trainer.dropout_rng=numpy is a CPU fast path (on a GPU torch draws masks in parallel): "
+                  "use trainer.dropout_rng=torch on cuda")
         if self.device == DeviceKind.cuda:  # the only check that imports torch, and only here
             import torch
 

@@ -18,7 +18,7 @@ def preload() -> list[str]:
     quiet_libraries()
     modules = ["torch", "transformers", "peft", "harness.run.pipeline", "harness.job.worker", "harness.job.runner",
                "transformers.models.bert.modeling_bert", "transformers.models.llama.modeling_llama",
-               "bitsandbytes"]
+               "bitsandbytes", "harness.tasks.scoring.metrics"]
     failed = []
     for module in modules:
         try:

