@@ -133,15 +133,7 @@ class TrainerConfig:
         positive_finite("trainer.max_grad_norm", self.max_grad_norm)
         check(self.num_threads is None or self.num_threads >= 0,
               f"trainer.num_threads must be >= 0 (0 or null: torch's default), got {self.num_threads!r}")
-        if self.dropout_rng == DropoutRng.numpy:
-            from harness.device import device_kind
-
-            check(not self.gradient_checkpointing,
-                  "trainer.dropout_rng=numpy draws masks that gradient checkpointing's recomputed forward "
-                  "would draw anew: use trainer.dropout_rng=torch with trainer.gradient_checkpointing=true")
-            check(device_kind(self.device) == "cpu",
-                  "trainer.dropout_rng=numpy is a CPU fast path (on a GPU torch draws masks in parallel): "
-                  "use trainer.dropout_rng=torch on cuda")
+        self._check_dropout_rng()
         if self.device == DeviceKind.cuda:  # the only check that imports torch, and only here
             import torch
 
@@ -153,6 +145,19 @@ class TrainerConfig:
         allowed = selectable_metrics()
         check(self.select_metric in allowed,
               f"trainer.select_metric must be one of {', '.join(allowed)}; got {self.select_metric!r}")
+
+    def _check_dropout_rng(self) -> None:
+        """numpy's dropout masks: on CPU, and not under gradient checkpointing."""
+        if self.dropout_rng != DropoutRng.numpy:
+            return
+        from harness.device import device_kind
+
+        check(not self.gradient_checkpointing,
+              "trainer.dropout_rng=numpy draws masks that gradient checkpointing's recomputed forward "
+              "would draw anew: use trainer.dropout_rng=torch with trainer.gradient_checkpointing=true")
+        check(device_kind(self.device) == "cpu",
+              "trainer.dropout_rng=numpy is a CPU fast path (on a GPU torch draws masks in parallel): "
+              "use trainer.dropout_rng=torch on cuda")
 
     def _check_budgets(self) -> None:
         """One budget per run: steps (epochs, max_steps), FLOPs or training seconds."""

@@ -58,18 +58,9 @@ def _release_memory() -> None:
 
 
 def _provenance(run_cfg: RunConfig) -> dict:
-    import torch
+    from harness.run.provenance import run_provenance
 
-    from harness.job import provenance
-    from harness.device import pick_device
-
-    try:
-        device = pick_device(run_cfg.trainer.device.value)
-    except RuntimeError:
-        device = torch.device("cpu")
-    prov = provenance.collect(device)
-    return {"git_commit": prov["git_commit"], "git_dirty": prov["git_dirty"],
-            "device": str(device), "provenance_json": json.dumps(prov, sort_keys=True)}
+    return run_provenance(run_cfg.trainer.device.value)
 
 
 def _owner() -> str:
@@ -183,5 +174,6 @@ def run_job(cfg: DictConfig, work_dir: Path | None = None) -> dict:
         if not isinstance(exc, WorkerError):
             traceback.print_exc()
         _release_memory()
-    row.update(_provenance(run_cfg))
+    if "provenance_json" not in row:  # collected by the run's process (harness.run.tracked) unless it failed
+        row.update(_provenance(run_cfg))
     return _record(store, row, curves, predictions, run_dir, claimed)

@@ -8,6 +8,7 @@ import, where the error is recorded with that run.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 
 
@@ -39,3 +40,7 @@ def preload() -> list[str]:
 
 
 preload()
+# What was imported lives as long as the fork server: frozen, it is left out of every garbage
+# collection, in the server (whose exit would otherwise walk it for 2 s, holding the command's
+# output open) and in each worker forked from it (whose pages then stay shared, not copied).
+gc.freeze()

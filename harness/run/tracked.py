@@ -43,7 +43,9 @@ def run_tracked(cfg: RunConfig, isolated: bool, work_dir: Path,
     if result is None:  # a data-parallel run's other processes: rank 0 reports the run
         return None
     tracker.on_run_end(result.fields, adapter_dir=work_dir / "adapter")
-    return result.fields, result.curves, result.predictions
+    from harness.run.provenance import run_provenance
+
+    return {**result.fields, **run_provenance(cfg.trainer.device.value)}, result.curves, result.predictions
 
 
 def arrays(predictions: dict) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import subprocess
@@ -70,3 +71,17 @@ def placement() -> dict:
 
 def collect(device: torch.device) -> dict:
     return {**git_state(), "versions": versions(), "hardware": device_info(device), **placement()}
+
+
+def run_provenance(trainer_device: str) -> dict:
+    """A run's provenance fields, collected in the process that trained it (whose torch is already
+    imported: the command's own process imports torch only for a run whose worker failed)."""
+    from harness.device import pick_device
+
+    try:
+        device = pick_device(trainer_device)
+    except RuntimeError:
+        device = torch.device("cpu")
+    prov = collect(device)
+    return {"git_commit": prov["git_commit"], "git_dirty": prov["git_dirty"],
+            "device": str(device), "provenance_json": json.dumps(prov, sort_keys=True)}
