@@ -90,25 +90,6 @@ def _runs_workers_here(argv: list[str], plan) -> bool:
                for c in plan.configs)
 
 
-# Overrides that may take a run out of its worker process or onto a GPU (whose runs start fresh
-# interpreters): with any of them the fork server waits for the preflight's plan to be started.
-_WORKER_KEYS = ("trainer", "trainer.isolate", "trainer.device", "experiment", "hydra/launcher")
-
-
-def _starts_workers_early(argv: list[str]) -> bool:
-    """Whether the command line alone shows that this process will fork the runs' workers: Hydra's
-    basic launcher, no override of the trainer's isolation or device, no GPU here. The fork server
-    then imports torch while the preflight checks the command (a wrong guess costs an import in
-    the background, not a wrong run)."""
-    from harness.device import device_kind
-    from harness.sweep.launchers import launcher_of
-
-    keys = {a.split("=", 1)[0].lstrip("+~") for a in argv if "=" in a}
-    return (launcher_of(argv) == "basic" and not keys & set(_WORKER_KEYS)
-            and all(a in ("-m", "--multirun") for a in argv if a.startswith("-"))  # --cfg, --help...
-            and device_kind("auto") != "cuda")
-
-
 def interrupted_line(plan, since: str) -> str:
     """What Ctrl-C leaves: how many of the command's configurations the store holds finished, and
     that the same command resumes (finished configurations are skipped, the one cut off re-runs)."""
@@ -137,11 +118,6 @@ def main() -> None:
     since = now_utc()
     # A launcher's worker processes (joblib, ...) end with this process (harness.job.runner).
     os.environ[SWEEP_PID_ENV], os.environ[SWEEP_HOST_ENV] = str(os.getpid()), socket.gethostname()
-    warm = _starts_workers_early(argv)
-    if warm:
-        from harness.job.isolation import warm_up
-
-        warm_up()
     try:
         retry_budget()  # a bad $PEFT_HARNESS_STORE_RETRY_S is bad input, said before anything runs
         register_schemas(plugins_in_overrides(argv))
@@ -152,7 +128,7 @@ def main() -> None:
     except KeyboardInterrupt:
         print("\n[harness] interrupted while checking the command line; nothing ran", file=sys.stderr)
         sys.exit(130)
-    if not warm and plan is not None and _runs_workers_here(argv, plan):
+    if plan is not None and _runs_workers_here(argv, plan):
         from harness.job.isolation import warm_up
 
         warm_up()  # the fork server imports torch while Hydra composes the jobs

@@ -42,6 +42,10 @@ class TrainerConfig:
     # torch.compile the training forward pass (dynamic shapes: batches differ in length); evaluation
     # and inference timing run the model as it is. Off by default: measured slower on CPU.
     compile: bool = False
+    # Causal-LM tasks: the output layer and the answer tokens' loss run on this many positions at
+    # a time, each chunk's vocabulary-sized logits recomputed in the backward pass instead of kept
+    # (null: all at once). For long answers over a large vocabulary. harness.tasks.scoring.lm.
+    loss_chunk_tokens: Optional[int] = None
     # Where a training step's CPU dropout masks come from: torch (its Mersenne Twister, one element
     # at a time on a CPU other than Intel's) or numpy (PCG64, several times faster; which elements
     # a seed drops differs, so it is in the run's identity). harness.training.dropout.
@@ -134,6 +138,10 @@ class TrainerConfig:
         check(self.num_threads is None or self.num_threads >= 0,
               f"trainer.num_threads must be >= 0 (0 or null: torch's default), got {self.num_threads!r}")
         self._check_dropout_rng()
+        if self.loss_chunk_tokens is not None:
+            positive_int("trainer.loss_chunk_tokens", self.loss_chunk_tokens)
+            check(not self.compile, "trainer.loss_chunk_tokens replaces the output layer's forward while a "
+                                    "step runs, which torch.compile cannot trace: use trainer.compile=false")
         if self.device == DeviceKind.cuda:  # the only check that imports torch, and only here
             import torch
 

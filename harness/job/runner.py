@@ -8,7 +8,6 @@ recorded as a failed run instead of ending the sweep), then record the row.
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import sys

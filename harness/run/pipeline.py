@@ -90,6 +90,8 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
     if line and rank() == 0:
         print(f"[harness] note: task {cfg.task.name}: {line}", flush=True)
     kind.prepare(tok, encoded["train"].examples)
+    if cfg.trainer.loss_chunk_tokens is not None:  # a causal-LM task (harness.job.validation)
+        kind.loss_chunk = cfg.trainer.loss_chunk_tokens
     packed = kind.collator(tok, packed=True) if cfg.trainer.packing else collate
     batches = {name: loader(enc.examples, tok, cfg.trainer.batch_size if name == "train"
                             else cfg.trainer.eval_batch_size, name == "train", cfg.seed,

@@ -50,6 +50,7 @@ class PromptTask(TaskType):
     prefix = ""
     max_new: int | None = None
     pattern: str | None = None
+    loss_chunk: int | None = None  # trainer.loss_chunk_tokens (harness.tasks.scoring.lm.answer_nll)
 
     def for_task(self, cfg) -> "PromptTask":
         self.template, self.chat = cfg.prompt_template, bool(cfg.chat_template)
@@ -164,13 +165,13 @@ class PromptTask(TaskType):
     def batch_loss(self, model, batch):
         from harness.tasks.scoring.lm import answer_nll
 
-        nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"])
+        nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"], self.loss_chunk)
         return nll.sum() / mask.sum().clamp(min=1)
 
     def teacher_forced(self, model, batch) -> tuple[float, float]:
         from harness.tasks.scoring.lm import answer_nll
 
-        nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"])
+        nll, mask = answer_nll(model, self.model_inputs(batch), batch["labels"], self.loss_chunk)
         return float(nll.sum()), float(mask.sum())
 
     def loss_metrics(self, mean_loss: float) -> dict[str, float]:

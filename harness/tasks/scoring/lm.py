@@ -9,12 +9,15 @@ to generate from are padded on the left, as generation needs. Position ids count
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import time
 
 import torch
 import torch.nn.functional as F
+
+from harness.tasks.scoring.chunked import chunked_nll, hidden_states_out, output_head
 
 IGNORE = -100
 
@@ -79,6 +82,13 @@ def positions(mask: torch.Tensor) -> torch.Tensor:
     return (mask.cumsum(-1) - 1).clamp(min=0)
 
 
+def _unwrapped(model):
+    """The model inside data-parallel wrappers (DDP, accelerate's)."""
+    while isinstance(getattr(model, "module", None), torch.nn.Module):
+        model = model.module
+    return model
+
+
 def _base(model):
     return model.get_base_model() if hasattr(model, "get_base_model") else model
 
@@ -103,19 +113,27 @@ def virtual_tokens(model) -> int:
     return 0 if str(config.peft_type).endswith("PREFIX_TUNING") else int(config.num_virtual_tokens)
 
 
-def answer_nll(model, inputs: dict, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def answer_nll(model, inputs: dict, labels: torch.Tensor,
+               chunk: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token negative log-likelihood of the answer tokens (0 elsewhere) and their mask, shape
     (batch, k): the k positions that predict an answer token in some row of the batch, the only
-    positions whose logits the model computes (``logits_to_keep`` as indices)."""
+    positions whose logits the model computes (``logits_to_keep`` as indices). ``chunk``
+    (``trainer.loss_chunk_tokens``): the output layer and the loss run on this many of those
+    positions at a time, each chunk's logits recomputed in the backward pass instead of kept
+    (:func:`chunked_nll`), so that no more than one chunk's vocabulary-sized logits exist at once."""
     answer = labels != IGNORE
     positions = answer[:, 1:].any(0).nonzero().squeeze(-1)  # position p predicts token p + 1
     shifted = positions + virtual_tokens(model)  # a soft prompt's positions come first
-    if keeps_logits(model):
-        logits = model(**inputs, logits_to_keep=shifted).logits
-    else:
-        logits = model(**inputs).logits[:, shifted]
     targets = labels[:, positions + 1]
-    nll = F.cross_entropy(logits.float().reshape(-1, logits.shape[-1]), targets.reshape(-1),
+    head = output_head(_base(_unwrapped(model))) if chunk else None
+    with (hidden_states_out(head) if head is not None else contextlib.nullcontext()):
+        if keeps_logits(model):
+            out = model(**inputs, logits_to_keep=shifted).logits
+        else:
+            out = model(**inputs).logits[:, shifted]
+    if head is not None:  # ``out`` holds the hidden states the output layer would have taken
+        return chunked_nll(head, out, targets, chunk, IGNORE), (targets != IGNORE)
+    nll = F.cross_entropy(out.float().reshape(-1, out.shape[-1]), targets.reshape(-1),
                           ignore_index=IGNORE, reduction="none")
     return nll.view(targets.shape), (targets != IGNORE)
 
