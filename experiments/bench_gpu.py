@@ -40,6 +40,7 @@ ALL_LINEAR = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "d
 # llama3_2/1B_lora_single_device.yaml and 1B_qlora_single_device.yaml: lora_rank 64, lora_alpha 128,
 # [q_proj, v_proj, output_proj] + MLP, batch_size 4, no activation checkpointing, max_seq_len null
 # (unpacked alpaca): 2048 here, as for the 8B. DoRA: LoRA's settings (no torchtune DoRA recipe here).
+# The loss, as those recipes' CEWithChunkedOutputLoss (8 chunks): trainer.loss_chunk_tokens = batch x seq / 8.
 RECIPES = {
     "llama-3.1-8b": {"seq": 2048, "batch": 2, "ckpt": True,
                      "lora": (8, 16, ["q_proj", "v_proj"]), "qlora": (8, 16, ALL_LINEAR)},
@@ -98,7 +99,8 @@ def overrides(model: str, method: str, folder: str, s: dict, device: str, steps:
            f"method.target_modules=[{','.join(s['targets'])}]", f"trainer.batch_size={s['batch']}",
            f"task.max_length={s['seq']}", f"trainer.gradient_checkpointing={str(s['ckpt']).lower()}",
            "model.dtype=bfloat16", f"trainer.device={device}", "trainer.autocast=auto",
-           f"trainer.max_steps={steps}", "trainer.epochs=1", "trainer.progress=false"]
+           f"trainer.max_steps={steps}", "trainer.epochs=1", "trainer.progress=false",
+           f"trainer.loss_chunk_tokens={max(1, s['batch'] * s['seq'] // 8)}"]
     if method in ("qlora", "qdora"):  # bf16 compute for the 4-bit base, as torchtune's bf16 recipes
         out.append("quant.compute_dtype=bfloat16")
     return out

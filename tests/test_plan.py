@@ -83,6 +83,16 @@ def test_an_eight_bit_optimizer_and_gradient_checkpointing_cut_what_they_should(
     assert ckpt.activations < full_act.activations
 
 
+def test_a_chunked_loss_holds_one_chunks_logits():
+    shape = [*LM, "method=lora", "trainer.batch_size=4", "task.max_length=64"]  # 256 positions
+    whole = estimate(configs(shape)[0]).activations
+    saved = {c: whole - estimate(configs([*shape, f"trainer.loss_chunk_tokens={c}"])[0]).activations
+             for c in (32, 64, 256, 1000)}
+    assert saved[32] > saved[64] > 0 and saved[256] == saved[1000] == 0  # a chunk of all: nothing saved
+    # the logits of the positions outside one chunk: (256 - c) x (vocabulary x bytes per logit)
+    assert math.isclose(saved[32] / (256 - 32), saved[64] / (256 - 64))
+
+
 def test_the_cli_tells_what_fits_and_refuses_a_bad_override_in_one_line(capsys):
     assert plan_cli([*LM, "method=lora,qlora", "--budget-gib", "100"]) == 0
     out = capsys.readouterr().out

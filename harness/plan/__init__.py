@@ -211,8 +211,10 @@ def estimate(cfg, runtime: float = 0.0) -> Estimate:
         est.activations = layers * batch * seq * config.hidden_size * act_bytes + nbytes / layers
     else:
         est.activations = nbytes
-    if kind.causal_lm:  # the loss's logits over the vocabulary, their fp32 copy and gradient
-        est.activations += batch * seq * config.vocab_size * (act_bytes + 8)
+    if kind.causal_lm:  # the loss's logits over the vocabulary, their fp32 copy and gradient:
+        positions = batch * seq  # of every position, or of one chunk (trainer.loss_chunk_tokens)
+        held = min(cfg.trainer.loss_chunk_tokens or positions, positions)
+        est.activations += held * config.vocab_size * (act_bytes + 8)
     return est
 
 
