@@ -102,11 +102,8 @@ class StoreView:
     def mark(self) -> Any:
         """What changes when a run is recorded: the runs' count and latest start (runs are only
         ever added). None where the backend cannot say cheaply (every look then reloads)."""
-        query = getattr(self.store, "_query", None)
-        if query is None:
-            return None
-        found = query("SELECT count(*) AS n, max(created_at) AS last, min(created_at) AS first FROM runs")
-        return None if found is None else tuple(str(v) for v in found.iloc[0])
+        version_mark = getattr(self.store, "version_mark", None)  # a plug-in backend may not have it
+        return None if version_mark is None else version_mark()
 
     def snapshot(self, refresh_claims: bool = False) -> Snapshot:
         with self._lock:

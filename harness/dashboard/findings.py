@@ -1,5 +1,5 @@
 """The report's findings beside the figures, from the report's own code: the selected runs of one
-table go through the report's selection and analysis (:func:`harness.report.build._analyze`),
+table go through the report's selection and analysis (:func:`harness.report.build.section_context`),
 and its Findings and Published claims sections (and "what fits your budget" where ``--plan`` is
 given) are built by the same section functions the PDF is built from, then shown as they read.
 Nothing here computes a statistic.
@@ -16,7 +16,7 @@ from dash import html
 from harness.config import ReportConfig
 from harness.dashboard.data import Snapshot, pick, report_selection
 from harness.dashboard.worker import worker_view
-from harness.report.build import Selected, _analyze
+from harness.report.build import Selected, section_context
 from harness.report.sections import claims_section, findings_section, fits_items
 from harness.report.select import search_runs, select_runs
 
@@ -52,7 +52,7 @@ def sections(store: str, snap: Snapshot, chosen: pd.DataFrame, filters: dict, ke
     finished, failed = select_runs(snap.raw, selection)
     selected = Selected(snap.raw, finished, failed, search_runs(snap.raw, selection))
     with tempfile.TemporaryDirectory(prefix="harness-dashboard-") as out:
-        context = _analyze(store, Path(out), selection, options, selected)
+        context = section_context(store, Path(out), selection, options, selected)
         built = [findings_section(context), claims_section(context)]
         fits = fits_items(context)
         if fits:

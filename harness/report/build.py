@@ -51,9 +51,11 @@ def _select(store: str | os.PathLike, selection: Selection) -> Selected:
     return Selected(runs, finished, failed, search)
 
 
-def _analyze(store: str | os.PathLike, out_dir: Path, selection: Selection, options: ReportConfig,
-             selected: Selected) -> SectionContext:
-    """Analyze the selected runs: what every section reads (the output folder is made)."""
+def section_context(store: str | os.PathLike, out_dir: Path, selection: Selection, options: ReportConfig,
+                    selected: Selected) -> SectionContext:
+    """Analyze the selected runs: what every section reads (:mod:`harness.report.sections`), for
+    the report and for any other reader of its findings (the dashboard). The sections write their
+    tables' CSV files under ``out_dir/tables``, which is made."""
     runs, finished, failed, search = selected
     claims = [c for text in options.claims for c in Claim.parse(text)]
     a = analyze(finished, options.reference, options.alpha, options.correction, options.confidence,
@@ -99,7 +101,7 @@ def build_report(store: str | os.PathLike, out_dir: str | Path, selection: Selec
     write report.md and report.pdf."""
     options, selection = options or ReportConfig(), selection or Selection()
     selected = _select(store, selection)
-    context = _analyze(store, Path(out_dir), selection, options, selected)
+    context = section_context(store, Path(out_dir), selection, options, selected)
     sections = build_sections(context)
     _write(context, sections, store_label)
     return context.report

@@ -120,6 +120,13 @@ class StoreReads:
         df = self._query("SELECT DISTINCT split FROM predictions ORDER BY split")
         return [] if df is None else list(df["split"])
 
+    def version_mark(self) -> tuple[str, ...] | None:
+        """What changes whenever a run is recorded (runs are only ever added): the runs' count and
+        their first and latest start; None while the store has no tables. A reader that keeps a
+        copy of :meth:`runs` rereads it only when this changes (the dashboard)."""
+        found = self._query("SELECT count(*) AS n, max(created_at) AS last, min(created_at) AS first FROM runs")
+        return None if found is None else tuple(str(v) for v in found.iloc[0])
+
     def finished_hashes(self) -> set[str]:
         df = self._query("SELECT DISTINCT config_hash FROM runs WHERE status='finished'")
         return set() if df is None else set(df["config_hash"])
