@@ -3,6 +3,7 @@
     python experiments/bench_dashboard.py                        # 5,000 runs, in a temporary folder
     python experiments/bench_dashboard.py --keep /tmp/dash-bench # keep (and reuse) the stores
     python experiments/bench_dashboard.py --no-browser           # the server's side only
+    python experiments/bench_dashboard.py --keep /tmp/dash-bench --no-server  # the browser's only
 
 The store: six real tiny runs through the harness (``python -m harness -m
 method=lora,dora,vera,ia3,loha,pissa seed=0 model=tiny_bert task=synthetic trainer=smoke``, the
@@ -20,11 +21,13 @@ Timed, twice each:
     figure and kept), a run's page, two runs compared;
   browser: the real command (``python -m harness.dashboard``) and Debian's Chromium driven by
     Playwright: from asking for the page to its figure drawn, and from each change a user makes
-    (a filter, an axis, a click on a run) to the page showing its result.
+    (a filter, an axis, a click on a run) to the page showing its result; and, for reference, a
+    Dash page holding nothing but one Plotly scatter of as many points, in the same browser.
 """
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import subprocess
 import sys
@@ -108,6 +111,38 @@ def server(store: Path) -> None:
     timed("two runs compared", lambda: compare.page(row, other.to_dict(), view.predictions(pair)))
 
 
+def minimal_page(b, points: int = 555) -> None:
+    """For reference, in the same browser: a Dash page holding nothing but one Plotly scatter of
+    ``points`` points, served the same way (Werkzeug, Dash's own scripts), from asking for it to
+    its figure drawn. What any Dash page with a figure costs on this machine."""
+    import threading
+
+    import plotly.graph_objects as go
+    from dash import Dash, dcc, html
+    from werkzeug.serving import make_server
+
+    from tests.dashboard_browser import free_port, wait_for_figure
+
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
+    app = Dash(__name__, serve_locally=True)
+    app.layout = html.Div([dcc.Graph(id="pareto", figure=go.Figure(go.Scatter(
+        x=list(range(points)), y=list(range(points)), mode="markers")))])
+    port = free_port()
+    server = make_server("127.0.0.1", port, app.server, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for attempt in ("first", "again"):
+            page = b.new_page(viewport={"width": 1500, "height": 1100})
+            start = time.perf_counter()
+            page.goto(f"http://127.0.0.1:{port}/")
+            wait_for_figure(page, timeout=120_000)
+            print(f"  {'a minimal Dash page (' + attempt + ')':<34} figure       {time.perf_counter() - start:6.2f} s",
+                  flush=True)
+            page.close()
+    finally:
+        server.shutdown()
+
+
 def browser(store: Path, work: Path) -> None:
     import shutil
 
@@ -125,6 +160,7 @@ def browser(store: Path, work: Path) -> None:
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
+            minimal_page(b)
             for attempt in ("first", "again"):
                 page = b.new_page(viewport={"width": 1500, "height": 1100})
                 start = time.perf_counter()
@@ -181,11 +217,13 @@ def main() -> None:
     p.add_argument("--runs", type=int, default=5000)
     p.add_argument("--keep", default=None, help="folder for the stores (reused if there)")
     p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--no-server", action="store_true", help="the browser's timings only")
     args = p.parse_args()
     work = Path(args.keep or tempfile.mkdtemp(prefix="bench-dashboard-"))
     work.mkdir(parents=True, exist_ok=True)
     store = big_store(work, args.runs)
-    server(store)
+    if not args.no_server:
+        server(store)
     if not args.no_browser:
         browser(store, work)
 

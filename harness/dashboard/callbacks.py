@@ -54,7 +54,7 @@ def explore(view: StoreView, filters: dict, x: str, y: str, current: str | None 
     """What the Explore view shows for these filters and axes (the benchmark times this); the
     last few are kept while the store is unchanged."""
     snap = view.snapshot()
-    key = (snap.mark, tuple(sorted((k, repr(v)) for k, v in filters.items() if v)), x, y, repr(sort_by))
+    key = (snap.mark, tuple(sorted((k, repr(v)) for k, v in filters.items() if v)), x, y, repr(sort_by or None))
     if snap.mark is not None and key in _shown:
         shown = _shown[key]
         keys = shown["tables"]

@@ -101,8 +101,11 @@ def explore(snap: Snapshot) -> html.Div:
     return html.Div([filters(snap), main, side], className="explore", id="view-explore")
 
 
-def page(snap: Snapshot, label: str, refresh_s: float, mark: str, counts: list) -> html.Div:
-    """``mark``: the store's state the page is built from; ``counts``: its live counts."""
+def page(snap: Snapshot, label: str, refresh_s: float, mark: str, counts: list, stamp: str = "",
+         live: list | None = None) -> html.Div:
+    """``mark``: the store's state the page is built from; ``counts``, ``stamp`` and ``live``: its
+    live counts, when it was read and the Live view, as the refresh callback shows them later (so
+    that nothing waits for that callback when the page opens)."""
     hidden = {"display": "none"}
     picker = {"style": {"width": "48%"}}
     return html.Div([
@@ -110,7 +113,7 @@ def page(snap: Snapshot, label: str, refresh_s: float, mark: str, counts: list) 
         dcc.Download(id="download"),
         html.Header([html.H1("peft-harness dashboard"), html.Span(label, id="store-label", className="muted"),
                      html.Span(counts, id="counts", className="counts-live"),
-                     html.Span(id="updated", className="muted")]),
+                     html.Span(stamp, id="updated", className="muted")]),
         dcc.Tabs(id="tabs", value="explore", children=[dcc.Tab(label=v.capitalize(), value=v) for v in VIEWS]),
         explore(snap),
         html.Div([dcc.Dropdown(id="run-id", placeholder="a run"),
@@ -119,4 +122,4 @@ def page(snap: Snapshot, label: str, refresh_s: float, mark: str, counts: list) 
                             dcc.Dropdown(id="compare-b", placeholder="run B", **picker)],
                            style={"display": "flex", "gap": "12px"}),
                   dcc.Loading(html.Div(id="compare-page"))], id="view-compare", className="view", style=hidden),
-        html.Div(html.Div(id="live-panel"), id="view-live", className="view", style=hidden)])
+        html.Div(html.Div(live or [], id="live-panel"), id="view-live", className="view", style=hidden)])

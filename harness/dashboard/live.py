@@ -52,6 +52,11 @@ def panel(snap: Snapshot) -> list:
             html.H3(f"Latest runs recorded ({len(snap.runs)} in the store)"), latest(snap)]
 
 
+def stamp(snap: Snapshot) -> str:
+    """When the page last read the store's claims."""
+    return f"read {time.strftime('%H:%M:%S', time.localtime(snap.loaded_at))}"
+
+
 def token(snap: Snapshot) -> str:
     """What the page keeps of the store's state: it changes when the store does (with a backend
     that cannot say, each time the runs are read again)."""
@@ -62,7 +67,9 @@ def register(app, view: StoreView) -> None:
     outputs = [Output("mark", "data"), Output("counts", "children"), Output("updated", "children"),
                Output("live-panel", "children"), *[Output(f"f-{name}", "options") for name in FILTERS]]
 
-    @app.callback(*outputs, Input("tick", "n_intervals"), State("mark", "data"))
+    # Not at the page's opening: the page is built with what this shows (harness.dashboard.app),
+    # and the Explore view, whose input the mark is, would wait for it.
+    @app.callback(*outputs, Input("tick", "n_intervals"), State("mark", "data"), prevent_initial_call=True)
     def refresh(_, mark):
         try:
             snap = view.snapshot(refresh_claims=True)
@@ -70,7 +77,6 @@ def register(app, view: StoreView) -> None:
             return (no_update, no_update, f"store unreachable: {first_line(exc)}", no_update,
                     *[no_update] * len(FILTERS))
         new = token(snap) if token(snap) != mark else no_update
-        stamp = f"read {time.strftime('%H:%M:%S', time.localtime(snap.loaded_at))}"
         options = ([[{"label": str(v), "value": v} for v in choices(snap.runs)[name]] for name in FILTERS]
                    if new is not no_update else [no_update] * len(FILTERS))
-        return (new, counts(snap), stamp, panel(snap), *options)
+        return (new, counts(snap), stamp(snap), panel(snap), *options)
