@@ -149,6 +149,22 @@ def test_each_phase_has_its_own_peak():
     assert out["peak_memory_bytes"] >= out["peak_memory_eval_bytes"]
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_the_kernels_mark_counts_a_peak_between_phases_and_nothing_polls():
+    from harness.training.memory import PeakMemory
+
+    memory = PeakMemory(torch.device("cpu"), isolated=False).start()
+    assert memory._thread is None  # no sampler thread competing with the training loop
+    with memory.phase("train"):
+        pass
+    big = torch.ones(100 * 2**20)  # 400 MiB, touched, outside every phase
+    del big
+    with memory.phase("eval"):
+        pass
+    out = memory.stop()
+    assert out["peak_memory_bytes"] - max(out["peak_memory_train_bytes"], out["peak_memory_eval_bytes"]) > 300 * 2**20
+
+
 def test_an_isolated_run_is_forked_from_the_fork_server_and_records_its_own_phases(run_tiny):
     from harness.job.isolation import forkserver_available
 
