@@ -41,15 +41,18 @@ class PeakMemory:
     On CUDA, the caching allocator's peaks (allocated and reserved), reset at start and at each
     phase. On CPU, the resident set: where Linux lets the kernel's high-water mark be reset
     (``/proc/self/clear_refs``), that mark alone, reset at start and at each phase and read before
-    every reset, so that it covers the run exactly and nothing polls (a sampler thread waking
-    every 10 ms cost the default task's training about a tenth of its speed on 2 cores). Elsewhere
+    every reset, so that it covers the run exactly and nothing polls (``experiments/bench_speed.py
+    --variants harness_lora harness_lora_polled`` compares the two; on 2 CPU cores the difference
+    was within the rounds' noise). Elsewhere
     a sampler every ``interval_s`` that starts at zero with the run (so earlier runs in the process
     do not count), with the process's true peak when it runs one job alone (``isolated``). A phase
     entered twice (training, then evaluation, each epoch) keeps its highest peak.
     """
 
-    def __init__(self, device: torch.device, isolated: bool, interval_s: float = 0.01) -> None:
-        self.device, self.isolated, self.interval_s = device, isolated, interval_s
+    def __init__(self, device: torch.device, isolated: bool, interval_s: float = 0.01, poll: bool = False) -> None:
+        """``poll``: sample every ``interval_s`` even where the kernel's mark can be reset (what
+        ``experiments/bench_speed.py``'s ``harness_lora_polled`` measures the cost of)."""
+        self.device, self.isolated, self.interval_s, self.poll = device, isolated, interval_s, poll
         self._proc = psutil.Process()
         self._peak_rss = 0
         self._stop = threading.Event()
@@ -76,7 +79,7 @@ class PeakMemory:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         self._kernel = self._resets = _reset_peak_rss()
-        if not self._kernel:
+        if self.poll or not self._kernel:
             self._thread = threading.Thread(target=self._sample, daemon=True)
             self._thread.start()
         return self
