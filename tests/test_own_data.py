@@ -16,7 +16,6 @@ import pytest
 
 from harness.results.identity import config_hash
 from harness.results import load, load_answers
-from harness.results.store import StoreError
 from tests.conftest import TINY, compose_config
 from tests.test_bad_input import BASE, run_harness
 
