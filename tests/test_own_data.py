@@ -239,14 +239,19 @@ def test_ctrl_c_says_what_was_kept_and_the_rerun_reports_every_configuration(tmp
         time.sleep(0.05)
     assert len(load(store, status="finished", decode=False)) == 1
     os.killpg(proc.pid, signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    (hold / "go").touch()  # whatever the interrupted command does with its worker, nothing waits on the hold
+    try:
+        out, err = proc.communicate(timeout=120)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"the interrupted command did not end within 120 s; stderr: {err[-3000:]}")
     assert proc.returncode == 130, err
     assert "Traceback" not in err and "leaked semaphore" not in err, err
     lines = [l for l in err.splitlines() if l.strip()]
     assert lines[-1].startswith("[harness] interrupted: 1 of 2 configurations are recorded as finished")
     assert "Run the same command again to resume" in lines[-1]
     # the same grid again (another sweep folder): one run is skipped, one trains; the report has both
-    (hold / "go").touch()
     again = subprocess.run(_sweep(store, tmp_path / "second"), cwd=tmp_path, env=env, text=True,
                            capture_output=True, timeout=600)
     assert again.returncode == 0, again.stderr
