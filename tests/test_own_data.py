@@ -231,8 +231,11 @@ def test_ctrl_c_says_what_was_kept_and_the_rerun_reports_every_configuration(tmp
     store, hold = tmp_path / "s.sqlite", tmp_path / "hold"
     hold.mkdir()
     env = {**os.environ, "PYTHONPATH": str(ROOT), HOLD_ENV: f"{hold}:2"}  # the second run is held
+    # Ctrl-C as a terminal delivers it: SIGINT at its default, even where this test runs with it
+    # ignored (a shell's background job), which the command would inherit and Python then keeps
     proc = subprocess.Popen(_sweep(store, tmp_path / "first"), cwd=tmp_path, env=env, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     deadline = time.monotonic() + 240
     while not (hold / "held").exists():  # the first run is recorded, the second is training
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()[1][-3000:]
