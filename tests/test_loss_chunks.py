@@ -92,3 +92,20 @@ def test_the_memory_benchmark_runs_at_tiny_shapes():
     one, chunked = rows["one"], rows["chunks"]
     assert one[-1] == chunked[-1]  # the same loss to the printed digits
     assert "chunks / one pass:" in done.stdout
+
+
+def test_a_forward_set_on_the_output_layer_is_put_back():
+    """accelerate's dispatch hooks set ``forward`` on the module itself: the chunked loss's
+    pass-through must restore that one, not the class's."""
+    from harness.tasks.scoring.chunked import hidden_states_out
+
+    head = torch.nn.Linear(4, 8)
+    hooked = head.forward
+    head.forward = hooked
+    with hidden_states_out(head):
+        assert head(torch.ones(4)).shape == (4,)  # passed through
+    assert head.forward is hooked
+    plain = torch.nn.Linear(4, 8)
+    with hidden_states_out(plain):
+        pass
+    assert "forward" not in plain.__dict__

@@ -39,11 +39,15 @@ def output_head(base) -> torch.nn.Module:
 def hidden_states_out(head: torch.nn.Module):
     """The output layer passes its input through while inside: the model's "logits" are then the
     hidden states at the kept positions."""
+    own = head.__dict__.get("forward")  # a forward set on the instance (accelerate's dispatch hooks)
     head.forward = lambda hidden, *args, **kwargs: hidden
     try:
         yield
     finally:
-        del head.forward  # the class's own forward again
+        if own is None:
+            del head.forward  # the class's own forward again
+        else:
+            head.forward = own
 
 
 def _chunk_nll(head: torch.nn.Module, hidden: torch.Tensor, targets: torch.Tensor, ignore: int) -> torch.Tensor:
