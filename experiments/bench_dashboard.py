@@ -20,15 +20,19 @@ Timed, twice each:
     pickers), a table's findings (the report's analysis and sections; computed apart from the
     figure and kept), a run's page, two runs compared;
   browser: the real command (``python -m harness.dashboard``) and Debian's Chromium driven by
-    Playwright: from asking for the page to its figure drawn, and from each change a user makes
+    Playwright: from asking for the page to its figure drawn (OPENS times, each in a fresh browser
+    context, nothing cached, the page before closed: each open, their median and the slowest), and
+    from each change a user makes
     (a filter, an axis, a click on a run) to the page showing its result; and, for reference, a
-    Dash page holding nothing but one Plotly scatter of as many points, in the same browser.
+    Dash page holding nothing but one Plotly scatter of as many points, in the same browser, with
+    the full plotly.js Dash loads by default and with the basic bundle the dashboard loads.
 """
 from __future__ import annotations
 
 import argparse
 import logging
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -37,6 +41,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "experiments")]
+OPENS = 5  # the page opened this many times, each in a fresh browser context
 METHODS = ("lora", "dora", "vera", "ia3", "loha", "pissa")
 # (what a user does, filters, x, y) in the order a user might do them
 INTERACTIONS = [
@@ -111,36 +116,42 @@ def server(store: Path) -> None:
     timed("two runs compared", lambda: compare.page(row, other.to_dict(), view.predictions(pair)))
 
 
-def minimal_page(b, points: int = 555) -> None:
+def minimal_page(b, bundle: str, points: int = 555) -> None:
     """For reference, in the same browser: a Dash page holding nothing but one Plotly scatter of
     ``points`` points, served the same way (Werkzeug, Dash's own scripts), from asking for it to
-    its figure drawn. What any Dash page with a figure costs on this machine."""
+    its figure drawn, with plotly.js's ``bundle``: "full" (what Dash loads by default, from the
+    plotly package) or "basic" (the dashboard's, from its assets). What any Dash page with a figure
+    costs on this machine, three times in fresh browser contexts."""
     import threading
 
     import plotly.graph_objects as go
     from dash import Dash, dcc, html
     from werkzeug.serving import make_server
 
+    from harness.dashboard.app import STATIC
     from tests.dashboard_browser import free_port, wait_for_figure
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # no line per request
-    app = Dash(__name__, serve_locally=True)
+    assets = {"assets_folder": str(STATIC)} if bundle == "basic" else {"include_assets_files": False}
+    app = Dash(__name__, serve_locally=True, **assets)
     app.layout = html.Div([dcc.Graph(id="pareto", figure=go.Figure(go.Scatter(
         x=list(range(points)), y=list(range(points)), mode="markers")))])
     port = free_port()
     server = make_server("127.0.0.1", port, app.server, threaded=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
+    times = []
     try:
-        for attempt in ("first", "again"):
+        for _ in range(3):
             page = b.new_page(viewport={"width": 1500, "height": 1100})
             start = time.perf_counter()
             page.goto(f"http://127.0.0.1:{port}/")
             wait_for_figure(page, timeout=120_000)
-            print(f"  {'a minimal Dash page (' + attempt + ')':<34} figure       {time.perf_counter() - start:6.2f} s",
-                  flush=True)
+            times.append(time.perf_counter() - start)
             page.close()
     finally:
         server.shutdown()
+    print(f"  {'a minimal Dash page, ' + bundle + ' plotly.js':<34} figure       "
+          f"{' '.join(f'{t:.2f}' for t in times)} s, median {statistics.median(times):.2f} s", flush=True)
 
 
 def browser(store: Path, work: Path) -> None:
@@ -154,21 +165,28 @@ def browser(store: Path, work: Path) -> None:
     if not executable:
         print("browser: skipped (no Chromium: apt-get install chromium)")
         return
-    dashboard = Dashboard(store, log=work / "dashboard.log")
+    dashboard = Dashboard(store, "--refresh", "3", log=work / "dashboard.log")  # the command's default
     print("browser (python -m harness.dashboard, Chromium via Playwright; the findings come from the "
           "worker process, after the figure):")
     try:
         with sync_playwright() as p:
             b = p.chromium.launch(executable_path=executable, args=["--no-sandbox"])
-            minimal_page(b)
-            for attempt in ("first", "again"):
+            for bundle in ("full", "basic"):
+                minimal_page(b, bundle)
+            page, opened = None, []
+            for attempt in range(OPENS):  # after the first: the page before closed, the server warm
+                if page is not None:
+                    page.close()
                 page = b.new_page(viewport={"width": 1500, "height": 1100})
                 start = time.perf_counter()
                 page.goto(dashboard.url)
                 wait_for_figure(page, timeout=120_000)
-                drawn = time.perf_counter() - start
+                opened.append(time.perf_counter() - start)
                 settle(page)
-                report(f"open the page ({attempt})", drawn, time.perf_counter() - start)
+                report(f"open the page ({'first' if attempt == 0 else f'again, {attempt}'})", opened[-1],
+                       time.perf_counter() - start)
+            print(f"  {'open the page: median, slowest':<34} figure+table {statistics.median(opened):6.2f} s"
+                  f"   slowest {max(opened):6.2f} s", flush=True)
             steps = [("filter method=lora", lambda: choose(page, "f-method", "lora")),
                      ("filter + task=synthetic", lambda: choose(page, "f-task", "synthetic")),
                      ("x axis: wall time", lambda: choose(page, "x-field", "Wall time s")),

@@ -191,6 +191,14 @@ def test_a_runs_page_and_a_failed_runs_error(page, tiny_store, tmp_path):
     page.locator("#tabs").get_by_text("Explore", exact=True).click()
     open_run(page, "broken-run")
     assert page.inner_text("#run-error") == FAILED_ERROR and "failed" in page.inner_text("#run-status")
+    # every figure (the Pareto scatter, the run's curves and bars) drawn by plotly.js's basic bundle
+    # from the app's assets: the full bundle of the plotly package is never asked for
+    from harness.dashboard.app import PLOTLY_BASIC_VERSION, STATIC
+
+    assert [u for u in page.requests if "/assets/plotly-basic.min.js" in u]
+    assert not [u for u in page.requests if u.split("?")[0].endswith("/plotly.min.js")], page.requests
+    assert page.evaluate("() => Plotly.version") == PLOTLY_BASIC_VERSION
+    assert f"plotly.js (basic - minified) v{PLOTLY_BASIC_VERSION}" in (STATIC / "plotly-basic.min.js").read_text()[:200]
 
 
 def stored_predictions(store, run_ids):

@@ -25,6 +25,7 @@ def test_wheel_ships_every_config_file(tmp_path):
     configs = {"harness/conf/" + str(p.relative_to(ROOT / "conf")) for p in (ROOT / "conf").rglob("*.yaml")}
     assert configs and configs <= names, sorted(configs - names)
     assert {"harness/metric_scripts/accuracy.py", "harness/metric_scripts/f1.py"} <= names
+    assert {"harness/dashboard/static/plotly-basic.min.js", "harness/dashboard/static/LICENSE-plotly.js.txt"} <= names
     modules = {str(p.relative_to(ROOT)) for p in (ROOT / "harness").rglob("*.py")}
     assert modules <= names, sorted(modules - names)  # every layer's package is in the wheel
 

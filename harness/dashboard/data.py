@@ -146,9 +146,9 @@ def choices(runs: pd.DataFrame) -> dict[str, list]:
     """Each filter's values in the store, sorted (numbers as numbers)."""
     out = {}
     for name in FILTERS:
-        values = runs[name].dropna() if name in runs.columns else pd.Series(dtype=object)
+        values = runs[name].dropna().unique() if name in runs.columns else []  # each value once, then in Python
         if name in NUMERIC_AXES:
-            out[name] = sorted({int(v) for v in pd.to_numeric(values, errors="coerce").dropna()})
+            out[name] = sorted({int(v) for v in pd.to_numeric(pd.Series(values), errors="coerce").dropna()})
         else:
             out[name] = sorted({str(v) for v in values if str(v) != ""})
     out["stage"] = list(STAGES)

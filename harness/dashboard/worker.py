@@ -28,7 +28,12 @@ def _start(url: str, plugins: list[str]) -> None:
 
 
 def _ready() -> bool:
-    return _view is not None
+    """The worker made ready for its first request: the report's modules imported and the store
+    read (an error here is the first request's to meet and show)."""
+    import harness.dashboard.findings  # noqa: F401
+
+    _view.snapshot()
+    return True
 
 
 def worker_view():
@@ -69,8 +74,8 @@ class Worker:
             raise RuntimeError("the dashboard's worker process stopped; try again") from None
 
     def start(self) -> None:
-        """Start the process now, in the background (its imports take seconds), so that the
-        first findings do not wait for them."""
+        """Start the process now, in the background (its imports and its read of the store take
+        seconds), so that the first findings do not wait for them."""
         with self._lock:
             self._executor().submit(_ready)
 
