@@ -239,7 +239,9 @@ for _f in [
           report_scale=MIB, report_name="adapter_mib", digits=3, doc="saved adapter size"),
     Field("peak_memory_bytes", "integer", unit="bytes", higher_is_better=False,
           report="Peak memory MiB", report_scale=MIB, report_name="peak_memory_mib",
-          terminal="peak_MiB", listed=True, doc="peak CUDA allocated, or peak CPU RSS (memory_kind)"),
+          terminal="peak_MiB", listed=True,
+          doc="peak CUDA allocated, or peak CPU RSS (memory_kind), of the run's setup, training and evaluation "
+              "(the FLOP count's step is kept apart: details_json's peak_memory_apart_bytes)"),
     Field("memory_kind", "text", doc="what peak_memory_bytes measures: cuda_allocated | cpu_rss"),
     Field("peak_memory_train_bytes", "integer", unit="bytes", higher_is_better=False,
           doc="peak memory (memory_kind) while training steps ran"),

@@ -165,6 +165,31 @@ def test_the_kernels_mark_counts_a_peak_between_phases_and_nothing_polls():
     assert out["peak_memory_bytes"] - max(out["peak_memory_train_bytes"], out["peak_memory_eval_bytes"]) > 300 * 2**20
 
 
+@pytest.mark.skipif(not Path("/proc/self/clear_refs").exists(), reason="needs Linux's peak-RSS reset")
+def test_a_phase_kept_apart_has_its_peak_but_not_the_runs():
+    from harness.training.memory import PeakMemory
+
+    memory = PeakMemory(torch.device("cpu"), isolated=True).start()
+    with memory.phase("setup"):
+        pass
+    with memory.phase("count", in_run=False):  # the FLOP count's step
+        big = torch.ones(100 * 2**20)  # 400 MiB, touched
+        assert memory.peak_so_far() < memory.baseline_rss + 300 * 2**20
+        del big
+    with memory.phase("train"):
+        small = torch.ones(2**20)
+    out, apart = memory.stop(), memory.apart()
+    del small
+    assert apart["count"] - out["peak_memory_train_bytes"] > 300 * 2**20
+    assert out["peak_memory_bytes"] < apart["count"] - 300 * 2**20  # the run's peak: without it
+    # the same block in a phase of the run counts
+    memory = PeakMemory(torch.device("cpu"), isolated=True).start()
+    with memory.phase("count"):
+        big = torch.ones(100 * 2**20)
+        del big
+    assert memory.stop()["peak_memory_bytes"] - memory.baseline_rss > 300 * 2**20
+
+
 def test_an_isolated_run_is_forked_from_the_fork_server_and_records_its_own_phases(run_tiny):
     from harness.job.isolation import forkserver_available
 

@@ -197,7 +197,8 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     (energy := EnergyMeter(device.type, device.index or 0)).start()
     with memory.phase("setup"):
         s = setup(cfg, device, parallel)
-    counted = count_flops(s, cfg, parallel)
+    with memory.phase("count", in_run=False):  # the harness measuring, not the run training
+        counted = count_flops(s, cfg, parallel)
     kept = model_change.before_training(s, cfg, work_dir, parallel)  # forgetting's "before", ΔW's start
     trained = fit(s, cfg, tracker, memory, parallel)
     sharded = parallel is not None and parallel.test_sharded
@@ -212,7 +213,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     changed = model_change.after_training(s, cfg, kept, work_dir)  # outside the phases, before merging
     with memory.phase("eval"):
         measured = inference_costs(s, cfg, work_dir, timed=not sharded)
-    fields = record_fields(s, cfg, trained, tested, measured, memory.stop(), parallel)
+    fields = record_fields(s, cfg, trained, tested, measured, memory.stop(), parallel, memory.apart())
     model_change.record(fields, changed)
     fields.update(energy.stop())
     fields.update(flops.mfu_fields(counted, fields["train_tokens_per_s"], s.device, s.use_bf16,

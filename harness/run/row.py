@@ -22,11 +22,12 @@ MEASUREMENTS: Registry = Registry("measurement")
 
 
 def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "Tested",
-                  measured: "InferenceCosts", memory: dict, parallel=None) -> dict:
-    """The run's row fields (names declared in :mod:`harness.fields`)."""
+                  measured: "InferenceCosts", memory: dict, parallel=None, apart: dict | None = None) -> dict:
+    """The run's row fields (names declared in :mod:`harness.fields`); ``apart``: the peaks of the
+    phases kept out of the run's peak (the FLOP count's step), into its details."""
     majority = s.data.majority_metrics()
     memory, spread = recorded(parallel, memory)
-    details = {**spread, "data_source": s.data.source, "model_source": s.loaded.source,
+    details = {**spread, **({"peak_memory_apart_bytes": apart} if apart else {}), "data_source": s.data.source, "model_source": s.loaded.source,
                "label_names": s.data.label_names, "steps": trained.steps,
                "task_type": s.kind.name, "majority": majority,
                "tokens_from_cache": all(e.cached for e in s.encoded.values()),

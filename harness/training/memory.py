@@ -47,6 +47,11 @@ class PeakMemory:
     a sampler every ``interval_s`` that starts at zero with the run (so earlier runs in the process
     do not count), with the process's true peak when it runs one job alone (``isolated``). A phase
     entered twice (training, then evaluation, each epoch) keeps its highest peak.
+
+    A phase entered with ``in_run=False`` (the FLOP count's step, the harness measuring rather
+    than the run training) keeps its own peak, ``apart()``, out of the run's: the marks are reset
+    after it. Only where the mark can be reset (CUDA's peaks; Linux's RSS mark): a sampler's
+    process-wide peak of an isolated run still covers it.
     """
 
     def __init__(self, device: torch.device, isolated: bool, interval_s: float = 0.01, poll: bool = False) -> None:
@@ -63,11 +68,13 @@ class PeakMemory:
         self._resets = False  # the kernel's mark was reset: ru_maxrss no longer covers the run
         self._kernel = False  # the kernel's mark measures the run: no sampler
         self._run_cuda = self._run_cuda_reserved = 0  # CUDA peaks of the whole run, over phases
+        self._apart: set[str] = set()  # phases measured apart from the run's peak
 
     def _sample(self) -> None:
         while not self._stop.is_set():
             rss = self._proc.memory_info().rss
-            self._peak_rss = max(self._peak_rss, rss)
+            if self._current not in self._apart:
+                self._peak_rss = max(self._peak_rss, rss)
             if self._current is not None:
                 bucket = self.phases[self._current]
                 bucket["rss"] = max(bucket["rss"], rss)
@@ -87,7 +94,8 @@ class PeakMemory:
     def _fold_kernel_into(self, name: str | None) -> None:
         """The kernel's mark since its last reset, into the run's peak and phase ``name``'s."""
         rss = _peak_rss_since_reset()
-        self._peak_rss = max(self._peak_rss, rss)
+        if name not in self._apart:
+            self._peak_rss = max(self._peak_rss, rss)
         if name is not None:
             self.phases[name]["rss"] = max(self.phases[name]["rss"], rss)
 
@@ -97,9 +105,12 @@ class PeakMemory:
                 int(torch.cuda.max_memory_reserved(self.device)))
 
     @contextlib.contextmanager
-    def phase(self, name: str):
-        """Measure the peak of what runs inside under ``name`` (its own peak, not the run's)."""
+    def phase(self, name: str, in_run: bool = True):
+        """Measure the peak of what runs inside under ``name`` (its own peak, not the run's);
+        ``in_run=False``: and keep it out of the run's peak (the class's docstring)."""
         bucket = self.phases.setdefault(name, {"rss": 0, "cuda": 0, "cuda_reserved": 0, "s": 0.0})
+        if not in_run:
+            self._apart.add(name)
         outer, self._current = self._current, name
         started = time.perf_counter()
         if self.device.type == "cuda":
@@ -115,7 +126,10 @@ class PeakMemory:
             bucket["s"] += time.perf_counter() - started
             if reset:
                 bucket["rss"] = max(bucket["rss"], _peak_rss_since_reset())
-                self._peak_rss = max(self._peak_rss, bucket["rss"])
+                if in_run:
+                    self._peak_rss = max(self._peak_rss, bucket["rss"])
+                else:  # what follows is measured from the memory held now
+                    _reset_peak_rss()
             if self.device.type == "cuda":
                 self._fold_cuda_into(name)
                 torch.cuda.reset_peak_memory_stats(self.device)
@@ -123,8 +137,9 @@ class PeakMemory:
 
     def _fold_cuda_into(self, name: str | None) -> None:
         allocated, reserved = self._cuda_peaks()
-        self._run_cuda = max(self._run_cuda, allocated)
-        self._run_cuda_reserved = max(self._run_cuda_reserved, reserved)
+        if name not in self._apart:
+            self._run_cuda = max(self._run_cuda, allocated)
+            self._run_cuda_reserved = max(self._run_cuda_reserved, reserved)
         if name is not None:
             bucket = self.phases[name]
             bucket["cuda"] = max(bucket["cuda"], allocated)
@@ -141,14 +156,19 @@ class PeakMemory:
         if self.device.type == "cuda":
             self._fold_cuda_into(self._current)
             return int(self._run_cuda)
-        rss = max([self._peak_rss, *(b["rss"] for b in self.phases.values())])
-        return int(max(rss, _peak_rss_since_reset()) if self._resets else rss)
+        rss = max([self._peak_rss, *(b["rss"] for n, b in self.phases.items() if n not in self._apart)])
+        return int(max(rss, _peak_rss_since_reset()) if self._resets and self._current not in self._apart else rss)
+
+    def apart(self) -> dict[str, int]:
+        """The peaks of the phases kept out of the run's (``phase(name, in_run=False)``), by name,
+        of ``peak_memory_bytes``'s kind."""
+        return {name: self.phase_peak(name) for name in sorted(self._apart)}
 
     def stop(self) -> dict:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        rss = max([self._peak_rss, *(b["rss"] for b in self.phases.values())])
+        rss = max([self._peak_rss, *(b["rss"] for n, b in self.phases.items() if n not in self._apart)])
         if self._resets:  # the kernel's mark since the last phase began (the phases hold the rest)
             rss = max(rss, _peak_rss_since_reset())
         if self.isolated:
