@@ -30,7 +30,8 @@ def _start(url: str, plugins: list[str]) -> None:
 def _ready() -> bool:
     """The worker made ready for its first request: the report's modules imported and the store
     read (an error here is the first request's to meet and show)."""
-    import harness.dashboard.findings  # noqa: F401
+    import harness.report.build  # noqa: F401 - the report's analysis, which the findings run
+    import harness.report.sections  # noqa: F401
 
     _view.snapshot()
     return True
