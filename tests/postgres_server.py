@@ -60,8 +60,16 @@ class Server:
         self.data, self.port, self.n = self.root / "data", _free_port(), 0
         self._run("initdb", "-D", str(self.data), "-U", SUPERUSER, "--auth=trust", "-E", "UTF8",
                   "--no-sync")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server (again, after :meth:`pause`), on the same port and data."""
         self._run("pg_ctl", "-D", str(self.data), "-w", "-t", "60", "-l", str(self.root / "server.log"),
                   "-o", f"-k {self.root} -p {self.port} -c listen_addresses='' -c fsync=off", "start")
+
+    def pause(self) -> None:
+        """Stop the server as a crash would (every connection dropped), keeping its data."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "immediate", "-w", "stop")
 
     def _run(self, tool: str, *args: str) -> None:
         done = subprocess.run([*self.as_user, str(self.bindir / tool), *args], capture_output=True,

@@ -2,7 +2,8 @@
 to its store: a failed run, then a run held while it trains (tests/pausing_methods.py) shown as
 running from its claim, then the same run appearing as finished, all without a reload. And over
 the PostgreSQL store the suite starts, as a role that may only read, its URL holding a password
-that the page and the command never show."""
+that the page and the command never show; and a PostgreSQL server that goes away and comes back
+while the page is open."""
 from __future__ import annotations
 
 import os
@@ -14,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, tiny_config
-from tests.dashboard_browser import (Dashboard, check_screenshot, chromium, idle, launch, open_page, table_rows)
+from tests.dashboard_browser import (Dashboard, check_screenshot, choose, chromium, idle, launch, open_page,
+                                     table_rows, traces)
 from tests.pausing_methods import HOLD_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,3 +125,38 @@ def test_a_postgres_store_as_a_role_that_may_only_read(browser, postgres_server,
     finally:
         dashboard.stop()
     assert PASSWORD not in dashboard.output()
+
+
+def test_a_store_whose_server_goes_away_and_comes_back(browser, postgres_server, pg_url, tmp_path):
+    """While the server is down the page says so, and every view keeps working on what it read
+    (a filter redraws the figure); what needs the store says so in one line; nothing fails on
+    the server; when the server is back the page reads it again by itself."""
+    from harness.job.runner import run_job
+
+    for method in ("lora", "full"):
+        assert run_job(tiny_config(f"'{pg_url}'", f"method={method}", "seed=0"))["status"] == "finished"
+    dashboard = Dashboard(pg_url, log=tmp_path / "dashboard.log")
+    try:
+        page = open_page(browser, dashboard.url)
+        summary = page.inner_text("#selection-summary")
+        assert summary.startswith("2 runs selected") and page.inner_text("#updated").startswith("read ")
+        postgres_server.pause()
+        try:
+            page.wait_for_function("() => document.querySelector('#updated').innerText"
+                                   ".startsWith('store unreachable: cannot connect')", timeout=30_000)
+            choose(page, "f-method", "lora")  # the runs already read: filtered, drawn
+            page.wait_for_function("() => document.querySelector('#selection-summary').innerText"
+                                   ".startsWith('1 runs selected')", timeout=30_000)
+            assert [t["name"] for t in traces(page) if not t["name"].startswith("Pareto front")] == ["lora · none"]
+            page.locator("#runs-table td[data-dash-column='run']").first.click()  # its curves: in the store
+            page.wait_for_selector("#view-run .store-unreachable", timeout=30_000)
+            assert "cannot be read now" in page.inner_text("#view-run")
+        finally:
+            postgres_server.resume()
+        page.wait_for_function("() => document.querySelector('#updated').innerText.startsWith('read ')",
+                               timeout=30_000)
+        page.locator("#tabs").get_by_text("Explore", exact=True).click()
+        assert page.inner_text("#selection-summary").startswith("1 runs selected") and not page.errors
+        assert "Traceback" not in dashboard.output(), dashboard.output()[-3000:]
+    finally:
+        dashboard.stop()

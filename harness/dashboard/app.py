@@ -37,8 +37,8 @@ def create_app(view: StoreView, options: ReportConfig | None = None, refresh_s: 
 
     def page():
         snap = view.snapshot(refresh_claims=True)
-        return layout.page(snap, view.label, refresh_s, live.token(snap), live.counts(snap), live.stamp(snap),
-                           live.panel(snap))
+        return layout.page(snap, view.label, refresh_s, live.token(snap), live.counts(snap),
+                           live.stamp(snap, view.unreachable), live.panel(snap))
 
     app.layout = page
     _, x, y = layout.axis_choices(view.snapshot())

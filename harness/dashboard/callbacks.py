@@ -10,7 +10,7 @@ from collections import OrderedDict
 from concurrent.futures import CancelledError
 
 import pandas as pd
-from dash import Input, Output, State, ctx, no_update
+from dash import Input, Output, State, ctx, html, no_update
 
 from harness.config import ReportConfig
 from harness.dashboard import compare, findings, pareto, runpage, table
@@ -18,6 +18,8 @@ from harness.dashboard.data import FILTERS, StoreView, choices
 from harness.dashboard.layout import VIEWS
 from harness.dashboard.findings import findings_sections
 from harness.dashboard.worker import Worker
+from harness.errors import first_line
+from harness.results.store import StoreError, redact
 
 KEPT = 8  # Explore views kept (filters and axes seen last, while the store is unchanged)
 _shown: OrderedDict = OrderedDict()
@@ -91,6 +93,14 @@ def register_findings(app, worker: Worker, options: ReportConfig) -> None:
             return findings.panel(worker.run("findings", findings_sections, filters, key, options))
         except CancelledError:  # a newer request replaced this one
             return no_update
+        except StoreError as exc:  # the store went away while the report's analysis read it
+            return unreadable("The findings need the store", exc)
+
+
+def unreadable(what: str, exc: BaseException) -> list:
+    """A view's place when the store cannot be read now: one line, the password hidden."""
+    return [html.P(f"{what}, which cannot be read now: {redact(first_line(exc))}. The page tries again "
+                   "with the next change.", className="error store-unreachable")]
 
 
 def _row(view: StoreView, run_id: str | None) -> dict | None:
@@ -105,12 +115,19 @@ def register_pages(app, view: StoreView) -> None:
     @app.callback(Output("run-page", "children"), Input("run-id", "value"), Input("mark", "data"))
     def run(run_id, _):
         row = _row(view, run_id)
-        return runpage.page(row, view.curves([run_id]) if row else pd.DataFrame())
+        try:
+            curves = view.curves([run_id]) if row else pd.DataFrame()
+        except StoreError as exc:  # the curves are read when a run is first opened
+            return unreadable("The run's curves are in the store", exc)
+        return runpage.page(row, curves)
 
     @app.callback(Output("compare-page", "children"), Input("compare-a", "value"), Input("compare-b", "value"))
     def two(a, b):
         row_a, row_b = _row(view, a), _row(view, b)
-        arrays = view.predictions([a, b]) if row_a and row_b and a != b else {}
+        try:
+            arrays = view.predictions([a, b]) if row_a and row_b and a != b else {}
+        except StoreError as exc:
+            return unreadable("The two runs' predictions are in the store", exc)
         return compare.page(row_a, row_b, arrays)
 
 

@@ -21,7 +21,8 @@ from harness.report.aggregate import metric_frame
 from harness.report.select import AXES, STAGES, Selection, deduplicate, select_runs
 from harness.results import open_store
 from harness.results.backends.common import holder_still_holds
-from harness.results.store import redact
+from harness.errors import first_line
+from harness.results.store import StoreError, redact
 
 # The filters besides the report's axes (AXES): the protocol stage, the harness version, the status.
 FILTERS = (*AXES, "harness_version", "status")
@@ -92,12 +93,17 @@ def _describe(row) -> str:
 
 
 class StoreView:
-    """One store, read-only: :meth:`snapshot` reloads the runs when the store changed since."""
+    """One store, read-only: :meth:`snapshot` reloads the runs when the store changed since.
+
+    A store that cannot be read for a while (its server restarting, the network down) leaves
+    the last snapshot in use: every view keeps working on what was read, :attr:`unreachable`
+    says why the store is not read now, and the first read that succeeds clears it."""
 
     def __init__(self, url: str) -> None:
         self.url, self.label = str(url), redact(str(url))
         self.store = open_store(self.url, create=False)  # StoreError: missing, foreign, unreachable
         self._lock, self._snapshot, self._picked = threading.Lock(), None, {}
+        self.unreachable: str | None = None  # the last read's error, one line, password hidden
 
     def mark(self) -> Any:
         """What changes when a run is recorded: the runs' count and latest start (runs are only
@@ -106,6 +112,19 @@ class StoreView:
         return None if version_mark is None else version_mark()
 
     def snapshot(self, refresh_claims: bool = False) -> Snapshot:
+        """The store's runs, read again if they changed (and its claims, with ``refresh_claims``);
+        the last snapshot while the store cannot be read (StoreError if it never was)."""
+        try:
+            snap = self._read(refresh_claims)
+        except StoreError as exc:
+            if self._snapshot is None:
+                raise
+            self.unreachable = redact(first_line(exc))
+            return self._snapshot
+        self.unreachable = None
+        return snap
+
+    def _read(self, refresh_claims: bool) -> Snapshot:
         with self._lock:
             mark, snap = self.mark(), self._snapshot
             if snap is None or mark is None or mark != snap.mark:

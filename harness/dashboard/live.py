@@ -10,7 +10,7 @@ from dash import Input, Output, State, html, no_update
 
 from harness.dashboard.data import FILTERS, Snapshot, StoreView, choices
 from harness.errors import first_line
-from harness.results.store import StoreError
+from harness.results.store import StoreError, redact
 
 LATEST = 12  # the most recent runs the Live view lists
 
@@ -52,8 +52,10 @@ def panel(snap: Snapshot) -> list:
             html.H3(f"Latest runs recorded ({len(snap.runs)} in the store)"), latest(snap)]
 
 
-def stamp(snap: Snapshot) -> str:
-    """When the page last read the store's claims."""
+def stamp(snap: Snapshot, unreachable: str | None = None) -> str:
+    """When the page last read the store's claims (or why it cannot read the store now)."""
+    if unreachable:
+        return f"store unreachable: {unreachable}"
     return f"read {time.strftime('%H:%M:%S', time.localtime(snap.loaded_at))}"
 
 
@@ -73,9 +75,11 @@ def register(app, view: StoreView) -> None:
     def refresh(_, mark):
         try:
             snap = view.snapshot(refresh_claims=True)
-        except StoreError as exc:  # the server went away: say so, keep what is shown
-            return (no_update, no_update, f"store unreachable: {first_line(exc)}", no_update,
-                    *[no_update] * len(FILTERS))
+            why = view.unreachable
+        except StoreError as exc:  # never read (the page is built from a read): say so
+            why = redact(first_line(exc))
+        if why:  # the server went away: say so, keep what is shown (the views use the last read)
+            return (no_update, no_update, f"store unreachable: {why}", no_update, *[no_update] * len(FILTERS))
         new = token(snap) if token(snap) != mark else no_update
         options = ([[{"label": str(v), "value": v} for v in choices(snap.runs)[name]] for name in FILTERS]
                    if new is not no_update else [no_update] * len(FILTERS))
