@@ -110,6 +110,24 @@ def test_pareto_points_and_fronts_follow_each_fields_direction(store):
     assert figure.layout.xaxis.title.text == "Peak memory MiB (lower is better)"
 
 
+def test_a_selection_without_one_of_the_axes_fields_says_so(store):
+    """Runs that recorded one field only (an older harness, no energy counter): the Explore view
+    is drawn with a note, not a callback's failure."""
+    from harness import fields
+    from harness.dashboard import callbacks, pareto
+    from harness.dashboard.data import StoreView, axis_label
+
+    view = StoreView(store)
+    per_run = view.snapshot().per_run
+    assert per_run[fields.get("energy_j").display_name].isna().all()  # this store recorded no energy
+    shown = callbacks.explore(view, {"stage": "final"}, "energy_j", "accuracy")
+    assert not shown["figure"].data and shown["rows"]  # the table still lists the selection
+    assert shown["figure"].layout.annotations[0].text == (
+        f"No finished run in this selection has both {axis_label(fields.get('energy_j'))} "
+        f"and {axis_label(fields.get('accuracy'))}")
+    assert pareto.front_labels(per_run, "energy_j", "accuracy") == {}
+
+
 def test_filters_pick_what_the_report_would(store):
     from harness.dashboard.data import StoreView, pick, report_selection
     from harness.report.select import select_runs

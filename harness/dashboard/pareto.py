@@ -25,6 +25,8 @@ SYMBOLS = ("circle", "square", "diamond", "triangle-up", "x", "star", "cross", "
            "pentagon", "hexagon")
 TABLE = ["task", "model", "label"]
 CONFIDENCE = 0.95
+POINT_COLUMNS = ["task", "model", "label", "method", "quant", "r", "n", "run_ids", "seeds", "config_json",
+                 "x", "x_low", "x_high", "y", "y_low", "y_high"]
 
 
 def styles(values: list, palette: tuple) -> dict:
@@ -48,7 +50,7 @@ def points(per_run: pd.DataFrame, x: str, y: str) -> pd.DataFrame:
             mean, _, low, high = mean_interval(g[col].to_numpy(dtype=float), CONFIDENCE)
             row.update({axis: mean, f"{axis}_low": low, f"{axis}_high": high})
         rows.append(row)
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, columns=POINT_COLUMNS)
 
 
 def fronts(found: pd.DataFrame, x: str, y: str) -> dict[tuple[str, str], list[int]]:
@@ -91,6 +93,9 @@ def _errors(g: pd.DataFrame, axis: str) -> dict:
 def figure(per_run: pd.DataFrame, x: str, y: str, methods: list, quants: list) -> go.Figure:
     """The scatter of configurations, their intervals and each table's front."""
     found = points(per_run, x, y)
+    if found.empty:  # the selection's runs recorded one of the fields only (an older harness, a CPU run)
+        return empty(f"No finished run in this selection has both {axis_label(fields.get(x))} "
+                     f"and {axis_label(fields.get(y))}")
     fig = go.Figure()
     colour, symbol = styles(methods, PALETTE), styles(quants, SYMBOLS)
     for (method, quant), g in (found.groupby(["method", "quant"], sort=True) if len(found) else []):
