@@ -174,3 +174,35 @@ def test_compare_counts_are_mcnemars(tmp_path):
     assert sum(cells.values()) - cells["examples"] == 200 and test.diff == pytest.approx(0.05)
     assert list(disagreements(a, b)) == list(np.flatnonzero(right_a != right_b))
     assert json.loads(runs[0][0]["details_json"])["label_names"] == ["c0", "c1"] and a.labels[0] in ("c0", "c1")
+
+
+def test_two_generation_runs_compared_with_their_texts_and_what_each_wrote(run_tiny, store_path):
+    """A prompt task over classes stores its labels as indices and reads them back as the
+    answers' texts: the page matches the two by the run's label names and shows the examples'
+    texts, and for a generation task what each run wrote beside its prediction."""
+    from harness.dashboard import compare
+    from harness.dashboard.data import StoreView
+    from harness.dashboard.examples import side, test_texts
+
+    prompt = ["model=tiny_llama", "task.task_type=generation", "seed=0"]
+    for method in ("lora", "dora"):
+        assert run_tiny(*prompt, f"method={method}")["status"] == "finished"
+    view = StoreView(store_path)
+    a, b = (r.to_dict() for _, r in view.snapshot().raw.iterrows())
+    arrays = view.predictions([a["run_id"], b["run_id"]])
+    first = side(a, arrays[a["run_id"]])
+    texts, why = test_texts(a, first.reference)
+    assert not why and len(texts) == len(first.reference) == int(a["n_test"])
+    # B as a run that wrote otherwise on three examples (the stored arrays, three texts changed)
+    wrote = arrays[b["run_id"]]["generated"].astype(object)
+    for i in (0, 5, 9):
+        wrote[i] = f"{wrote[i]} (B's words {i})"
+    arrays[b["run_id"]] = {**arrays[b["run_id"]], "generated": wrote}
+    shown = compare.page(a, b, arrays)
+    table = shown[-1]
+    assert [c["id"] for c in table.columns] == ["example", "text", "label", "A", "B", "A wrote", "B wrote", "right"]
+    changed = [r for r in table.data if r["B wrote"].endswith(f"(B's words {r['example']})")]
+    assert [r["example"] for r in changed] == [0, 5, 9]
+    assert all(r["text"] == texts[r["example"]] and r["A wrote"] == str(arrays[a["run_id"]]["generated"][r["example"]])
+               for r in changed)
+    assert not any(getattr(part, "id", None) == "texts-note" for part in shown)

@@ -112,7 +112,13 @@ def test_texts(row: dict, reference: np.ndarray) -> tuple[list[str] | None, str]
         return None, why
     if len(texts) != len(reference):
         return None, f"the test split read now has {len(texts)} examples, the run was tested on {len(reference)}"
-    now = [repr(v) for v in reference.tolist()] if reference.dtype.kind in "iub" else None
-    if now is not None and list(labels) != now:
-        return None, "the test split read now is not the one the run was tested on (its labels differ)"
+    if reference.dtype.kind in "iub":
+        # the labels as the run stored them (indices), or their names (a prompt task reads its
+        # classes as the answers' texts)
+        names = label_names(row)
+        ways = [[repr(v) for v in reference.tolist()]]
+        if names and reference.ndim == 1 and all(0 <= int(v) < len(names) for v in reference.tolist()):
+            ways.append([repr(names[int(v)]) for v in reference.tolist()])
+        if list(labels) not in ways:
+            return None, "the test split read now is not the one the run was tested on (its labels differ)"
     return list(texts), ""
