@@ -191,6 +191,7 @@ def test_two_generation_runs_compared_with_their_texts_and_what_each_wrote(run_t
     a, b = (r.to_dict() for _, r in view.snapshot().raw.iterrows())
     arrays = view.predictions([a["run_id"], b["run_id"]])
     first = side(a, arrays[a["run_id"]])
+    assert first.reference.dtype.kind in "iu"  # stored as class indices, read again as the answers' texts
     texts, why = test_texts(a, first.reference)
     assert not why and len(texts) == len(first.reference) == int(a["n_test"])
     # B as a run that wrote otherwise on three examples (the stored arrays, three texts changed)

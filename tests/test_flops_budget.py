@@ -42,6 +42,33 @@ def test_each_method_takes_the_steps_its_counted_step_fits_and_the_check_names_t
     assert f"dora {int(budget // dora)}; lora 7" in check.sentence
 
 
+def test_the_budgets_counted_step_runs_apart_from_the_runs_peak_memory(monkeypatch):
+    """setup's ``apart``: the memory phase the pipeline keeps out of the run's peak (as the FLOP
+    count's); the budget's counting step runs inside it."""
+    import contextlib
+
+    state = {"inside": False, "counted inside": 0, "counted outside": 0}
+
+    @contextlib.contextmanager
+    def apart():
+        state["inside"] = True
+        try:
+            yield
+        finally:
+            state["inside"] = False
+
+    original = flops.count_training_step
+
+    def counting(*args, **kwargs):
+        state["counted inside" if state["inside"] else "counted outside"] += 1
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(flops, "count_training_step", counting)
+    cfg = validate(compose_config([*TINY, "method=lora", *BUDGETED, "trainer.flops_budget=1e12"]))
+    setup(cfg, torch.device("cpu"), apart=apart)
+    assert state == {"inside": False, "counted inside": 1, "counted outside": 0}
+
+
 def test_a_run_short_of_the_budget_or_another_budget_is_not_equal_compute():
     base = {"seed": 0, "n_train": 64, "n_validation": 16, "n_test": 32, "train_examples_seen": 8,
             "train_tokens": 100}

@@ -188,6 +188,9 @@ def test_a_phase_kept_apart_has_its_peak_but_not_the_runs():
         big = torch.ones(100 * 2**20)
         del big
     assert memory.stop()["peak_memory_bytes"] - memory.baseline_rss > 300 * 2**20
+    with pytest.raises(ValueError, match="'count' was measured in the run's peak before"):
+        with memory.phase("count", in_run=False):
+            pass
 
 
 def test_an_isolated_run_is_forked_from_the_fork_server_and_records_its_own_phases(run_tiny):

@@ -36,9 +36,9 @@ def create_app(view: StoreView, options: ReportConfig | None = None, refresh_s: 
     app.index_string = layout.INDEX
 
     def page():
-        snap = view.snapshot(refresh_claims=True)
+        snap, down = view.read(refresh_claims=True)
         return layout.page(snap, view.label, refresh_s, live.token(snap), live.counts(snap),
-                           live.stamp(snap, view.unreachable), live.panel(snap))
+                           live.stamp(snap, down), live.panel(snap))
 
     app.layout = page
     _, x, y = layout.axis_choices(view.snapshot())

@@ -95,6 +95,8 @@ def register_findings(app, worker: Worker, options: ReportConfig) -> None:
             return no_update
         except StoreError as exc:  # the store went away while the report's analysis read it
             return unreadable("The findings need the store", exc)
+        except RuntimeError as exc:  # the worker process stopped (and could not start again)
+            return [html.P(f"The findings could not be computed: {redact(first_line(exc))}", className="error")]
 
 
 def unreadable(what: str, exc: BaseException) -> list:

@@ -22,7 +22,7 @@ from harness.report.select import AXES, STAGES, Selection, deduplicate, select_r
 from harness.results import open_store
 from harness.results.backends.common import holder_still_holds
 from harness.errors import first_line
-from harness.results.store import StoreError, redact
+from harness.results.store import StoreError, StoreUnreachable, redact
 
 # The filters besides the report's axes (AXES): the protocol stage, the harness version, the status.
 FILTERS = (*AXES, "harness_version", "status")
@@ -96,14 +96,16 @@ class StoreView:
     """One store, read-only: :meth:`snapshot` reloads the runs when the store changed since.
 
     A store that cannot be read for a while (its server restarting, the network down) leaves
-    the last snapshot in use: every view keeps working on what was read, :attr:`unreachable`
-    says why the store is not read now, and the first read that succeeds clears it."""
+    the last snapshot in use: every view keeps working on what was read, :meth:`read` says why
+    the store is not read now, and only a look at the store (``probe``: the page's refresh, a page
+    opened) tries it again, so that no view waits on a server that does not answer."""
 
     def __init__(self, url: str) -> None:
         self.url, self.label = str(url), redact(str(url))
         self.store = open_store(self.url, create=False)  # StoreError: missing, foreign, unreachable
-        self._lock, self._snapshot, self._picked = threading.Lock(), None, {}
-        self.unreachable: str | None = None  # the last read's error, one line, password hidden
+        self._lock, self._snapshot = threading.Lock(), None
+        self._picked, self._picked_lock = {}, threading.Lock()
+        self._down: str | None = None  # why the last try could not read the store (one line)
 
     def mark(self) -> Any:
         """What changes when a run is recorded: the runs' count and latest start (runs are only
@@ -111,18 +113,27 @@ class StoreView:
         version_mark = getattr(self.store, "version_mark", None)  # a plug-in backend may not have it
         return None if version_mark is None else version_mark()
 
-    def snapshot(self, refresh_claims: bool = False) -> Snapshot:
-        """The store's runs, read again if they changed (and its claims, with ``refresh_claims``);
-        the last snapshot while the store cannot be read (StoreError if it never was)."""
+    def read(self, refresh_claims: bool = False, probe: bool = True) -> tuple[Snapshot, str | None]:
+        """(the store's runs, read again if they changed, and its claims with ``refresh_claims``;
+        why the store is not read now, None when it was). While it cannot be read, the last
+        snapshot, the store tried again only with ``probe``; StoreError if it never was read."""
+        down = self._down
+        if down is not None and not probe and self._snapshot is not None:
+            return self._snapshot, down
         try:
             snap = self._read(refresh_claims)
         except StoreError as exc:
             if self._snapshot is None:
                 raise
-            self.unreachable = redact(first_line(exc))
-            return self._snapshot
-        self.unreachable = None
-        return snap
+            kind = "store unreachable" if isinstance(exc, StoreUnreachable) else "store not readable"
+            self._down = down = f"{kind}: {redact(first_line(exc))}"
+            return self._snapshot, down
+        self._down = None
+        return snap, None
+
+    def snapshot(self, refresh_claims: bool = False) -> Snapshot:
+        """:meth:`read`'s snapshot, the store not tried while it is down."""
+        return self.read(refresh_claims, probe=False)[0]
 
     def _read(self, refresh_claims: bool) -> Snapshot:
         with self._lock:
@@ -141,11 +152,11 @@ class StoreView:
         """:func:`pick` on the current snapshot, kept for the last few filters while it is current."""
         snap = self.snapshot()
         key = (snap.mark, id(snap), tuple(sorted((k, repr(v)) for k, v in filters.items() if v)))
-        with self._lock:
+        with self._picked_lock:
             if key in self._picked:
                 return self._picked[key]
         chosen = pick(snap.runs, filters)
-        with self._lock:
+        with self._picked_lock:
             self._picked[key] = chosen
             while len(self._picked) > PICKED:
                 self._picked.pop(next(iter(self._picked)))
@@ -154,11 +165,18 @@ class StoreView:
     def curves(self, run_ids: list[str]) -> pd.DataFrame:
         snap = self.snapshot()
         if snap._curves is None:
+            self._up()
             snap._curves = self.store.curves()
         return snap._curves[snap._curves["run_id"].isin(run_ids)]
 
     def predictions(self, run_ids: list[str]) -> dict:
+        self._up()
         return self.store.predictions(run_ids, split="test")
+
+    def _up(self) -> None:
+        """StoreUnreachable at once while the store is down (a look at it tries it again)."""
+        if self._down is not None:
+            raise StoreUnreachable(self._down)
 
 
 def choices(runs: pd.DataFrame) -> dict[str, list]:

@@ -52,11 +52,9 @@ def panel(snap: Snapshot) -> list:
             html.H3(f"Latest runs recorded ({len(snap.runs)} in the store)"), latest(snap)]
 
 
-def stamp(snap: Snapshot, unreachable: str | None = None) -> str:
+def stamp(snap: Snapshot, down: str | None = None) -> str:
     """When the page last read the store's claims (or why it cannot read the store now)."""
-    if unreachable:
-        return f"store unreachable: {unreachable}"
-    return f"read {time.strftime('%H:%M:%S', time.localtime(snap.loaded_at))}"
+    return down or f"read {time.strftime('%H:%M:%S', time.localtime(snap.loaded_at))}"
 
 
 def token(snap: Snapshot) -> str:
@@ -74,12 +72,11 @@ def register(app, view: StoreView) -> None:
     @app.callback(*outputs, Input("tick", "n_intervals"), State("mark", "data"), prevent_initial_call=True)
     def refresh(_, mark):
         try:
-            snap = view.snapshot(refresh_claims=True)
-            why = view.unreachable
+            snap, down = view.read(refresh_claims=True)  # a look at the store: tried even while down
         except StoreError as exc:  # never read (the page is built from a read): say so
-            why = redact(first_line(exc))
-        if why:  # the server went away: say so, keep what is shown (the views use the last read)
-            return (no_update, no_update, f"store unreachable: {why}", no_update, *[no_update] * len(FILTERS))
+            down = f"store unreachable: {redact(first_line(exc))}"
+        if down:  # the server went away: say so, keep what is shown (the views use the last read)
+            return (no_update, no_update, down, no_update, *[no_update] * len(FILTERS))
         new = token(snap) if token(snap) != mark else no_update
         options = ([[{"label": str(v), "value": v} for v in choices(snap.runs)[name]] for name in FILTERS]
                    if new is not no_update else [no_update] * len(FILTERS))

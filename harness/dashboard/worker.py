@@ -16,15 +16,22 @@ import threading
 from concurrent.futures.process import BrokenProcessPool
 
 _view = None  # in the worker process: its own StoreView of the store
+_url = None
 
 
 def _start(url: str, plugins: list[str]) -> None:
-    global _view
-    from harness.dashboard.data import StoreView
+    """The worker process's start: plug-ins loaded, the store opened (or, while it cannot be
+    reached, at the first request, which then meets the error: a start that raised would leave
+    no worker at all)."""
+    global _url
     from harness.job.plugins import load_plugins
 
     load_plugins(plugins)
-    _view = StoreView(url)
+    _url = url
+    try:
+        worker_view()
+    except Exception:  # noqa: BLE001 - shown by the request that needs the store
+        pass
 
 
 def _ready() -> bool:
@@ -33,12 +40,18 @@ def _ready() -> bool:
     import harness.report.build  # noqa: F401 - the report's analysis, which the findings run
     import harness.report.sections  # noqa: F401
 
-    _view.snapshot()
+    worker_view().snapshot()
     return True
 
 
 def worker_view():
-    """The worker process's own view of the store (the functions it runs read the store with it)."""
+    """The worker process's own view of the store (the functions it runs read the store with
+    it), opened on first use; StoreError while the store cannot be opened."""
+    global _view
+    if _view is None:
+        from harness.dashboard.data import StoreView
+
+        _view = StoreView(_url)
     return _view
 
 

@@ -6,9 +6,11 @@ store: :mod:`harness.job.runner` records what :func:`execute` returns.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from pathlib import Path
+from typing import Callable, ContextManager
 
 import numpy as np
 import torch
@@ -74,9 +76,11 @@ def build(cfg: RunConfig, kind: TaskType, num_labels: int, device: torch.device,
     return loaded, build_method(cfg, loaded.model, method_context(cfg, kind, device))
 
 
-def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None) -> Setup:
+def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None,
+          apart: Callable[[], ContextManager] = contextlib.nullcontext) -> Setup:
     """Data, model and method (where ``parallel`` builds them, if given); then the method's one
-    "before training" hook."""
+    "before training" hook. ``apart``: what a FLOPs budget's counted step runs in (the run's
+    memory phase kept out of its peak, as the FLOP count's)."""
     data = load_task(cfg.task)
     kind = data.type
     loaded, adapted, where = (parallel.build(build, cfg, kind, data.num_labels) if parallel is not None
@@ -98,7 +102,7 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
                             packed if name == "train" else collate, cfg.trainer.group_by_length)
                for name, enc in encoded.items()}
     s = Setup(device, wants_bf16(cfg, device), data, kind, loaded, adapted, encoded, batches)
-    plan_budget(s, cfg)
+    plan_budget(s, cfg, apart)
     adapted.before_training(TrainingStart(total_steps(len(batches["train"]), cfg.trainer), batches["train"], where))
     s.trainable, s.total = adapted.count_parameters()
     return s
@@ -122,7 +126,7 @@ def count_flops(s: Setup, cfg: RunConfig, parallel=None) -> tuple[int, int] | No
                                      s.device, s.use_bf16)
 
 
-def plan_budget(s: Setup, cfg: RunConfig) -> None:
+def plan_budget(s: Setup, cfg: RunConfig, apart: Callable[[], ContextManager] = contextlib.nullcontext) -> None:
     """``trainer.flops_budget`` or ``trainer.time_budget_s``: the run takes the optimizer steps
     that fit in it (as ``trainer.max_steps``, which a budget excludes), over as many epochs as they
     need, so every run of a table spends the same compute (or seconds) whatever its method does
@@ -134,9 +138,10 @@ def plan_budget(s: Setup, cfg: RunConfig) -> None:
             p.requires_grad for p in s.adapted.model.parameters()):
         return
     if t.flops_budget is not None:
-        steps = flops.steps_in_budget(t.flops_budget, flops.count_training_step(
-            s.adapted, s.kind, s.encoded["train"].examples, s.batches["train"].collate_fn, t.batch_size,
-            s.device, s.use_bf16)[0])
+        with apart():
+            counted = flops.count_training_step(s.adapted, s.kind, s.encoded["train"].examples,
+                                                s.batches["train"].collate_fn, t.batch_size, s.device, s.use_bf16)
+        steps = flops.steps_in_budget(t.flops_budget, counted[0])
     else:
         steps = clock.plan_steps(s.adapted, s.kind, s.batches["train"], s.device, s.use_bf16,
                                  t.time_budget_s, t.packing)
@@ -195,9 +200,12 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     device = parallel.device if parallel is not None else device
     memory = PeakMemory(device, isolated).start()
     (energy := EnergyMeter(device.type, device.index or 0)).start()
+    def counting():  # the harness measuring, not the run training: kept out of the run's peak
+        return memory.phase("count", in_run=False)
+
     with memory.phase("setup"):
-        s = setup(cfg, device, parallel)
-    with memory.phase("count", in_run=False):  # the harness measuring, not the run training
+        s = setup(cfg, device, parallel, counting)
+    with counting():
         counted = count_flops(s, cfg, parallel)
     kept = model_change.before_training(s, cfg, work_dir, parallel)  # forgetting's "before", ΔW's start
     trained = fit(s, cfg, tracker, memory, parallel)

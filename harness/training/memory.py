@@ -50,8 +50,10 @@ class PeakMemory:
 
     A phase entered with ``in_run=False`` (the FLOP count's step, the harness measuring rather
     than the run training) keeps its own peak, ``apart()``, out of the run's: the marks are reset
-    after it. Only where the mark can be reset (CUDA's peaks; Linux's RSS mark): a sampler's
-    process-wide peak of an isolated run still covers it.
+    after it (on CUDA, the blocks it left cached are given back first). What it leaves allocated,
+    or in the C heap, is held by the run from then on and counts. Where the mark cannot be reset,
+    an isolated run's process-wide peak (``ru_maxrss``) still covers it, and on CUDA the CPU's
+    resident-set peak (``peak_cpu_rss_bytes``) does.
     """
 
     def __init__(self, device: torch.device, isolated: bool, interval_s: float = 0.01, poll: bool = False) -> None:
@@ -72,11 +74,14 @@ class PeakMemory:
 
     def _sample(self) -> None:
         while not self._stop.is_set():
+            current = self._current
             rss = self._proc.memory_info().rss
-            if self._current not in self._apart:
+            if self._current != current:  # a phase began or ended meanwhile: whose sample is unsure
+                continue
+            if current not in self._apart:
                 self._peak_rss = max(self._peak_rss, rss)
-            if self._current is not None:
-                bucket = self.phases[self._current]
+            if current is not None:
+                bucket = self.phases[current]
                 bucket["rss"] = max(bucket["rss"], rss)
             self._stop.wait(self.interval_s)
 
@@ -108,6 +113,9 @@ class PeakMemory:
     def phase(self, name: str, in_run: bool = True):
         """Measure the peak of what runs inside under ``name`` (its own peak, not the run's);
         ``in_run=False``: and keep it out of the run's peak (the class's docstring)."""
+        if name in self.phases and (name in self._apart) == in_run:
+            raise ValueError(f"phase {name!r} was measured {'apart from' if in_run else 'in'} the run's "
+                             f"peak before: give it another name")
         bucket = self.phases.setdefault(name, {"rss": 0, "cuda": 0, "cuda_reserved": 0, "s": 0.0})
         if not in_run:
             self._apart.add(name)
@@ -132,6 +140,8 @@ class PeakMemory:
                     _reset_peak_rss()
             if self.device.type == "cuda":
                 self._fold_cuda_into(name)
+                if not in_run:  # its cached blocks are not the run's: the reserved peak starts anew
+                    torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats(self.device)
             self._current = outer
 
