@@ -21,8 +21,9 @@ Timed, twice each:
     figure and kept), a run's page, two runs compared;
   browser: the real command (``python -m harness.dashboard``) and Debian's Chromium driven by
     Playwright: from asking for the page to its figure drawn (OPENS times, each in a fresh browser
-    context, nothing cached, the page before closed: each open, their median and the slowest), and
-    from each change a user makes
+    context, nothing cached, the page before closed: each open, their median and the slowest; then
+    three times in one context, as a user's browser opens it again with its cache), and from each
+    change a user makes
     (a filter, an axis, a click on a run) to the page showing its result; and, for reference, a
     Dash page holding nothing but one Plotly scatter of as many points, in the same browser, with
     the full plotly.js Dash loads by default and with the basic bundle the dashboard loads.
@@ -187,6 +188,16 @@ def browser(store: Path, work: Path) -> None:
                        time.perf_counter() - start)
             print(f"  {'open the page: median, slowest':<34} figure+table {statistics.median(opened):6.2f} s"
                   f"   slowest {max(opened):6.2f} s", flush=True)
+            context = b.new_context(viewport={"width": 1500, "height": 1100})  # as in a user's browser:
+            for attempt in ("first", "again", "again"):  # the scripts in its cache after the first
+                page.close()
+                page = context.new_page()
+                start = time.perf_counter()
+                page.goto(dashboard.url)
+                wait_for_figure(page, timeout=120_000)
+                drawn = time.perf_counter() - start
+                settle(page)
+                report(f"open, one browser ({attempt})", drawn, time.perf_counter() - start)
             steps = [("filter method=lora", lambda: choose(page, "f-method", "lora")),
                      ("filter + task=synthetic", lambda: choose(page, "f-task", "synthetic")),
                      ("x axis: wall time", lambda: choose(page, "x-field", "Wall time s")),
