@@ -15,7 +15,6 @@ from dash import Input, Output, State, ctx, html, no_update
 from harness.config import ReportConfig
 from harness.dashboard import compare, findings, pareto, runpage, table
 from harness.dashboard.data import FILTERS, StoreView, choices
-from harness.dashboard.layout import VIEWS
 from harness.dashboard.findings import findings_sections
 from harness.dashboard.worker import Worker
 from harness.errors import first_line
@@ -143,9 +142,9 @@ def _with(options: list[dict] | None, view: StoreView, run_ids: list[str]) -> li
 
 
 def register_navigation(app, view: StoreView) -> None:
-    @app.callback(*[Output(f"view-{v}", "style") for v in VIEWS], Input("tabs", "value"))
-    def show(tab):
-        return [{} if v == tab else {"display": "none"} for v in VIEWS]
+    @app.callback(Output("view-explore", "style"), Input("tabs", "value"))
+    def show(tab):  # the other views are their tabs' content (harness.dashboard.layout)
+        return {} if tab == "explore" else {"display": "none"}
 
     pickers = ("run-id", "compare-a", "compare-b")
 

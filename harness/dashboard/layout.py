@@ -106,20 +106,22 @@ def page(snap: Snapshot, label: str, refresh_s: float, mark: str, counts: list, 
     """``mark``: the store's state the page is built from; ``counts``, ``stamp`` and ``live``: its
     live counts, when it was read and the Live view, as the refresh callback shows them later (so
     that nothing waits for that callback when the page opens)."""
-    hidden = {"display": "none"}
     picker = {"style": {"width": "48%"}}
+    others = (("run", html.Div([dcc.Dropdown(id="run-id", placeholder="a run"),
+                                dcc.Loading(html.Div(id="run-page"))], id="view-run", className="view")),
+              ("compare", html.Div([html.Div([dcc.Dropdown(id="compare-a", placeholder="run A", **picker),
+                                              dcc.Dropdown(id="compare-b", placeholder="run B", **picker)],
+                                             style={"display": "flex", "gap": "12px"}),
+                                    dcc.Loading(html.Div(id="compare-page"))], id="view-compare", className="view")),
+              ("live", html.Div(html.Div(live or [], id="live-panel"), id="view-live", className="view")))
     return html.Div([
         dcc.Interval(id="tick", interval=int(refresh_s * 1000)), dcc.Store(id="mark", data=mark),
         dcc.Download(id="download"),
         html.Header([html.H1("peft-harness dashboard"), html.Span(label, id="store-label", className="muted"),
                      html.Span(counts, id="counts", className="counts-live"),
                      html.Span(stamp, id="updated", className="muted")]),
-        dcc.Tabs(id="tabs", value="explore", children=[dcc.Tab(label=v.capitalize(), value=v) for v in VIEWS]),
-        explore(snap),
-        html.Div([dcc.Dropdown(id="run-id", placeholder="a run"),
-                  dcc.Loading(html.Div(id="run-page"))], id="view-run", className="view", style=hidden),
-        html.Div([html.Div([dcc.Dropdown(id="compare-a", placeholder="run A", **picker),
-                            dcc.Dropdown(id="compare-b", placeholder="run B", **picker)],
-                           style={"display": "flex", "gap": "12px"}),
-                  dcc.Loading(html.Div(id="compare-page"))], id="view-compare", className="view", style=hidden),
-        html.Div(html.Div(live or [], id="live-panel"), id="view-live", className="view", style=hidden)])
+        # The Run, Compare and Live views are their tabs' content: the browser draws one when its
+        # tab is picked (the Explore view, below, stays drawn, its figure kept while hidden).
+        dcc.Tabs(id="tabs", value="explore", children=[dcc.Tab(label=v.capitalize(), value=v, children=content)
+                                                        for v, content in (("explore", None), *others)]),
+        explore(snap)])
