@@ -100,8 +100,8 @@ def register_findings(app, worker: Worker, options: ReportConfig) -> None:
 
 def unreadable(what: str, exc: BaseException) -> list:
     """A view's place when the store cannot be read now: one line, the password hidden."""
-    return [html.P(f"{what}, which cannot be read now: {redact(first_line(exc))}. The page tries again "
-                   "with the next change.", className="error store-unreachable")]
+    return [html.P(f"{what}, which cannot be read now: {redact(first_line(exc))}. Once the header shows "
+                   "the store read again, the next change reads it.", className="error store-unreachable")]
 
 
 def _row(view: StoreView, run_id: str | None) -> dict | None:

@@ -8,7 +8,6 @@ from dash import dash_table, dcc, html
 from harness.dashboard.data import FILTERS, Snapshot, axis_fields, axis_label, choices
 from harness.dashboard.table import PAGE_SIZE
 
-VIEWS = ("explore", "run", "compare", "live")
 DEFAULT_X, DEFAULT_Y = "peak_memory_bytes", "accuracy"
 FILTER_NAMES = {"sweep": "sweep", "task": "task", "model": "model", "method": "method", "quant": "quantization",
                 "r": "rank", "seed": "seed", "harness_version": "harness version", "status": "status"}

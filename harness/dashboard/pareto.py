@@ -98,7 +98,7 @@ def figure(per_run: pd.DataFrame, x: str, y: str, methods: list, quants: list) -
                      f"and {axis_label(fields.get(y))}")
     fig = go.Figure()
     colour, symbol = styles(methods, PALETTE), styles(quants, SYMBOLS)
-    for (method, quant), g in (found.groupby(["method", "quant"], sort=True) if len(found) else []):
+    for (method, quant), g in found.groupby(["method", "quant"], sort=True):
         fig.add_trace(go.Scatter(
             x=g["x"].tolist(), y=g["y"].tolist(), mode="markers", name=f"{method} · {quant}",
             marker=dict(color=colour.get(str(method), "#333"), symbol=symbol.get(str(quant), "circle"), size=10,

@@ -200,6 +200,7 @@ def execute(cfg: RunConfig, isolated: bool, work_dir: Path, tracker) -> RunResul
     device = parallel.device if parallel is not None else device
     memory = PeakMemory(device, isolated).start()
     (energy := EnergyMeter(device.type, device.index or 0)).start()
+
     def counting():  # the harness measuring, not the run training: kept out of the run's peak
         return memory.phase("count", in_run=False)
 

@@ -166,8 +166,12 @@ class PeakMemory:
         if self.device.type == "cuda":
             self._fold_cuda_into(self._current)
             return int(self._run_cuda)
-        rss = max([self._peak_rss, *(b["rss"] for n, b in self.phases.items() if n not in self._apart)])
+        rss = self._run_rss()
         return int(max(rss, _peak_rss_since_reset()) if self._resets and self._current not in self._apart else rss)
+
+    def _run_rss(self) -> int:
+        """The run's resident-set peak folded so far: the run's and its phases', the kept-apart ones aside."""
+        return max([self._peak_rss, *(b["rss"] for n, b in self.phases.items() if n not in self._apart)])
 
     def apart(self) -> dict[str, int]:
         """The peaks of the phases kept out of the run's (``phase(name, in_run=False)``), by name,
@@ -178,7 +182,7 @@ class PeakMemory:
         self._stop.set()
         if self._thread is not None:
             self._thread.join()
-        rss = max([self._peak_rss, *(b["rss"] for n, b in self.phases.items() if n not in self._apart)])
+        rss = self._run_rss()
         if self._resets:  # the kernel's mark since the last phase began (the phases hold the rest)
             rss = max(rss, _peak_rss_since_reset())
         if self.isolated:
