@@ -207,8 +207,9 @@ def _compute_budget(runs: pd.DataFrame, data: dict, data_text: str) -> BudgetChe
     held = not len(short) and not elsewhere
     status = DIFFER if not held or sizes else (EQUAL if all(s == EQUAL for s in data.values()) else UNKNOWN)
     sentence = (f"All {n} runs had the same {b.kind} budget, {b.show(budget)} {b.unit} ({b.setting}), "
-                f"and spent {b.show(spent.min())} to {b.show(spent.max())} of it (each within its last "
-                f"step); optimizer steps differ by method ({_label_values(runs, 'optimizer_steps')}), "
+                f"and spent {b.show(spent.min())} to {b.show(spent.max())} of it"
+                + ("" if len(short) else " (each within its last step)")
+                + f"; optimizer steps differ by method ({_label_values(runs, 'optimizer_steps')}), "
                 "as equal compute intends" + (f" ({data_text})." if data_text else "."))
     if len(short):
         sentence += (f" But {', '.join(sorted(map(str, short)))} stopped more than a step short of the "

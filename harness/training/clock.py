@@ -3,16 +3,17 @@ trains, and the optimizer steps that fit in the budget.
 
 A run with a time budget times forward and backward passes of its own model on its first
 training batches, per token (after an untimed warm-up, with every random-number generator put
-back, as the FLOP count is: :func:`harness.training.flops.random_state_kept`), costs each step of
-its epoch by its tokens and plans the steps that fit (so that its learning-rate schedule runs to
-its end), and the training loop stops it when its
-training time reaches the budget whatever the plan said (:class:`harness.training.loop._Training`).
+back, as the FLOP count is: :func:`harness.training.flops.random_state_kept`), takes the fastest
+of them (as ``timeit`` does: another job's load only ever adds time, and a plan from a slowed
+batch would end the run before its budget is spent), costs each step of its epoch by its tokens
+and plans the steps that fit (its learning-rate schedule is over them), and the training loop
+stops it when its training time reaches the budget whatever the plan said
+(:class:`harness.training.loop._Training`).
 The optimizer's own step is not in the timing; the stop covers it. Seconds are a budget of one
 device under one load: runs on different machines, or beside other jobs, do not share it.
 """
 from __future__ import annotations
 
-import statistics
 import time
 
 from harness.training.flops import random_state_kept
@@ -26,15 +27,15 @@ class TimeBudgetError(ValueError):
 
 def plan_steps(adapted, kind, batches, device, bf16: bool, budget_s: float, packed: bool) -> int:
     """The optimizer steps that fit in ``budget_s`` training seconds: the run's first training
-    batches (the loader's own, in its order) timed per token after an untimed warm-up, and each
-    step of the loader's epoch costed by its tokens (padding included; packed rows have none)."""
+    batches (the loader's own, in its order) timed per token after an untimed warm-up, the
+    fastest taken, and each step of the loader's epoch costed by its tokens (padding included;
+    packed rows have none)."""
     epoch = batch_indices(batches)
     tokens = [_tokens(batches.dataset, b, packed) for b in epoch]
     timed = [batches.collate_fn([batches.dataset[i] for i in b]) for b in epoch[:TIMED_BATCHES]]
     with random_state_kept():
         _forward_backward(adapted, kind, timed[0], device, bf16)
-        per_token = statistics.fmean(_forward_backward(adapted, kind, b, device, bf16) / n
-                                     for b, n in zip(timed, tokens))
+        per_token = min(_forward_backward(adapted, kind, b, device, bf16) / n for b, n in zip(timed, tokens))
     return steps_in_seconds(budget_s, [n * per_token for n in tokens])
 
 
