@@ -45,12 +45,14 @@ def store(tmp_path):
 
 def test_a_missing_unreadable_or_foreign_store_is_one_line(tmp_path, capsys):
     assert "no results store at" in one_error(capsys, ["--store", str(tmp_path / "none.sqlite")])
-    assert "is a directory" in one_error(capsys, ["--store", str(tmp_path)])
+    assert "is a directory, not a results store; pass --store a file" in one_error(capsys, ["--store", str(tmp_path)])
     (tmp_path / "notes.sqlite").write_text("not a database, only text " * 100)
     assert "is not a results store" in one_error(capsys, ["--store", str(tmp_path / "notes.sqlite")])
     with sqlite3.connect(tmp_path / "other.sqlite") as conn:
         conn.execute("CREATE TABLE invoices (id INTEGER, total REAL)")
-    assert "not a results store of this harness" in one_error(capsys, ["--store", str(tmp_path / "other.sqlite")])
+    foreign = one_error(capsys, ["--store", str(tmp_path / "other.sqlite")])
+    assert "not a results store of this harness; pass --store a store the harness wrote" in foreign
+    assert "store.url" not in foreign  # a training run's setting: the dashboard's flag is --store
     assert "unknown results store scheme" in one_error(capsys, ["--store", "mongodb://db/results"])
 
 

@@ -53,7 +53,7 @@ def page(chosen: pd.DataFrame, x: str, y: str, number: int = 0, sort_by: list | 
             field, value = fields.get(f), r.get(f)
             known = value is not None and not pd.isna(value)
             row[field.display_name] = _value(float(value) / field.report_scale) if known else None
-        rows.append(row | {"created_at": r["created_at"], "error": r.get("error") or ""})
+        rows.append(row | {"created_at": r["created_at"], "error": _value(r.get("error")) or ""})
     return rows, count
 
 
