@@ -123,10 +123,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         view, options = prepare(args)
         sock = listen(args.host, args.port)
-    except (InputError, ConfigError, StoreError, ValueError) as exc:  # a training run's advice reworded
-        print("error: " + str(exc).replace("point store.url at a new file", "pass --store a store the harness "
-                                           "wrote").replace("point store.url at a file", "pass --store a file"),
-              file=sys.stderr)
+    except (InputError, ConfigError, StoreError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     except backend_errors() as exc:  # a database's own refusal while reading: one line too
         from harness.errors import first_line

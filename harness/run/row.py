@@ -28,7 +28,8 @@ def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "T
     majority = s.data.majority_metrics()
     memory, spread = recorded(parallel, memory)
     details = {**spread, **({"peak_memory_apart_bytes": apart} if apart else {}),
-               "data_source": s.data.source, "model_source": s.loaded.source, "label_names": s.data.label_names, "steps": trained.steps,
+               "data_source": s.data.source, "model_source": s.loaded.source,
+               "label_names": s.data.label_names, "steps": trained.steps,
                "task_type": s.kind.name, "majority": majority,
                "tokens_from_cache": all(e.cached for e in s.encoded.values()),
                "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,

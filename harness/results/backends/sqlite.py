@@ -89,12 +89,15 @@ def read_only_connection(path: Path) -> sqlite3.Connection:
     return conn
 
 
-def _inspect(path: Path) -> set[str]:
+def _inspect(path: Path, reading: bool = False) -> set[str]:
     """The tables of the results store at ``path``; StoreError unless it is one this harness can
     use. Reads only (the file is opened read-only), so a file that is not a store is never changed.
+    ``reading``: the advice is a reading command's (``--store``), not a training run's (``store.url``).
     """
+    a_file, a_store = (("pass --store a file", "pass --store a store the harness wrote") if reading
+                       else ("point store.url at a file", "point store.url at a new file"))
     if path.is_dir():
-        raise StoreError(f"{path} is a directory, not a results store; point store.url at a file")
+        raise StoreError(f"{path} is a directory, not a results store; {a_file}")
     try:
         conn = read_only_connection(path)
         try:
@@ -110,14 +113,12 @@ def _inspect(path: Path) -> set[str]:
         raise StoreError(f"cannot open the results store {path} ({exc}); check that the file "
                          f"and its folder can be read and written") from None
     except sqlite3.DatabaseError as exc:
-        raise StoreError(f"{path} is not a results store ({exc}); "
-                         f"point store.url at a new file") from None
+        raise StoreError(f"{path} is not a results store ({exc}); {a_store}") from None
     foreign = (app_id not in (0, APPLICATION_ID)
                or (app_id == 0 and tables and (version is None
                                                or not LEGACY_RUN_COLUMNS <= run_columns)))
     if foreign:
-        raise StoreError(f"{path} is an SQLite file but not a results store of this harness; "
-                         f"point store.url at a new file")
+        raise StoreError(f"{path} is an SQLite file but not a results store of this harness; {a_store}")
     if version is not None and int(version[0]) > SCHEMA_VERSION:
         raise StoreError(f"{path} has schema version {version[0]}, newer than this "
                          f"harness's {SCHEMA_VERSION}; upgrade the harness")
@@ -151,7 +152,7 @@ class SQLiteStore(StoreReads):
         self.read_only = not create
         self._ready = False
         if self.path.exists():
-            tables = _inspect(self.path)
+            tables = _inspect(self.path, reading=not create)
             if not create and "runs" not in tables:
                 raise StoreError(missing_store_message(str(self.path)))
         elif create:
