@@ -106,6 +106,17 @@ def write(path: Path, content) -> Path:
     return path
 
 
+def zipped(*members: str) -> bytes:
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name in members:
+            archive.writestr(name, CSV_OK)
+    return buffer.getvalue()
+
+
 GOOD_JSONL = [json.dumps({"text": f"t {i}", "label": i % 2}) for i in range(20)]
 CSV_OK = rows().to_csv(index=False).encode()
 BAD_BYTE_AT = CSV_OK.index(b"bad 4") + 4  # "the film was bad 4" -> "bad \xff"
@@ -133,6 +144,24 @@ DATA_CASES = {
                      "label 0.25 is not a whole number; labels must be integers or strings"),
     "no labels at all": ("nolabel.csv", rows(label=None), [], "no rows with both a text and a label (40 rows; "
                                                               "40 without a label"),
+    "a cut gzip file": ("cut.csv.gz", __import__("gzip").compress(CSV_OK)[:-12], [],
+                        "cannot decompress {path}: Compressed file ended before the end-of-stream marker"),
+    "a zip of two files": ("two.csv.zip", zipped("a.csv", "b.csv"), [],
+                           "{path} holds 2 files (a.csv, b.csv); a zipped data file must hold exactly one"),
+    "a zip named for no table": ("data.zip", zipped("a.csv"), [],
+                                 "cannot tell what data.zip holds: name a compressed file after its contents, "
+                                 "e.g. data.csv.zip or data.jsonl.zip"),
+    "a compressed parquet file": ("d.parquet.gz", b"x", [], "cannot read d.parquet.gz; allowed file types: .csv, "
+                                  ".tsv, .jsonl, .json, .parquet; the text types also compressed (.gz, .bz2, .xz, .zip"),
+    "a delimiter for JSON Lines": ("d.jsonl", "\n".join(GOOD_JSONL), ["task=jsonl", "task.delimiter=|"],
+                                   "task.delimiter='|' applies to .csv and .tsv files, not d.jsonl; leave it unset"),
+    "a delimiter of two characters": ("d.csv", rows(), ["task.delimiter=ab"],
+                                      "task.delimiter must be one character (e.g. ';', '|', or tab), got 'ab'"),
+    "an unquoted ';'": ("d.csv", rows(), ["task.delimiter=;"],
+                        "cannot read task.delimiter=;: Hydra takes a value holding '=', '?', '&', ';', spaces or "
+                        "non-ASCII letters only quoted: task.delimiter=';' (in a shell: \"task.delimiter=';'\")"),
+    "an unquoted accent": ("d.csv", rows(), ["task.label_column=étiquette"],
+                           "cannot read task.label_column=étiquette: Hydra takes a value holding"),
     "a file for a folder loader": ("d.csv", rows(), ["task=lexglue_ecthr_a"],
                                    "is a file, but task lexglue_ecthr_a reads a folder"),
     "a folder without the split files": ("lexglue", None, ["task=lexglue_ecthr_a"],

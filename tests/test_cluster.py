@@ -140,7 +140,8 @@ def test_killing_the_driver_and_running_again_finishes_the_rest(ray_cluster, pg_
     (["hydra/launcher=ray_cluster", "hydra.launcher.ray.init.address=127.0.0.1:1"],
      "hydra.launcher.ray.init.address=127.0.0.1:1: no Ray cluster answers there"),
     (["store.url=postgresql://me@/results?host=/run/pg"],
-     "quote a value that holds '=', '?', '&' or spaces"),
+     "cannot read store.url=postgresql://me@/results?host=/run/pg: Hydra takes a value holding '=', '?', "
+     "'&', ';', spaces or non-ASCII letters only quoted: store.url='postgresql://me@/results?host=/run/pg'"),
 ])
 def test_a_cluster_sweep_that_cannot_work_is_refused_in_one_line(args, needle, tmp_path):
     from tests.test_bad_input import run_harness

@@ -76,11 +76,17 @@ def test_cut_prompts_are_counted_by_the_preflight_and_the_run_kept_answers_and_f
     monkeypatch.setattr(sys, "argv", ["harness", *argv])
     cli.main()
     out, err = capsys.readouterr()
-    # the preflight (stderr) and the run (stdout) both say how many were cut, by how much, which end kept
-    for text in (err, out):
-        line = next(l for l in text.splitlines() if "longer than task.max_length=48" in l)
-        assert "test 8 of 8" in line and "keeping its end (task.truncation=tail)" in line, line
-        assert "the report flags this run" in line
+    # the preflight says how many were cut, by how much, which end kept; its run does not say it again
+    line = next(l for l in err.splitlines() if "longer than task.max_length=48" in l)
+    assert "test 8 of 8" in line and "keeping its end (task.truncation=tail)" in line, line
+    assert "the report flags this run" in line
+    assert "longer than task.max_length" not in out and err.count("longer than task.max_length") == 1
+    from harness.tasks.check import already_noted
+
+    said = line.split(": ", 2)[-1]  # "[harness] note: task clauses (tiny_llama): <line>"
+    assert already_noted("clauses", said) and not already_noted("other", said)
+    monkeypatch.setenv("PEFT_HARNESS_SWEEP_HOST", "another-host")  # a run on a node prints its own
+    assert not already_noted("clauses", said)
     assert "recorded as run " in out and str(store) in out  # where the row went
     row = load(store).iloc[0]
     assert row.task == "clauses"  # named after its file, not "jsonl"
@@ -119,6 +125,51 @@ def test_a_header_less_file_is_explained_and_read_by_position(tmp_path):
     loaded = load_task(task)
     assert task.name == "films" and loaded.label_names == ["neg", "pos"]
     assert len(loaded.train) + len(loaded.validation) + len(loaded.test) == 40  # the first row too
+
+
+def test_compressed_and_semicolon_files_read_as_the_plain_csv(tmp_path):
+    """A .csv.gz/.bz2/.xz/.zip gives the rows of the plain file, named after it; a CSV that Excel
+    saved with ';' is read as such and the preflight says so; task.delimiter reads a '|' file."""
+    import bz2
+    import gzip
+    import lzma
+    import zipfile
+
+    from harness.job.validation import validate
+    from harness.tasks.load import load_task
+
+    frame = pd.DataFrame({"text": [f"the film number {i} was {'good' if i % 2 else 'bad'}, truly" for i in range(40)],
+                          "label": ["pos" if i % 2 else "neg" for i in range(40)]})
+    text = frame.to_csv(index=False)
+    (tmp_path / "films.csv").write_text(text)
+    (tmp_path / "films.csv.gz").write_bytes(gzip.compress(text.encode()))
+    (tmp_path / "films.csv.bz2").write_bytes(bz2.compress(text.encode()))
+    (tmp_path / "films.csv.xz").write_bytes(lzma.compress(text.encode()))
+    with zipfile.ZipFile(tmp_path / "films.csv.zip", "w") as archive:
+        archive.writestr("films.csv", text)
+    (tmp_path / "semi.csv").write_bytes(b"\xef\xbb\xbf" + frame.to_csv(index=False, sep=";").encode())
+    (tmp_path / "pipe.csv").write_text(frame.to_csv(index=False, sep="|"))
+
+    def loaded(name, *extra):
+        task = validate(compose_config([*BASE, "task=csv", f"task.data_path={tmp_path / name}", *extra])).task
+        data = load_task(task)
+        return task.name, [pair for split in (data.train, data.validation, data.test)
+                           for pair in zip(split.texts, split.labels)]
+
+    name, plain = loaded("films.csv")
+    assert name == "films" and len(plain) == 40
+    for other in ("films.csv.gz", "films.csv.bz2", "films.csv.xz", "films.csv.zip"):
+        assert loaded(other) == ("films", plain), other
+    assert loaded("semi.csv")[1] == plain  # the BOM and the ';' both read
+    assert loaded("pipe.csv", "task.delimiter=|")[1] == plain
+    store = tmp_path / "s.sqlite"
+    ran = run_harness([*BASE, "task=csv", f"task.data_path={tmp_path / 'semi.csv'}", f"store.url={store}"], tmp_path)
+    assert ran.code == 0, ran.err
+    assert "[harness] note: task semi: semi.csv read as ';'-separated (its first line holds no comma; " \
+           "task.delimiter sets the delimiter)" in ran.err
+    assert load(store).iloc[0].task == "semi"
+    ran = run_harness([*BASE, "task=csv", f"task.data_path={tmp_path / 'pipe.csv'}", f"store.url={store}"], tmp_path)
+    assert ran.code == 0, ran.err  # "|" sniffed from its first line, as ";" is
 
 
 def test_columns_given_the_wrong_way_round_are_refused_not_trained_as_600_classes(tmp_path):

@@ -29,6 +29,9 @@ class TaskConfig:
     # 0 (task.text_column=0 task.label_column=1). Any column may be given by position when no
     # column has that name.
     header: bool = True
+    # CSV/TSV: the delimiter, one character ("tab" for a tab); null: "," for .csv (or the ";", tab
+    # or "|" of a .csv whose first line holds no comma), tab for .tsv.
+    delimiter: Optional[str] = None
     # --- task types, own data, long documents (docs/tasks.md) ---
     # single_label | multi_label | multiple_choice (harness.tasks.types).
     task_type: str = "single_label"
@@ -73,7 +76,14 @@ class TaskConfig:
         if self.loader in FILE_LOADERS and self.name == self.loader and self.data_path:
             # A file task is named after its file, so that a report never pools two files' runs
             # under "csv" (the config hash, computed from the config as written, is unchanged).
-            self.name = Path(str(self.data_path)).stem or self.name
+            path = Path(str(self.data_path))
+            if path.suffix.lower() in (".gz", ".bz2", ".xz", ".zip"):  # data.csv.gz is "data"
+                path = path.with_suffix("")
+            self.name = path.stem or self.name
+        if self.delimiter is not None:
+            self.delimiter = {"tab": "\t", "\\t": "\t"}.get(str(self.delimiter), str(self.delimiter))
+            check(len(self.delimiter) == 1 and self.delimiter not in "\"\r\n",
+                  f"task.delimiter must be one character (e.g. ';', '|', or tab), got {self.delimiter!r}")
         positive_int("task.max_length", self.max_length)
         check(self.max_length >= MIN_LENGTH, f"task.max_length must be at least {MIN_LENGTH} tokens "
                                              f"(room for a text beside the model's special tokens), "

@@ -27,6 +27,7 @@ from harness.run.parallel import Parallel, in_group, rank, use_threads
 from harness.run.row import MEASUREMENTS, record_fields
 from harness.run.steps import SPLITS, RunResult, Setup, Tested
 from harness.tasks import load_task
+from harness.tasks.check import already_noted
 from harness.tasks.encoding import cut_line, cut_summary, encode_cached, encode_split
 from harness.tasks.multitask import per_task_splits, task_names
 from harness.tasks.types import TaskType, task_truncation
@@ -91,7 +92,7 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
                                    strategy, folder, kind) for name in SPLITS}
     line = cut_line(cut_summary(encoded, cfg.task.max_length, strategy))
-    if line and rank() == 0:
+    if line and rank() == 0 and not already_noted(cfg.task.name, line):  # said once per command
         print(f"[harness] note: task {cfg.task.name}: {line}", flush=True)
     kind.prepare(tok, encoded["train"].examples)
     if cfg.trainer.loss_chunk_tokens is not None:  # a causal-LM task (harness.job.validation)

@@ -205,7 +205,7 @@ def preflight(argv: list[str]) -> Launch | None:
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
-    from harness.tasks.check import DataCheck
+    from harness.tasks.check import DataCheck, remember_notes
 
     args = parse_command_line(argv)
     if args is None:
@@ -238,4 +238,5 @@ def preflight(argv: list[str]) -> Launch | None:
     check_store_reach(list(args.overrides), plan.stores)
     for note in data.notes:
         print(f"[harness] note: {note}", file=sys.stderr)
+    remember_notes(data.notes)
     return plan

@@ -16,13 +16,14 @@ for all the jobs of a command that use it (:class:`DataCheck`).
 """
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import fields
 from pathlib import Path
 
 from harness.errors import first_line
 from harness.tasks.data import TASK_LOADERS, TaskDataError
-from harness.tasks.files import TEXT_TYPES, check_text_file
+from harness.tasks.files import TEXT_TYPES, allowed_types, check_text_file, file_kind
 from harness.tasks.load import load_rows, load_task
 
 # Settings that only pick rows from the loaded data: jobs that differ in these share one read.
@@ -74,7 +75,7 @@ class DataCheck:
             return []
         if path.is_dir():
             raise TaskDataError(f"task.data_path: {path} is a folder, but task {cfg.name} reads a "
-                                f"data file ({', '.join((*TEXT_TYPES, '.parquet'))})")
+                                f"data file ({allowed_types()})")
         if not os.access(path, os.R_OK):
             raise TaskDataError(f"task.data_path: cannot read {path} (permission denied)")
         stat = path.stat()
@@ -82,7 +83,7 @@ class DataCheck:
                          str(path.resolve()), stat.st_size, stat.st_mtime_ns))
         try:
             if rows_key not in self._rows:
-                if path.suffix.lower() in TEXT_TYPES:
+                if file_kind(path)[0] in TEXT_TYPES:
                     check_text_file(path, cfg)
                 self._rows[rows_key] = load_rows(cfg)
             rows = self._rows[rows_key]
@@ -94,6 +95,8 @@ class DataCheck:
             raise TaskDataError(f"task {cfg.name}: cannot load {path}: {first_line(exc)}") from None
         self._data[key] = data
         notes = [f"task {cfg.name}: {line}" for line in short]
+        if rows.attrs.get("read_as"):
+            notes.insert(0, f"task {cfg.name}: {rows.attrs['read_as']}")
         if data.dropped_rows:
             reasons = ", ".join(f"{n} {reason}" for reason, n in data.dropped.items())
             notes.append(f"task {cfg.name}: {data.dropped_rows} of {len(rows) + data.dropped_rows} "
@@ -136,3 +139,28 @@ class DataCheck:
         if key not in self._tokenizers:
             self._tokenizers[key] = load_tokenizer(model_cfg)
         return self._tokenizers[key]
+
+
+# The notes the command's preflight printed (JSON), for its runs on this host not to print them again.
+NOTED_ENV = "PEFT_HARNESS_NOTED"
+
+
+def remember_notes(notes: list[str]) -> None:
+    """Tell the command's runs (started after this, on this host) which notes it printed."""
+    os.environ[NOTED_ENV] = json.dumps(notes)
+
+
+def already_noted(task_name: str, line: str) -> bool:
+    """Whether the command that started this run printed ``line`` of task ``task_name`` already
+    (a run on another host, a SLURM node's, prints its own notes into its own log)."""
+    import socket
+
+    from harness.job.isolation import SWEEP_HOST_ENV
+
+    if os.environ.get(SWEEP_HOST_ENV) != socket.gethostname():
+        return False
+    try:
+        notes = json.loads(os.environ.get(NOTED_ENV) or "[]")
+    except ValueError:
+        return False
+    return any(n.startswith(f"task {task_name} ") and n.endswith(f": {line}") for n in notes)

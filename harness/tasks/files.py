@@ -1,4 +1,5 @@
 """Bring your own data: a CSV/TSV, JSON Lines or Parquet file, columns named in the task config.
+The text types may come compressed (``data.csv.gz``, ``.bz2``, ``.xz``, or a ``.zip`` of one file).
 
 ``task.text_column`` (or several ``task.text_columns``, joined by a blank line), ``task.label_column``,
 the columns the task type needs (``task.<column>_column`` for each of ``TaskType.columns``, e.g.
@@ -7,8 +8,14 @@ the columns the task type needs (``task.<column>_column`` for each of ``TaskType
 """
 from __future__ import annotations
 
+import bz2
 import codecs
+import csv
+import gzip
+import io
 import json
+import lzma
+import zipfile
 from pathlib import Path
 
 import pandas as pd
@@ -16,10 +23,11 @@ import pandas as pd
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
 
-def _delimited(sep: str):
-    """A CSV/TSV reader; ``header=False`` names the columns by position ("0", "1", ...)."""
-    def read(path, header: bool = True) -> pd.DataFrame:
-        frame = pd.read_csv(path, sep=sep, header=0 if header else None)
+def _delimited(default: str):
+    """A CSV/TSV reader (``sep``: the delimiter, else ``default``); ``header=False`` names the
+    columns by position ("0", "1", ...)."""
+    def read(path, header: bool = True, sep: str | None = None) -> pd.DataFrame:
+        frame = pd.read_csv(path, sep=sep or default, header=0 if header else None)
         return frame if header else frame.rename(columns=str)
     return read
 
@@ -27,10 +35,56 @@ def _delimited(sep: str):
 READERS = {
     ".csv": _delimited(","),
     ".tsv": _delimited("\t"),
-    ".jsonl": lambda p, header=True: pd.read_json(p, lines=True),
-    ".json": lambda p, header=True: pd.read_json(p, lines=True),
-    ".parquet": lambda p, header=True: pd.read_parquet(p),
+    ".jsonl": lambda p, header=True, sep=None: pd.read_json(p, lines=True),
+    ".json": lambda p, header=True, sep=None: pd.read_json(p, lines=True),
+    ".parquet": lambda p, header=True, sep=None: pd.read_parquet(p),
 }
+DELIMITED = (".csv", ".tsv")
+# What a .csv whose first line holds no comma is tried with (Excel saves ";" where "," is the
+# decimal mark); the first of these the first line holds is taken, as csv.Sniffer finds it.
+OTHER_DELIMITERS = ";\t|"
+
+
+class _ZipError(Exception):
+    pass
+
+
+def _zip_member(path):
+    archive = zipfile.ZipFile(path)
+    names = [n for n in archive.namelist() if not n.endswith("/")]
+    if len(names) != 1:
+        raise _ZipError(f"holds {len(names)} files ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}); "
+                        f"a zipped data file must hold exactly one")
+    return archive.open(names[0])
+
+
+# A compressed text file is read through these (pandas reads the same suffixes itself).
+COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _zip_member}
+
+
+def file_kind(path) -> tuple[str, str | None]:
+    """(the table's suffix, the compression's or None): ``data.csv.gz`` -> (".csv", ".gz")."""
+    suffixes = [s.lower() for s in Path(path).suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        return (suffixes[-2] if len(suffixes) > 1 else ""), suffixes[-1]
+    return (suffixes[-1] if suffixes else ""), None
+
+
+def open_bytes(path: Path, name: str):
+    """The file's bytes, decompressed where its suffix says so; a ``.zip`` that does not hold
+    exactly one file is refused (naming task ``name``)."""
+    compression = file_kind(path)[1]
+    if compression is None:
+        return open(path, "rb")
+    try:
+        return COMPRESSED[compression](path)
+    except (_ZipError, zipfile.BadZipFile) as exc:
+        raise TaskDataError(f"task {name}: {path} {exc if isinstance(exc, _ZipError) else 'is not a zip file'}") from None
+
+
+def allowed_types() -> str:
+    return (f"{', '.join(READERS)}; the text types also compressed "
+            f"({', '.join(COMPRESSED)}, e.g. data.csv.gz)")
 
 
 def data_file(cfg, example: str | None = None) -> Path:
@@ -60,9 +114,13 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
     (naming the line). Reads the file in chunks, so a huge file costs no memory."""
     decoder = codecs.getincrementaldecoder("utf-8")()
     offset, blank = 0, True
-    with open(path, "rb") as fh:
+    compressed = file_kind(path)[1] is not None
+    with open_bytes(path, cfg.name) as fh:
         while True:
-            chunk = fh.read(_CHUNK)
+            try:
+                chunk = fh.read(_CHUNK)
+            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:  # a cut or corrupt archive
+                raise TaskDataError(f"task {cfg.name}: cannot decompress {path}: {exc}") from None
             pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
             try:
                 text = decoder.decode(chunk, final=not chunk)
@@ -70,7 +128,8 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
                 at = offset - pending + exc.start
                 raise TaskDataError(
                     f"task {cfg.name}: {path} is not UTF-8: byte 0x{exc.object[exc.start]:02x} at "
-                    f"byte offset {at} cannot be decoded; save the file as UTF-8") from None
+                    f"byte offset {at}{' of its decompressed text' if compressed else ''} cannot be "
+                    f"decoded; save the file as UTF-8") from None
             blank = blank and not text.strip()
             offset += len(chunk)
             if not chunk:
@@ -89,31 +148,61 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
                                     f"({{\"column\": value, ...}}), it is a {type(row).__name__}")
 
 
-def numbered_lines(path: Path):
-    """(line number, line) of every non-blank line of a UTF-8 text file."""
-    with open(path, encoding="utf-8") as fh:
+def numbered_lines(path: Path, name: str = "data"):
+    """(line number, line) of every non-blank line of a UTF-8 text file (decompressed)."""
+    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8") as fh:
         for n, line in enumerate(fh, 1):
             if line.strip():
                 yield n, line
 
 
 def read_table(path: Path, cfg) -> pd.DataFrame:
-    suffix = "".join(s for s in path.suffixes[-1:]).lower()
+    """The file as a frame. A ``.csv`` whose first line holds no comma but a ``;``, tab or ``|``
+    is read with that delimiter (``attrs["read_as"]`` says so); ``task.delimiter`` sets it."""
+    suffix, compression = file_kind(path)
     reader = READERS.get(suffix)
-    if reader is None:
-        raise TaskDataError(f"task {cfg.name}: cannot read {path.name}; "
-                            f"allowed file types: {', '.join(READERS)}")
+    if compression and suffix not in TEXT_TYPES and suffix not in READERS:  # data.zip: of what?
+        raise TaskDataError(f"task {cfg.name}: cannot tell what {path.name} holds: name a compressed file "
+                            f"after its contents, e.g. {path.stem}.csv{compression} or {path.stem}.jsonl{compression}")
+    if reader is None or (compression and suffix not in TEXT_TYPES):
+        raise TaskDataError(f"task {cfg.name}: cannot read {path.name}; allowed file types: {allowed_types()}")
+    sep = getattr(cfg, "delimiter", None)
+    if sep is not None and suffix not in DELIMITED:
+        raise TaskDataError(f"task {cfg.name}: task.delimiter={sep!r} applies to .csv and .tsv files, "
+                            f"not {path.name}; leave it unset")
     if suffix in TEXT_TYPES:
         check_text_file(path, cfg, json_lines=suffix in (".jsonl", ".json"))
     elif path.stat().st_size == 0:
         raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
+    read_as = None
+    if sep is None and suffix == ".csv":
+        read_as = sniff_delimiter(path, cfg.name)
     try:
-        frame = reader(path, header=bool(getattr(cfg, "header", True)))
+        frame = reader(path, header=bool(getattr(cfg, "header", True)), sep=sep or read_as)
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
         raise TaskDataError(f"task {cfg.name}: cannot parse {path}: {str(exc).splitlines()[0]}") from None
     if len(frame) == 0:
         raise TaskDataError(f"task {cfg.name}: {path} has no rows (columns: {list(frame.columns)[:20]})")
+    if read_as:
+        frame.attrs["read_as"] = (f"{path.name} read as {_DELIMITER_NAMES[read_as]}-separated (its first "
+                                  f"line holds no comma; task.delimiter sets the delimiter)")
     return frame
+
+
+_DELIMITER_NAMES = {";": "';'", "\t": "tab", "|": "'|'"}
+
+
+def sniff_delimiter(path: Path, name: str) -> str | None:
+    """The delimiter of a .csv whose first line holds no comma but one of :data:`OTHER_DELIMITERS`
+    (csv.Sniffer over its first lines), else None (read with commas)."""
+    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig") as fh:
+        lines = [line for _, line in zip(range(20), fh)]
+    if not lines or "," in lines[0] or not any(d in lines[0] for d in OTHER_DELIMITERS):
+        return None
+    try:
+        return csv.Sniffer().sniff("".join(lines), delimiters=OTHER_DELIMITERS).delimiter
+    except csv.Error:  # no consistent delimiter: the first one the first line holds
+        return next(d for d in OTHER_DELIMITERS if d in lines[0])
 
 
 def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
@@ -141,6 +230,8 @@ def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
     for key in [k for k in wanted if k not in ("text", "label")]:
         out[key] = df[wanted[key][0]]
     out.attrs["source"] = f"file:{Path(path).resolve()}"
+    if df.attrs.get("read_as"):
+        out.attrs["read_as"] = df.attrs["read_as"]
     return out
 
 
@@ -155,7 +246,7 @@ def by_position(df: pd.DataFrame, column) -> str:
 
 def header_hint(df: pd.DataFrame, path, cfg) -> str:
     """Why configured columns may be missing: a CSV/TSV whose first row is data, not names."""
-    if Path(path).suffix.lower() not in (".csv", ".tsv") or not getattr(cfg, "header", True):
+    if file_kind(path)[0] not in DELIMITED or not getattr(cfg, "header", True):
         return ""
     names = [str(c) for c in df.columns]
     # A name is data-like when it is a number, a sentence, or pandas had to rename a duplicate.
