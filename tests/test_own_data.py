@@ -172,6 +172,51 @@ def test_compressed_and_semicolon_files_read_as_the_plain_csv(tmp_path):
     assert ran.code == 0, ran.err  # "|" sniffed from its first line, as ";" is
 
 
+def test_texts_a_file_holds_twice_are_counted_in_test_flagged_in_the_report_and_dropped_on_request(tmp_path):
+    """A file that holds each text several times, split at random, puts copies of training texts
+    in the test split: the preflight counts them, the run records them, the report flags the run;
+    task.duplicates=drop keeps one row per text before the splits, and counts what it left out."""
+    from harness.report.build import build_report
+    from harness.config import ReportConfig
+
+    texts = [f"the film number {i} was {'good' if i % 2 else 'bad'} in every way" for i in range(30)]
+    frame = pd.DataFrame({"text": [texts[i % 30] + (" " if i >= 60 else "") for i in range(90)],
+                          "label": ["pos" if (i % 30) % 2 else "neg" for i in range(90)]})
+    frame.loc[89, "label"] = "pos" if frame.loc[89, "label"] == "neg" else "neg"  # copies that disagree
+    data = tmp_path / "films.csv"
+    frame.to_csv(data, index=False)
+    store = tmp_path / "s.sqlite"
+    ran = run_harness([*BASE, "task=csv", f"task.data_path={data}", f"store.url={store}"], tmp_path)
+    assert ran.code == 0, ran.err
+    note = next(line for line in ran.err.splitlines() if "repeat a training text" in line)
+    row = load(store).iloc[0]
+    in_train = row.details["in_train"]
+    assert in_train["test"] > 0 and in_train["validation"] > 0
+    assert note.startswith(f"[harness] note: task films: {in_train['test']} of {row.n_test} test and "
+                           f"{in_train['validation']} of {row.n_validation} validation examples repeat a "
+                           f"training text"), note
+    assert "task.duplicates=drop keeps one row per text" in note
+    report = build_report(store, tmp_path / "report", options=ReportConfig(pdf=False, formats=["md"]))
+    text = (report.out_dir / "report.md").read_text()
+    assert "| Test texts also in train | FLAGGED: 1 of 1 runs had more than 5% of their test examples" in text
+    assert f"{in_train['test']} of its {row.n_test} test examples" in text
+
+    ran = run_harness([*BASE, "task=csv", f"task.data_path={data}", "task.duplicates=drop",
+                       f"store.url={store}"], tmp_path)
+    assert ran.code == 0, ran.err
+    assert "[harness] note: task films: 60 of 90 rows of" in ran.err and "(60 repeated text)" in ran.err
+    assert "task.duplicates=drop: 1 texts' copies disagreed on the label (the first row's label kept)" in ran.err
+    dropped = load(store).set_index("run_id").drop(row.run_id).iloc[0]
+    assert dropped.details["in_train"] == {"validation": 0, "test": 0}
+    assert dropped.n_train + dropped.n_validation + dropped.n_test == 30 and dropped.dropped_rows == 60
+    assert dropped.config_hash != row.config_hash  # another setting, another identity
+    from harness.results.identity import config_hash
+
+    plain = _container([*BASE, "task=csv", f"task.data_path={data}"])
+    assert config_hash(plain) == config_hash({**plain, "task": {  # keep hashes as before the setting
+        k: v for k, v in plain["task"].items() if k not in ("duplicates", "delimiter")}})
+
+
 def test_columns_given_the_wrong_way_round_are_refused_not_trained_as_600_classes(tmp_path):
     """Text read as the label (columns swapped): hundreds of labels, each on one row. Refused in
     one line naming the column, before anything trains; naming the classes (task.labels) lifts it."""

@@ -50,6 +50,9 @@ class TaskConfig:
     train_size: Optional[int] = None
     val_size: Optional[int] = None
     test_size: Optional[int] = None
+    # keep: every row, as the data holds it; drop: one row per text (its first), before the splits
+    # are drawn, so that no test text is also a training text (the preflight counts them either way).
+    duplicates: str = "keep"
     val_fraction: float = 0.1
     test_fraction: float = 0.2
     split_seed: int = 0
@@ -84,6 +87,8 @@ class TaskConfig:
             self.delimiter = {"tab": "\t", "\\t": "\t"}.get(str(self.delimiter), str(self.delimiter))
             check(len(self.delimiter) == 1 and self.delimiter not in "\"\r\n",
                   f"task.delimiter must be one character (e.g. ';', '|', or tab), got {self.delimiter!r}")
+        check(self.duplicates in ("keep", "drop"),
+              f"task.duplicates must be one of keep, drop, got {self.duplicates!r}")
         positive_int("task.max_length", self.max_length)
         check(self.max_length >= MIN_LENGTH, f"task.max_length must be at least {MIN_LENGTH} tokens "
                                              f"(room for a text beside the model's special tokens), "

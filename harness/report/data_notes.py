@@ -44,6 +44,40 @@ def flagged(finished: pd.DataFrame) -> list[tuple[str, str]]:
     return out
 
 
+def _in_train(run) -> tuple[int, int]:
+    """(test examples that repeat a training text, test examples) of a run; (0, 0) unknown."""
+    try:
+        repeated = int(json.loads(run.details_json)["in_train"]["test"])
+    except (TypeError, ValueError, KeyError, AttributeError):
+        return 0, 0
+    n = getattr(run, "n_test", None)
+    return (repeated, int(n)) if n is not None and not pd.isna(n) and n else (0, 0)
+
+
+def repeated_flagged(finished: pd.DataFrame) -> list[tuple[str, str]]:
+    """(run, what repeats) for each run with more than ``CUT_FLAG_SHARE`` of its test examples
+    repeating a training text (the data held them twice and a random split put one copy in each)."""
+    out = []
+    for run in finished.itertuples():
+        repeated, n = _in_train(run)
+        if n and repeated / n > CUT_FLAG_SHARE:
+            out.append((f"{run.method} seed {run.seed} on {run.task} ({run.model})",
+                        f"{repeated} of its {n} test examples ({repeated / n:.0%}) repeat a training text, "
+                        f"so its test score partly measures recall (task.duplicates=drop keeps one row per text)"))
+    return out
+
+
+def repeated_setup_row(finished: pd.DataFrame) -> tuple[str, str]:
+    """The report's Setup line on test texts that are training texts too."""
+    runs = repeated_flagged(finished)
+    if not runs:
+        return ("Test texts also in train", f"no run had more than {CUT_FLAG_SHARE:.0%} of its test examples "
+                                            f"repeat a training text")
+    return ("Test texts also in train", f"FLAGGED: {len(runs)} of {len(finished)} runs had more than "
+                                        f"{CUT_FLAG_SHARE:.0%} of their test examples repeat a training text "
+                                        f"(listed under Findings)")
+
+
 def cut_setup_row(finished: pd.DataFrame) -> tuple[str, str]:
     """The report's Setup line on cut examples."""
     runs = flagged(finished)
@@ -57,13 +91,15 @@ def cut_setup_row(finished: pd.DataFrame) -> tuple[str, str]:
 FLAGS_SHOWN = 10
 
 
-def cut_findings(finished: pd.DataFrame, task: str, model: str) -> list[str]:
-    """The flagged runs of (task, model), the first :data:`FLAGS_SHOWN` named, the rest counted."""
+def cut_findings(finished: pd.DataFrame, task: str, model: str, which=None) -> list[str]:
+    """The flagged runs of (task, model), the first :data:`FLAGS_SHOWN` named, the rest counted
+    (``which``: :func:`flagged`, or :func:`repeated_flagged`)."""
     mine = finished[(finished.task == task) & (finished.model == model)]
-    runs = flagged(mine)
+    runs = (which or flagged)(mine)
     shown = [f"Flagged: {label}: {text}." for label, text in runs[:FLAGS_SHOWN]]
     rest = len(runs) - FLAGS_SHOWN
-    return shown + ([f"… and {rest} more runs of this table flagged the same way (n_truncated_* in "
+    where = "n_truncated_*" if which in (None, flagged) else "details_json's in_train"
+    return shown + ([f"… and {rest} more runs of this table flagged the same way ({where} in "
                      f"the runs table: harness.results.load)."] if rest > 0 else [])
 
 
@@ -93,6 +129,7 @@ def _short(text: str, limit: int = 120) -> str:
 def data_findings(finished: pd.DataFrame, predictions: dict, task: str, model: str) -> dict[str, list[str]]:
     """The Findings headings this module adds for (task, model), empty ones included."""
     return {"Examples cut to task.max_length": cut_findings(finished, task, model),
+            "Test texts also in train": cut_findings(finished, task, model, repeated_flagged),
             "Generated answers that missed (as written)": misses(finished, predictions, task, model)}
 
 

@@ -26,7 +26,7 @@ from harness.errors import first_line
 from harness.registry import Registry
 from harness.report import cost, plots, tables
 from harness.report.compare import Analysis
-from harness.report.data_notes import cut_setup_row, data_findings
+from harness.report.data_notes import cut_setup_row, data_findings, repeated_setup_row
 from harness.report.figures import COST_CAPTION, pair_figures, slug
 from harness.report.findings import Claim, findings
 from harness.report.prose import stage_text, statistics_text
@@ -109,6 +109,7 @@ def setup_section(context: SectionContext) -> tuple[str, list]:
     rows[1:1] = [("Protocol stage", stage_text(context.selection, finished, context.search)),
                  ("Duplicate rows", duplicates_text(a.duplicates)),
                  cut_setup_row(finished),
+                 repeated_setup_row(finished),
                  ("Per-example predictions", f"stored for {len(a.with_predictions)} of {len(a.per_run)} "
                   "finished runs (tests on test examples where both sides have them)")]
     return "Setup", [("kv", rows)]

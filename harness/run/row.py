@@ -36,6 +36,7 @@ def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "T
                "packing": cfg.trainer.packing, "compile": cfg.trainer.compile,
                "dropout_rng": cfg.trainer.dropout_rng.value,
                "truncation": cut_summary(s.encoded, cfg.task.max_length, task_truncation(cfg.task)),
+               "in_train": s.data.in_train,
                **s.adapted.details()}
     return {
         **{k: float(v) for k, v in tested.metrics.items()},

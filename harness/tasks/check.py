@@ -99,8 +99,12 @@ class DataCheck:
             notes.insert(0, f"task {cfg.name}: {rows.attrs['read_as']}")
         if data.dropped_rows:
             reasons = ", ".join(f"{n} {reason}" for reason, n in data.dropped.items())
-            notes.append(f"task {cfg.name}: {data.dropped_rows} of {len(rows) + data.dropped_rows} "
+            total = len(rows) + data.dropped_rows - data.dropped.get("repeated text", 0)  # rows holds those
+            notes.append(f"task {cfg.name}: {data.dropped_rows} of {total} "
                          f"rows of {path} left out ({reasons})")
+        line = repeated_line(data, rows)
+        if line:
+            notes.append(f"task {cfg.name}: {line}")
         self._notes[key] = notes
         return notes
 
@@ -164,3 +168,20 @@ def already_noted(task_name: str, line: str) -> bool:
     except ValueError:
         return False
     return any(n.startswith(f"task {task_name} ") and n.endswith(f": {line}") for n in notes)
+
+
+def repeated_line(data, rows) -> str | None:
+    """The note on validation and test examples that repeat a training text, or on the rows
+    ``task.duplicates=drop`` left out."""
+    if data.dropped.get("repeated text"):
+        from harness.tasks.load import conflicting_labels
+
+        conflicting = conflicting_labels(rows)  # counted in the rows-left-out note; conflicts said here
+        return (f"task.duplicates=drop: {conflicting} texts' copies disagreed on the label (the first row's "
+                f"label kept)") if conflicting else None
+    test, val = data.in_train.get("test", 0), data.in_train.get("validation", 0)
+    if not test and not val:
+        return None
+    return (f"{test} of {len(data.test)} test and {val} of {len(data.validation)} validation examples repeat "
+            f"a training text (the data holds some texts more than once), so their scores partly measure "
+            f"recall; task.duplicates=drop keeps one row per text")

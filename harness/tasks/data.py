@@ -55,6 +55,9 @@ class TaskData:
     type: Any = None
     # Rows of the data left out, by reason ("no label", "no text"): see load_task.
     dropped: dict[str, int] = field(default_factory=dict)
+    # Validation and test examples whose text (and choices) a training example has too: see
+    # harness.tasks.load.repeated_in_train.
+    in_train: dict[str, int] = field(default_factory=dict)
 
     @property
     def dropped_rows(self) -> int:

@@ -39,6 +39,8 @@ def load_task(cfg, rows: pd.DataFrame | None = None, short: list[str] | None = N
     loads a file once for every job that uses it). ``short``: receives a line for each configured
     split size (``task.train_size`` ...) larger than its split (the whole split is taken)."""
     frame = load_rows(cfg) if rows is None else rows
+    if str(getattr(cfg, "duplicates", "keep")) == "drop":
+        frame = drop_repeated(frame)
     kind = task_type(getattr(cfg, "task_type", "single_label")).for_task(cfg)
     label_names, encode = kind.encode_labels(frame, cfg)
     parts = split_frame(frame, cfg, short)
@@ -55,4 +57,42 @@ def load_task(cfg, rows: pd.DataFrame | None = None, short: list[str] | None = N
     return TaskData(cfg.name, to_split(parts["train"]), to_split(parts["validation"]),
                     to_split(parts["test"]), label_names,
                     source=str(frame.attrs.get("source", cfg.loader)), task_names=task_names,
-                    type=kind, dropped=dict(frame.attrs.get("dropped") or {}))
+                    type=kind, dropped=dict(frame.attrs.get("dropped") or {}),
+                    in_train=repeated_in_train(parts))
+
+
+def _example_keys(frame: pd.DataFrame) -> pd.Series:
+    """What makes two rows one example: the text with its whitespace collapsed, and the choices
+    and the task where the data has them (a multiple-choice context with other choices is another
+    question)."""
+    key = frame["text"].astype(str).str.split().str.join(" ")
+    for column in ("choices", "task"):
+        if column in frame.columns:
+            key = key + "\x1f" + frame[column].astype(str)
+    return key
+
+
+def repeated_in_train(parts: dict[str, pd.DataFrame]) -> dict[str, int]:
+    """How many validation and test examples repeat a training example's text (exactly, up to
+    whitespace): a file that holds a text twice, split at random, scores some test examples on
+    texts the model trained on."""
+    seen = set(_example_keys(parts["train"]))
+    return {split: int(_example_keys(parts[split]).isin(seen).sum()) for split in ("validation", "test")}
+
+
+def drop_repeated(frame: pd.DataFrame) -> pd.DataFrame:
+    """``task.duplicates=drop``: one row per example (its first), before the splits are drawn; the
+    rows left out are counted as "repeated text" (where copies disagree on the label, the first
+    row's is kept: :func:`conflicting_labels` counts them)."""
+    repeated = _example_keys(frame).duplicated()
+    if not repeated.any():
+        return frame
+    out = frame[~repeated]
+    out.attrs.update(frame.attrs)
+    out.attrs["dropped"] = {**(frame.attrs.get("dropped") or {}), "repeated text": int(repeated.sum())}
+    return out
+
+
+def conflicting_labels(frame: pd.DataFrame) -> int:
+    """How many of the data's examples (texts, up to whitespace) have copies with different labels."""
+    return int((frame["label"].astype(str).groupby(_example_keys(frame)).nunique() > 1).sum())
