@@ -6,6 +6,10 @@ import os
 from pathlib import Path
 
 PACKAGE_DIR = Path(__file__).resolve().parent
+# Set by ``python -m harness`` for the runs it starts: its process id and host (a run on another
+# host is a cluster node's), and the notes its preflight printed (harness.tasks.check).
+SWEEP_PID_ENV = "PEFT_HARNESS_SWEEP_PID"
+SWEEP_HOST_ENV = "PEFT_HARNESS_SWEEP_HOST"
 
 
 def conf_dir() -> Path:

@@ -129,7 +129,8 @@ def test_a_header_less_file_is_explained_and_read_by_position(tmp_path):
 
 def test_compressed_and_semicolon_files_read_as_the_plain_csv(tmp_path):
     """A .csv.gz/.bz2/.xz/.zip gives the rows of the plain file, named after it; a CSV that Excel
-    saved with ';' is read as such and the preflight says so; task.delimiter reads a '|' file."""
+    saved with ';' is read as such and the preflight says so; task.delimiter reads a '|' file; a
+    .json that is one array reads as JSON Lines do."""
     import bz2
     import gzip
     import lzma
@@ -162,6 +163,10 @@ def test_compressed_and_semicolon_files_read_as_the_plain_csv(tmp_path):
         assert loaded(other) == ("films", plain), other
     assert loaded("semi.csv")[1] == plain  # the BOM and the ';' both read
     assert loaded("pipe.csv", "task.delimiter=|")[1] == plain
+    records = frame.to_dict("records")
+    (tmp_path / "films.json").write_text(json.dumps(records, indent=2))  # one array, not JSON Lines
+    (tmp_path / "lines.json.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
+    assert loaded("films.json", "task=jsonl")[1] == plain and loaded("lines.json.gz", "task=jsonl")[1] == plain
     store = tmp_path / "s.sqlite"
     ran = run_harness([*BASE, "task=csv", f"task.data_path={tmp_path / 'semi.csv'}", f"store.url={store}"], tmp_path)
     assert ran.code == 0, ran.err

@@ -21,8 +21,7 @@ from pathlib import Path
 
 # Set by the command's own process: a launcher's worker process on the same host ends with it
 # (see watch_sweep); on another host (SLURM exports the environment) the pid means nothing.
-SWEEP_PID_ENV = "PEFT_HARNESS_SWEEP_PID"
-SWEEP_HOST_ENV = "PEFT_HARNESS_SWEEP_HOST"
+from harness.paths import SWEEP_HOST_ENV, SWEEP_PID_ENV  # noqa: E402,F401 - named here too
 
 
 class WorkerError(RuntimeError):

@@ -159,7 +159,7 @@ def already_noted(task_name: str, line: str) -> bool:
     (a run on another host, a SLURM node's, prints its own notes into its own log)."""
     import socket
 
-    from harness.job.isolation import SWEEP_HOST_ENV
+    from harness.paths import SWEEP_HOST_ENV
 
     if os.environ.get(SWEEP_HOST_ENV) != socket.gethostname():
         return False

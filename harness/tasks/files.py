@@ -8,10 +8,7 @@ the columns the task type needs (``task.<column>_column`` for each of ``TaskType
 """
 from __future__ import annotations
 
-import bz2
 import codecs
-import csv
-import gzip
 import io
 import json
 import lzma
@@ -20,6 +17,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, file_kind, json_array, open_bytes,
+                                      sniff_delimiter)
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
 
@@ -36,50 +35,10 @@ READERS = {
     ".csv": _delimited(","),
     ".tsv": _delimited("\t"),
     ".jsonl": lambda p, header=True, sep=None: pd.read_json(p, lines=True),
-    ".json": lambda p, header=True, sep=None: pd.read_json(p, lines=True),
+    ".json": lambda p, header=True, sep=None: pd.read_json(p, lines=True),  # an array: json_array
     ".parquet": lambda p, header=True, sep=None: pd.read_parquet(p),
 }
 DELIMITED = (".csv", ".tsv")
-# What a .csv whose first line holds no comma is tried with (Excel saves ";" where "," is the
-# decimal mark); the first of these the first line holds is taken, as csv.Sniffer finds it.
-OTHER_DELIMITERS = ";\t|"
-
-
-class _ZipError(Exception):
-    pass
-
-
-def _zip_member(path):
-    archive = zipfile.ZipFile(path)
-    names = [n for n in archive.namelist() if not n.endswith("/")]
-    if len(names) != 1:
-        raise _ZipError(f"holds {len(names)} files ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}); "
-                        f"a zipped data file must hold exactly one")
-    return archive.open(names[0])
-
-
-# A compressed text file is read through these (pandas reads the same suffixes itself).
-COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _zip_member}
-
-
-def file_kind(path) -> tuple[str, str | None]:
-    """(the table's suffix, the compression's or None): ``data.csv.gz`` -> (".csv", ".gz")."""
-    suffixes = [s.lower() for s in Path(path).suffixes]
-    if suffixes and suffixes[-1] in COMPRESSED:
-        return (suffixes[-2] if len(suffixes) > 1 else ""), suffixes[-1]
-    return (suffixes[-1] if suffixes else ""), None
-
-
-def open_bytes(path: Path, name: str):
-    """The file's bytes, decompressed where its suffix says so; a ``.zip`` that does not hold
-    exactly one file is refused (naming task ``name``)."""
-    compression = file_kind(path)[1]
-    if compression is None:
-        return open(path, "rb")
-    try:
-        return COMPRESSED[compression](path)
-    except (_ZipError, zipfile.BadZipFile) as exc:
-        raise TaskDataError(f"task {name}: {path} {exc if isinstance(exc, _ZipError) else 'is not a zip file'}") from None
 
 
 def allowed_types() -> str:
@@ -104,7 +63,7 @@ def data_file(cfg, example: str | None = None) -> Path:
     return path
 
 
-TEXT_TYPES = (".csv", ".tsv", ".jsonl", ".json")  # read as UTF-8 text; .json is read as JSON Lines
+TEXT_TYPES = (".csv", ".tsv", ".jsonl", ".json")  # read as UTF-8 text; .json: JSON Lines or one array
 _CHUNK = 1 << 20
 
 
@@ -170,39 +129,25 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
     if sep is not None and suffix not in DELIMITED:
         raise TaskDataError(f"task {cfg.name}: task.delimiter={sep!r} applies to .csv and .tsv files, "
                             f"not {path.name}; leave it unset")
+    records = json_array(path, cfg.name) if suffix == ".json" else None
     if suffix in TEXT_TYPES:
-        check_text_file(path, cfg, json_lines=suffix in (".jsonl", ".json"))
+        check_text_file(path, cfg, json_lines=suffix == ".jsonl" or (suffix == ".json" and records is None))
     elif path.stat().st_size == 0:
         raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
     read_as = None
     if sep is None and suffix == ".csv":
         read_as = sniff_delimiter(path, cfg.name)
     try:
-        frame = reader(path, header=bool(getattr(cfg, "header", True)), sep=sep or read_as)
+        frame = (pd.DataFrame.from_records(records) if records is not None else
+                 reader(path, header=bool(getattr(cfg, "header", True)), sep=sep or read_as))
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
         raise TaskDataError(f"task {cfg.name}: cannot parse {path}: {str(exc).splitlines()[0]}") from None
     if len(frame) == 0:
         raise TaskDataError(f"task {cfg.name}: {path} has no rows (columns: {list(frame.columns)[:20]})")
     if read_as:
-        frame.attrs["read_as"] = (f"{path.name} read as {_DELIMITER_NAMES[read_as]}-separated (its first "
+        frame.attrs["read_as"] = (f"{path.name} read as {DELIMITER_NAMES[read_as]}-separated (its first "
                                   f"line holds no comma; task.delimiter sets the delimiter)")
     return frame
-
-
-_DELIMITER_NAMES = {";": "';'", "\t": "tab", "|": "'|'"}
-
-
-def sniff_delimiter(path: Path, name: str) -> str | None:
-    """The delimiter of a .csv whose first line holds no comma but one of :data:`OTHER_DELIMITERS`
-    (csv.Sniffer over its first lines), else None (read with commas)."""
-    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig") as fh:
-        lines = [line for _, line in zip(range(20), fh)]
-    if not lines or "," in lines[0] or not any(d in lines[0] for d in OTHER_DELIMITERS):
-        return None
-    try:
-        return csv.Sniffer().sniff("".join(lines), delimiters=OTHER_DELIMITERS).delimiter
-    except csv.Error:  # no consistent delimiter: the first one the first line holds
-        return next(d for d in OTHER_DELIMITERS if d in lines[0])
 
 
 def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
