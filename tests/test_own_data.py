@@ -222,6 +222,19 @@ def test_texts_a_file_holds_twice_are_counted_in_test_flagged_in_the_report_and_
         k: v for k, v in plain["task"].items() if k not in ("duplicates", "delimiter")}})
 
 
+def test_labels_differing_in_case_and_blank_texts_are_noted_and_trained_as_written(tmp_path):
+    data = tmp_path / "votes.csv"
+    pd.DataFrame({"text": ["   " if i in (4, 7) else f"sentence {i} says {'overrule' if i % 3 < 2 else 'affirm'}"
+                           for i in range(90)],
+                  "label": [["Yes", "yes", "No"][i % 3] for i in range(90)]}).to_csv(data, index=False)
+    ran = run_harness([*BASE, "task=csv", f"task.data_path={data}", f"store.url={tmp_path / 's.sqlite'}"], tmp_path)
+    assert ran.code == 0, ran.err
+    assert ("[harness] note: task votes: labels 'Yes' and 'yes' differ only in case and are trained as "
+            "different classes; if they are one class, write them alike in the file") in ran.err
+    assert "[harness] note: task votes: 2 rows have a text of spaces only, trained on as an empty input" in ran.err
+    assert load(tmp_path / "s.sqlite").iloc[0].details["label_names"] == ["No", "Yes", "yes"]
+
+
 def test_columns_given_the_wrong_way_round_are_refused_not_trained_as_600_classes(tmp_path):
     """Text read as the label (columns swapped): hundreds of labels, each on one row. Refused in
     one line naming the column, before anything trains; naming the classes (task.labels) lifts it."""

@@ -102,9 +102,9 @@ class DataCheck:
             total = len(rows) + data.dropped_rows - data.dropped.get("repeated text", 0)  # rows holds those
             notes.append(f"task {cfg.name}: {data.dropped_rows} of {total} "
                          f"rows of {path} left out ({reasons})")
-        line = repeated_line(data, rows)
-        if line:
-            notes.append(f"task {cfg.name}: {line}")
+        for line in (repeated_line(data, rows), *odd_rows(data, rows)):
+            if line:
+                notes.append(f"task {cfg.name}: {line}")
         self._notes[key] = notes
         return notes
 
@@ -185,3 +185,22 @@ def repeated_line(data, rows) -> str | None:
     return (f"{test} of {len(data.test)} test and {val} of {len(data.validation)} validation examples repeat "
             f"a training text (the data holds some texts more than once), so their scores partly measure "
             f"recall; task.duplicates=drop keeps one row per text")
+
+
+def odd_rows(data, rows) -> list[str]:
+    """Notes on what is likely a slip in the file but is trained as written: labels that differ
+    only in case ('Yes' and 'yes', two classes), and texts of spaces only."""
+    out = []
+    groups: dict[str, list[str]] = {}
+    classes = getattr(data.type, "name", "") in ("single_label", "multi_label")  # not answers to generate
+    for name in data.label_names if classes else []:
+        groups.setdefault(str(name).strip().casefold(), []).append(str(name))
+    same = [names for names in groups.values() if len(names) > 1]
+    if same:
+        shown = "; ".join(" and ".join(repr(n) for n in names) for names in same[:3])
+        out.append(f"labels {shown} differ only in case and are trained as different classes; if they "
+                   f"are one class, write them alike in the file")
+    blank = int(rows["text"].astype(str).str.strip().eq("").sum()) if "text" in rows.columns else 0
+    if blank:
+        out.append(f"{blank} rows have a text of spaces only, trained on as an empty input")
+    return out
