@@ -166,6 +166,9 @@ DATA_CASES = {
                                     "element 4 of the array in {path} is not a JSON object"),
     "a cut JSON array": ("d.json", "[" + ",\n".join(GOOD_JSONL), ["task=jsonl"],
                          "{path} is not valid JSON: Expecting ',' delimiter at line 20"),
+    "an unquoted comma in a text": ("d.csv", "text,label\nthe film was good,pos\nslow, then dull,neg\n", [],
+                                    "cannot parse {path}: Error tokenizing data. C error: Expected 2 fields in line 3, "
+                                    "saw 3; a value holding the delimiter (',') must be in double quotes"),
     "a file for a folder loader": ("d.csv", rows(), ["task=lexglue_ecthr_a"],
                                    "is a file, but task lexglue_ecthr_a reads a folder"),
     "a folder without the split files": ("lexglue", None, ["task=lexglue_ecthr_a"],

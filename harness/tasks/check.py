@@ -192,8 +192,7 @@ def odd_rows(data, rows) -> list[str]:
     only in case ('Yes' and 'yes', two classes), and texts of spaces only."""
     out = []
     groups: dict[str, list[str]] = {}
-    classes = getattr(data.type, "name", "") in ("single_label", "multi_label")  # not answers to generate
-    for name in data.label_names if classes else []:
+    for name in data.label_names if getattr(data.type, "named_classes", False) else []:
         groups.setdefault(str(name).strip().casefold(), []).append(str(name))
     same = [names for names in groups.values() if len(names) > 1]
     if same:

@@ -56,7 +56,7 @@ def open_bytes(path: Path, name: str):
 # What a .csv whose first line holds no comma is tried with (Excel saves ";" where "," is the
 # decimal mark); the first of these the first line holds is taken, as csv.Sniffer finds it.
 OTHER_DELIMITERS = ";\t|"
-DELIMITER_NAMES = {";": "';'", "\t": "tab", "|": "'|'"}
+DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 
 
 def sniff_delimiter(path: Path, name: str) -> str | None:

@@ -141,7 +141,12 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
         frame = (pd.DataFrame.from_records(records) if records is not None else
                  reader(path, header=bool(getattr(cfg, "header", True)), sep=sep or read_as))
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
-        raise TaskDataError(f"task {cfg.name}: cannot parse {path}: {str(exc).splitlines()[0]}") from None
+        message = str(exc).splitlines()[0]
+        if "fields in line" in message and suffix in DELIMITED:  # a text holding the delimiter, unquoted
+            used = sep or read_as or {".csv": ",", ".tsv": "\t"}[suffix]
+            message += (f"; a value holding the delimiter ({DELIMITER_NAMES.get(used, repr(used))}) must be "
+                        f"in double quotes, as spreadsheet programs and pandas' to_csv write it")
+        raise TaskDataError(f"task {cfg.name}: cannot parse {path}: {message}") from None
     if len(frame) == 0:
         raise TaskDataError(f"task {cfg.name}: {path} has no rows (columns: {list(frame.columns)[:20]})")
     if read_as:

@@ -72,6 +72,8 @@ class TaskType:
     # model_inputs), e.g. for per-example conditioning (HyperLoRA's task ids).
     sequences_per_example: bool = False
     causal_lm = False  # scored by a causal LM's own output layer (no classification head)
+    # Whether label_names are class names a file writes (not answers, not choice positions).
+    named_classes = False
     peft_task_type = "SEQ_CLS"  # peft's task type for adapters on this type's model
 
     def for_task(self, cfg) -> "TaskType":
@@ -198,12 +200,14 @@ class TaskType:
 class SingleLabel(TaskType):
     name = "single_label"
     problem_type = "single_label_classification"
+    named_classes = True
 
 
 @TASK_TYPES.register("multi_label")
 class MultiLabel(TaskType):
     name = "multi_label"
     problem_type = "multi_label_classification"
+    named_classes = True
 
     def encode_labels(self, frame, cfg):
         """Labels are a list of names per row (or ``a|b`` in a CSV cell) -> 0/1 vectors."""
