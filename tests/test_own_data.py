@@ -235,6 +235,27 @@ def test_labels_differing_in_case_and_blank_texts_are_noted_and_trained_as_writt
     assert load(tmp_path / "s.sqlite").iloc[0].details["label_names"] == ["No", "Yes", "yes"]
 
 
+def test_a_split_column_may_name_its_splits_as_datasets_do(tmp_path):
+    from harness.job.validation import validate
+    from harness.tasks import TaskDataError
+    from harness.tasks.load import load_task
+
+    names = ["Train", "training", " TRAIN", "VALID", "dev", "Development", "Testing", "test"]
+    frame = pd.DataFrame({"text": [f"the film number {i} was {'good' if i % 2 else 'bad'}" for i in range(48)],
+                          "label": ["pos" if i % 2 else "neg" for i in range(48)],
+                          "part": [names[i % 8] for i in range(48)]})
+    frame.to_csv(tmp_path / "films.csv", index=False)
+    task = validate(compose_config([*BASE, "task=csv", f"task.data_path={tmp_path / 'films.csv'}",
+                                    "task.split_column=part"])).task
+    data = load_task(task)
+    assert (len(data.train), len(data.validation), len(data.test)) == (18, 18, 12)
+    frame.loc[5, "part"] = "holdout"
+    frame.to_csv(tmp_path / "films.csv", index=False)
+    with pytest.raises(TaskDataError, match=r"unknown split value\(s\) \['holdout'\] in the split column; "
+                                            r"allowed \(any case\): train \(or training\)"):
+        load_task(task)
+
+
 def test_columns_given_the_wrong_way_round_are_refused_not_trained_as_600_classes(tmp_path):
     """Text read as the label (columns swapped): hundreds of labels, each on one row. Refused in
     one line naming the column, before anything trains; naming the classes (task.labels) lifts it."""

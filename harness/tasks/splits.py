@@ -7,6 +7,9 @@ import pandas as pd
 from harness.tasks.data import TaskDataError
 
 SPLITS = ("train", "validation", "test")
+# The other names a file's split column may use (lower case), as datasets' own splits are named.
+SPLIT_NAMES = {"training": "train", "dev": "validation", "val": "validation", "valid": "validation",
+               "development": "validation", "testing": "test"}
 
 
 def _take(df: pd.DataFrame, n: int | None, rng: np.random.Generator) -> pd.DataFrame:
@@ -31,11 +34,12 @@ def split_frame(frame: pd.DataFrame, cfg, short: list[str] | None = None) -> dic
     """
     rng = np.random.default_rng(cfg.split_seed)
     if "split" in frame.columns:
-        names = frame["split"].astype(str).replace({"dev": "validation", "val": "validation"})
-        unknown = sorted(set(names) - set(SPLITS))
+        names = frame["split"].astype(str).str.strip().str.lower().replace(SPLIT_NAMES)
+        unknown = sorted(set(frame["split"].astype(str)[~names.isin(SPLITS)]))
         if unknown:
             raise TaskDataError(f"task {cfg.name}: unknown split value(s) {unknown[:5]} in the split "
-                                f"column; allowed: train, validation (or dev, val), test")
+                                f"column; allowed (any case): train (or training), validation (or dev, "
+                                f"val, valid, development), test (or testing)")
         parts = {s: frame[names == s] for s in SPLITS}
         if len(parts["validation"]) == 0 and len(parts["train"]) > 1:
             parts["validation"], parts["train"] = _carve(parts["train"], cfg.val_fraction, rng)
