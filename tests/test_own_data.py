@@ -222,6 +222,22 @@ def test_texts_a_file_holds_twice_are_counted_in_test_flagged_in_the_report_and_
         k: v for k, v in plain["task"].items() if k not in ("duplicates", "delimiter")}})
 
 
+def test_a_multi_task_runs_hash_leaves_out_the_task_keys_added_since_in_each_subtask():
+    from harness.results.identity import config_hash, hashed_part
+
+    multi = _container([*TINY, "task=multi_synthetic"])
+    subs = multi["task"]["subtasks"]
+    assert all(s["duplicates"] == "keep" and s["delimiter"] is None for s in subs.values())
+    hashed = hashed_part(multi)["task"]["subtasks"]
+    assert all("duplicates" not in s and "delimiter" not in s and "header" in s for s in hashed.values())
+    before = {**multi, "task": {**multi["task"], "subtasks": {  # the config as it was before the keys
+        name: {k: v for k, v in s.items() if k not in ("duplicates", "delimiter")} for name, s in subs.items()}}}
+    assert config_hash(multi) == config_hash(before)
+    dropped = {**multi, "task": {**multi["task"], "subtasks": {**subs, "sentiment": {
+        **subs["sentiment"], "duplicates": "drop"}}}}
+    assert config_hash(dropped) != config_hash(multi)
+
+
 def test_labels_differing_in_case_and_blank_texts_are_noted_and_trained_as_written(tmp_path):
     data = tmp_path / "votes.csv"
     pd.DataFrame({"text": ["   " if i in (4, 7) else f"sentence {i} says {'overrule' if i % 3 < 2 else 'affirm'}"

