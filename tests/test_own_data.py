@@ -84,9 +84,11 @@ def test_cut_prompts_are_counted_by_the_preflight_and_the_run_kept_answers_and_f
     from harness.tasks.check import already_noted
 
     said = line.split(": ", 2)[-1]  # "[harness] note: task clauses (tiny_llama): <line>"
-    assert already_noted("clauses", said) and not already_noted("other", said)
+    assert already_noted("clauses", "tiny_llama", said) and not already_noted("other", "tiny_llama", said)
+    assert not already_noted("clauses", "tiny_gpt2", said)  # another tokenizer counts its own
+    assert len(os.environ["PEFT_HARNESS_NOTED"]) == 12  # a key, not the note
     monkeypatch.setenv("PEFT_HARNESS_SWEEP_HOST", "another-host")  # a run on a node prints its own
-    assert not already_noted("clauses", said)
+    assert not already_noted("clauses", "tiny_llama", said)
     assert "recorded as run " in out and str(store) in out  # where the row went
     row = load(store).iloc[0]
     assert row.task == "clauses"  # named after its file, not "jsonl"
@@ -167,10 +169,19 @@ def test_compressed_and_semicolon_files_read_as_the_plain_csv(tmp_path):
     (tmp_path / "films.json").write_text(json.dumps(records, indent=2))  # one array, not JSON Lines
     (tmp_path / "lines.json.gz").write_bytes(gzip.compress("".join(json.dumps(r) + "\n" for r in records).encode()))
     assert loaded("films.json", "task=jsonl")[1] == plain and loaded("lines.json.gz", "task=jsonl")[1] == plain
+    # a quoted text whose first line holds a ';' and no comma is still a comma CSV (a record, not a line)
+    quoted = pd.DataFrame({"text": ["first part; then\na second line", *frame.text[1:]], "label": frame.label})
+    (tmp_path / "quoted.csv").write_text(quoted.to_csv(index=False, header=False))
+    read = loaded("quoted.csv", "task.header=false", "task.text_column=0", "task.label_column=1")[1]
+    assert sorted(t for t, _ in read) == sorted(quoted.text)
+    with zipfile.ZipFile(tmp_path / "dir.csv.zip", "w") as archive:  # a folder entry beside the one file
+        archive.writestr("data/", "")
+        archive.writestr("data/films.csv", text)
+    assert loaded("dir.csv.zip")[1] == plain
     store = tmp_path / "s.sqlite"
     ran = run_harness([*BASE, "task=csv", f"task.data_path={tmp_path / 'semi.csv'}", f"store.url={store}"], tmp_path)
     assert ran.code == 0, ran.err
-    assert "[harness] note: task semi: semi.csv read as ';'-separated (its first line holds no comma; " \
+    assert "[harness] note: task semi: semi.csv read as ';'-separated (its first row holds no comma; " \
            "task.delimiter sets the delimiter)" in ran.err
     assert load(store).iloc[0].task == "semi"
     ran = run_harness([*BASE, "task=csv", f"task.data_path={tmp_path / 'pipe.csv'}", f"store.url={store}"], tmp_path)

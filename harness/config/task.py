@@ -30,7 +30,7 @@ class TaskConfig:
     # column has that name.
     header: bool = True
     # CSV/TSV: the delimiter, one character ("tab" for a tab); null: "," for .csv (or the ";", tab
-    # or "|" of a .csv whose first line holds no comma), tab for .tsv.
+    # or "|" of a .csv whose first row holds no comma), tab for .tsv.
     delimiter: Optional[str] = None
     # --- task types, own data, long documents (docs/tasks.md) ---
     # single_label | multi_label | multiple_choice (harness.tasks.types).

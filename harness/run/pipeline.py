@@ -92,7 +92,7 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
                                    strategy, folder, kind) for name in SPLITS}
     line = cut_line(cut_summary(encoded, cfg.task.max_length, strategy))
-    if line and rank() == 0 and not already_noted(cfg.task.name, line):  # said once per command
+    if line and rank() == 0 and not already_noted(cfg.task.name, cfg.model.name, line):  # said once per command
         print(f"[harness] note: task {cfg.task.name}: {line}", flush=True)
     kind.prepare(tok, encoded["train"].examples)
     if cfg.trainer.loss_chunk_tokens is not None:  # a causal-LM task (harness.job.validation)

@@ -238,5 +238,5 @@ def preflight(argv: list[str]) -> Launch | None:
     check_store_reach(list(args.overrides), plan.stores)
     for note in data.notes:
         print(f"[harness] note: {note}", file=sys.stderr)
-    remember_notes(data.notes)
+    remember_notes(data.cut_keys)
     return plan

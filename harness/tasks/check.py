@@ -47,6 +47,7 @@ class DataCheck:
         self._data: dict[str, object] = {}  # the splits of each file task, as a run draws them
         self._tokenizers: dict[str, object] = {}
         self._cuts: set[str] = set()
+        self.cut_keys: list[str] = []  # the cut notes printed, as note_key gives them (for the runs)
 
     def __call__(self, task_cfg) -> None:
         """Check the local data of a run's task; raise :class:`TaskDataError` (one line)."""
@@ -135,6 +136,7 @@ class DataCheck:
         line = cut_line(cut_summary(encoded, task.max_length, strategy))
         if line:
             self.notes.append(f"task {task.name} ({run_cfg.model.name}): {line}")
+            self.cut_keys.append(note_key(task.name, run_cfg.model.name, line))
 
     def _tokenizer(self, model_cfg):
         from harness.models.load import load_tokenizer
@@ -145,29 +147,34 @@ class DataCheck:
         return self._tokenizers[key]
 
 
-# The notes the command's preflight printed (JSON), for its runs on this host not to print them again.
+# The cut notes the command's preflight printed (short keys, note_key), for its runs on this host
+# not to print them again; keys keep the variable short whatever a sweep's size.
 NOTED_ENV = "PEFT_HARNESS_NOTED"
 
 
-def remember_notes(notes: list[str]) -> None:
-    """Tell the command's runs (started after this, on this host) which notes it printed."""
-    os.environ[NOTED_ENV] = json.dumps(notes)
+def note_key(task_name: str, model_name: str, line: str) -> str:
+    """A short key of one cut note: the task, the model whose tokenizer counted it, its line."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps([task_name, model_name, line]).encode()).hexdigest()[:12]
 
 
-def already_noted(task_name: str, line: str) -> bool:
-    """Whether the command that started this run printed ``line`` of task ``task_name`` already
-    (a run on another host, a SLURM node's, prints its own notes into its own log)."""
+def remember_notes(keys: list[str]) -> None:
+    """Tell the command's runs (started after this, on this host) which cut notes it printed."""
+    os.environ[NOTED_ENV] = ",".join(keys)
+
+
+def already_noted(task_name: str, model_name: str, line: str) -> bool:
+    """Whether the command that started this run printed the cut note ``line`` of task
+    ``task_name`` and model ``model_name`` already (a run on another host, a SLURM node's, prints
+    its own notes into its own log)."""
     import socket
 
     from harness.paths import SWEEP_HOST_ENV
 
     if os.environ.get(SWEEP_HOST_ENV) != socket.gethostname():
         return False
-    try:
-        notes = json.loads(os.environ.get(NOTED_ENV) or "[]")
-    except ValueError:
-        return False
-    return any(n.startswith(f"task {task_name} ") and n.endswith(f": {line}") for n in notes)
+    return note_key(task_name, model_name, line) in (os.environ.get(NOTED_ENV) or "").split(",")
 
 
 def repeated_line(data, rows) -> str | None:

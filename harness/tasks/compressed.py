@@ -11,9 +11,11 @@ import io
 import json
 import lzma
 import zipfile
+import zlib
 from pathlib import Path
 
 from harness.tasks.data import TaskDataError
+
 
 class _ZipError(Exception):
     pass
@@ -23,13 +25,22 @@ def _zip_member(path):
     archive = zipfile.ZipFile(path)
     names = [n for n in archive.namelist() if not n.endswith("/")]
     if len(names) != 1:
+        archive.close()
         raise _ZipError(f"holds {len(names)} files ({', '.join(names[:3])}{', ...' if len(names) > 3 else ''}); "
                         f"a zipped data file must hold exactly one")
-    return archive.open(names[0])
+    try:
+        return archive.open(names[0])
+    except (RuntimeError, NotImplementedError) as exc:  # encrypted, or a method zipfile cannot read
+        archive.close()
+        raise _ZipError(f"cannot be read: {exc}") from None
 
 
-# A compressed text file is read through these (pandas reads the same suffixes itself).
+# A compressed text file is read through these, and pandas is given the stream they open (so the
+# harness and pandas read the same member of a .zip).
 COMPRESSED = {".gz": gzip.open, ".bz2": bz2.open, ".xz": lzma.open, ".zip": _zip_member}
+# What a cut or corrupt compressed file raises while it is read.
+READ_ERRORS = (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile, zlib.error, RuntimeError,
+               NotImplementedError)
 
 
 def file_kind(path) -> tuple[str, str | None]:
@@ -53,37 +64,62 @@ def open_bytes(path: Path, name: str):
 
 
 
-# What a .csv whose first line holds no comma is tried with (Excel saves ";" where "," is the
-# decimal mark); the first of these the first line holds is taken, as csv.Sniffer finds it.
+def numbered_lines(path: Path, name: str = "data"):
+    """(line number, line) of every non-blank line of a UTF-8 text file (decompressed)."""
+    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8") as fh:
+        for n, line in enumerate(fh, 1):
+            if line.strip():
+                yield n, line
+
+
+# What a .csv whose first record holds no comma is tried with (Excel saves ";" where "," is the
+# decimal mark); the one csv.Sniffer finds, else the first of these the first record holds.
 OTHER_DELIMITERS = ";\t|"
 DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 
 
 def sniff_delimiter(path: Path, name: str) -> str | None:
-    """The delimiter of a .csv whose first line holds no comma but one of :data:`OTHER_DELIMITERS`
-    (csv.Sniffer over its first lines), else None (read with commas)."""
+    """The delimiter of a .csv whose first record, read with commas, is one field holding one of
+    :data:`OTHER_DELIMITERS` (csv.Sniffer over its first lines), else None (read with commas). The
+    first record, not the first line: a quoted text may hold a line break before its comma."""
     with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig") as fh:
-        lines = [line for _, line in zip(range(20), fh)]
-    if not lines or "," in lines[0] or not any(d in lines[0] for d in OTHER_DELIMITERS):
+        head = fh.read(1 << 16)
+    try:
+        first = next(csv.reader(io.StringIO(head)), [])
+    except csv.Error:  # a NUL byte, a field past csv's limit: pandas reads it with commas and says why
         return None
+    if len(first) != 1 or not any(d in first[0] for d in OTHER_DELIMITERS):
+        return None
+    lines = head.splitlines(keepends=True)[:20]
     try:
         return csv.Sniffer().sniff("".join(lines), delimiters=OTHER_DELIMITERS).delimiter
-    except csv.Error:  # no consistent delimiter: the first one the first line holds
-        return next(d for d in OTHER_DELIMITERS if d in lines[0])
+    except csv.Error:  # no consistent delimiter: the first one the first record holds
+        return next(d for d in OTHER_DELIMITERS if d in first[0])
 
 
-def json_array(path: Path, name: str) -> list | None:
-    """A ``.json`` file's records when it is one JSON array (its first character ``[``), checked:
-    valid JSON, every element an object; None for JSON Lines."""
+def starts_an_array(path: Path, name: str) -> bool:
+    """Whether a ``.json`` file's first non-blank character is ``[`` (one JSON array, not JSON
+    Lines); reads no further than that character."""
+    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig", errors="replace") as fh:
+        while chunk := fh.read(1 << 12):
+            if chunk.strip():
+                return chunk.lstrip().startswith("[")
+    return False
+
+
+def json_array(path: Path, name: str) -> list:
+    """A ``.json`` file's records when it is one JSON array (:func:`starts_an_array`), checked:
+    valid JSON, every element an object."""
     with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig") as fh:
         text = fh.read()
-    if not text.lstrip().startswith("["):
-        return None
     try:
         records = json.loads(text)
     except json.JSONDecodeError as exc:
         raise TaskDataError(f"task {name}: {path} is not valid JSON: {exc.msg} at line {exc.lineno} "
                             f"column {exc.colno}") from None
+    except RecursionError:
+        raise TaskDataError(f"task {name}: {path} nests arrays or objects too deeply to be a table "
+                            f"(a JSON array of {{\"column\": value, ...}} objects)") from None
     bad = next((i for i, r in enumerate(records) if not isinstance(r, dict)), None)
     if bad is not None:
         raise TaskDataError(f"task {name}: element {bad + 1} of the array in {path} is not a JSON object "

@@ -9,16 +9,14 @@ the columns the task type needs (``task.<column>_column`` for each of ``TaskType
 from __future__ import annotations
 
 import codecs
-import io
+import contextlib
 import json
-import lzma
-import zipfile
 from pathlib import Path
 
 import pandas as pd
 
-from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, file_kind, json_array, open_bytes,
-                                      sniff_delimiter)
+from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, READ_ERRORS, file_kind, json_array,
+                                      numbered_lines, open_bytes, sniff_delimiter, starts_an_array)
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
 
@@ -78,7 +76,7 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
         while True:
             try:
                 chunk = fh.read(_CHUNK)
-            except (OSError, EOFError, lzma.LZMAError, zipfile.BadZipFile) as exc:  # a cut or corrupt archive
+            except READ_ERRORS as exc:  # a cut or corrupt archive
                 raise TaskDataError(f"task {cfg.name}: cannot decompress {path}: {exc}") from None
             pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
             try:
@@ -107,16 +105,8 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
                                     f"({{\"column\": value, ...}}), it is a {type(row).__name__}")
 
 
-def numbered_lines(path: Path, name: str = "data"):
-    """(line number, line) of every non-blank line of a UTF-8 text file (decompressed)."""
-    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if line.strip():
-                yield n, line
-
-
 def read_table(path: Path, cfg) -> pd.DataFrame:
-    """The file as a frame. A ``.csv`` whose first line holds no comma but a ``;``, tab or ``|``
+    """The file as a frame. A ``.csv`` whose first row holds no comma but a ``;``, tab or ``|``
     is read with that delimiter (``attrs["read_as"]`` says so); ``task.delimiter`` sets it."""
     suffix, compression = file_kind(path)
     reader = READERS.get(suffix)
@@ -129,17 +119,21 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
     if sep is not None and suffix not in DELIMITED:
         raise TaskDataError(f"task {cfg.name}: task.delimiter={sep!r} applies to .csv and .tsv files, "
                             f"not {path.name}; leave it unset")
-    records = json_array(path, cfg.name) if suffix == ".json" else None
+    array = suffix == ".json" and starts_an_array(path, cfg.name)
     if suffix in TEXT_TYPES:
-        check_text_file(path, cfg, json_lines=suffix == ".jsonl" or (suffix == ".json" and records is None))
+        check_text_file(path, cfg, json_lines=suffix == ".jsonl" or (suffix == ".json" and not array))
     elif path.stat().st_size == 0:
         raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
+    records = json_array(path, cfg.name) if array else None
     read_as = None
     if sep is None and suffix == ".csv":
         read_as = sniff_delimiter(path, cfg.name)
     try:
-        frame = (pd.DataFrame.from_records(records) if records is not None else
-                 reader(path, header=bool(getattr(cfg, "header", True)), sep=sep or read_as))
+        if records is not None:
+            frame = pd.DataFrame.from_records(records)
+        else:  # a compressed file: the stream the harness checked, so both read the same member
+            with (open_bytes(path, cfg.name) if compression else contextlib.nullcontext(path)) as source:
+                frame = reader(source, header=bool(getattr(cfg, "header", True)), sep=sep or read_as)
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
         message = str(exc).splitlines()[0]
         if "fields in line" in message and suffix in DELIMITED:  # a text holding the delimiter, unquoted
@@ -151,7 +145,7 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
         raise TaskDataError(f"task {cfg.name}: {path} has no rows (columns: {list(frame.columns)[:20]})")
     if read_as:
         frame.attrs["read_as"] = (f"{path.name} read as {DELIMITER_NAMES[read_as]}-separated (its first "
-                                  f"line holds no comma; task.delimiter sets the delimiter)")
+                                  f"row holds no comma; task.delimiter sets the delimiter)")
     return frame
 
 
