@@ -34,7 +34,7 @@ loss by 10x the tolerance or more (checked below), so a lost or changed update s
 4-bit codes to float32), but the 4-bit matmul is bitsandbytes' CPU kernel, chosen when it is
 imported (it first tries an optional kernels-community gemm_4bit), which may accumulate
 differently on another install; those two get rtol 1e-3, still >= 10x below how far the steps
-move them.
+move them. FRoD gets its own tolerance, for the reason given at RTOL_METHOD.
 """
 from __future__ import annotations
 
@@ -66,6 +66,17 @@ HOW_TO_REGENERATE = (f"python -m tests.test_expected_losses --regenerate <method
 CPU = torch.device("cpu")
 STEPS, BATCH, LENGTH = 4, 8, 12
 RTOL, RTOL_4BIT, ATOL = 1e-4, 1e-3, 1e-6
+# FRoD's frozen basis is the eigenvectors of a matrix built from the stacked weights
+# (torch.linalg.eigh; a full SVD for wide stacks), ill-conditioned where eigenvalues nearly
+# coincide, so LAPACK's summation order moves its trajectory far more than float32 rounding moves
+# the others: measured up to 2.5e-4 relative (1, 2, 3, 4 and 8 threads on an Intel Xeon against
+# the file written on an AMD EPYC), against 0 to 1e-7 for LoRA, DoRA, VeRA, AdaLoRA. 6e-4 leaves
+# 2.4x that, and its steps still move its held-out loss by more than 10x (checked below).
+RTOL_METHOD = {"frod": 6e-4}
+
+
+def rtol_of(name: str, four_bit: bool) -> float:
+    return RTOL_METHOD.get(name, RTOL_4BIT if four_bit else RTOL)
 
 # The run around the method.
 RUN = ["seed=0", "trainer.max_grad_norm=1.0"]
@@ -256,7 +267,7 @@ def test_losses_match_the_stored_ones(store_path, name):
         f"the pinned settings of method={name} changed since {EXPECTED.name} was written; if on "
         f"purpose, run " + HOW_TO_REGENERATE.replace("<method>", name))
     got = _RUNS[name] = trajectory(name, store_path)
-    rtol = RTOL_4BIT if got["four_bit"] else RTOL
+    rtol = rtol_of(name, got["four_bit"])
     want = [expected["eval_loss_before"], *expected["losses"], expected["eval_loss"]]
     have = [got["eval_loss_before"], *got["losses"], got["eval_loss"]]
     assert len(have) == len(want)
@@ -289,7 +300,7 @@ def test_the_steps_move_the_stored_losses():
     loss by ten times the tolerance or more (it would not move if the update were lost)."""
     for name, entry in load_expected().items():
         before, after = entry["eval_loss_before"], entry["eval_loss"]
-        rtol = RTOL_4BIT if entry["four_bit"] else RTOL
+        rtol = rtol_of(name, entry["four_bit"])
         assert abs(after - before) > 10 * (ATOL + rtol * abs(before)), (name, after - before)
 
 
