@@ -35,6 +35,10 @@ def test_a_run_records_every_measurement(run_tiny, store_path):
     assert rec["r"] == 8 and rec["quant"] == "none" and rec["task"] == "synthetic"
     assert rec["provenance"]["versions"]["torch"] == torch.__version__
     assert "cpu_count" in rec["provenance"]["hardware"]
+    info = Path("/proc/cpuinfo")
+    names = [line.split(":", 1)[1].strip() for line in (info.read_text().splitlines() if info.exists() else [])
+             if line.startswith("model name")]
+    assert rec["provenance"]["hardware"]["cpu_model"] == (names[0] if names else None)  # the processor's name
     assert rec["git_commit"] is None or len(rec["git_commit"]) == 40
     # the peak includes the process baseline, the baseline is recorded beside it
     assert rec["peak_cpu_rss_bytes"] >= rec["baseline_cpu_rss_bytes"] > 0

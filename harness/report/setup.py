@@ -42,7 +42,7 @@ def setup_rows(finished: pd.DataFrame, failed: pd.DataFrame) -> list[tuple[str, 
     rows += [
         ("Device", _distinct(finished["device"])),
         ("Hardware", _distinct(
-            f"{h.get('gpu') or h.get('cpu') or '?'} ({h.get('cpu_count', '?')} CPUs"
+            f"{h.get('gpu') or h.get('cpu_model') or h.get('cpu') or '?'} ({h.get('cpu_count', '?')} CPUs"
             + (f", {h['gpu_memory_bytes'] / 2**30:.0f} GiB GPU memory" if h.get("gpu_memory_bytes") else "")
             + ")" for h in hw)),
         ("Peak memory measured as", _distinct(finished["memory_kind"])),

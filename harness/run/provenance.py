@@ -42,11 +42,26 @@ def versions() -> dict:
     return out
 
 
+def cpu_model() -> str | None:
+    """The processor's name as /proc/cpuinfo gives it (Linux), e.g. "AMD EPYC 9R14": numbers on
+    one CPU and another may differ (a 4-bit base's bf16 kernels), and the run's identity does not
+    name the processor."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
+
+
 def device_info(device: torch.device) -> dict:
     info = {
         "device": str(device),
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
     }
