@@ -169,6 +169,18 @@ DATA_CASES = {
     "an unquoted comma in a text": ("d.csv", "text,label\nthe film was good,pos\nslow, then dull,neg\n", [],
                                     "cannot parse {path}: Error tokenizing data. C error: Expected 2 fields in line 3, "
                                     "saw 3; a value holding the delimiter (',') must be in double quotes"),
+    "a quote closed mid-value": ("d.tsv", "text\tlabel\ngood film\tpos\n\"Dull\" was the word\tneg\n", [],
+                                 "line 3 of {path} (tab-separated): a value begins with a double quote that closes "
+                                 "before the value ends, so the value would lose its quotes or run on over the lines "
+                                 "up to the next quote; if the texts hold double quotes as written (a file saved "
+                                 "without quoting), set task.quoting=none"),
+    "a quote never closed": ("d.csv", "text,label\ngood film,pos\n\"dull film,neg\nslow,neg\n", [],
+                             "line 3 of {path} (','-separated): a value begins with a double quote that is never "
+                             "closed, so the rest of the file would be read as one text"),
+    "quoting for JSON Lines": ("d.jsonl", "\n".join(GOOD_JSONL), ["task=jsonl", "task.quoting=none"],
+                               "task.quoting='none' applies to .csv and .tsv files, not d.jsonl; leave it unset"),
+    "an unknown quoting": ("d.csv", rows(), ["task.quoting=double"],
+                           "task.quoting must be one of csv, none, got 'double'"),
     "a file for a folder loader": ("d.csv", rows(), ["task=lexglue_ecthr_a"],
                                    "is a file, but task lexglue_ecthr_a reads a folder"),
     "a folder without the split files": ("lexglue", None, ["task=lexglue_ecthr_a"],

@@ -230,7 +230,32 @@ def test_texts_a_file_holds_twice_are_counted_in_test_flagged_in_the_report_and_
 
     plain = _container([*BASE, "task=csv", f"task.data_path={data}"])
     assert config_hash(plain) == config_hash({**plain, "task": {  # keep hashes as before the setting
-        k: v for k, v in plain["task"].items() if k not in ("duplicates", "delimiter")}})
+        k: v for k, v in plain["task"].items() if k not in ("duplicates", "delimiter", "quoting")}})
+
+
+def test_a_stray_quote_is_refused_not_read_as_rows_joined_into_one_text(tmp_path):
+    """A TSV whose texts hold double quotes as written: pandas would read the rows from an opening
+    quote to the next quote as one text (60 rows as 39); the harness names the line, and
+    task.quoting=none reads every row with its quotes."""
+    from harness.job.validation import validate
+    from harness.results.identity import config_hash
+    from harness.tasks.load import load_task
+
+    texts = [f"film {i} was {'good' if i % 2 else 'bad'}" for i in range(60)]
+    texts[20], texts[41] = '"Unclosed quote: film 20 was bad', 'film 41 "ends" well'
+    data = tmp_path / "quotes.tsv"
+    data.write_text("text\tlabel\n" + "".join(f"{t}\t{'pos' if i % 2 else 'neg'}\n" for i, t in enumerate(texts)))
+    assert len(pd.read_csv(data, sep="\t")) == 39  # what reading it as pandas does gives
+    store = tmp_path / "s.sqlite"
+    ran = run_harness([*BASE, "task=csv", f"task.data_path={data}", f"store.url={store}"], tmp_path)
+    assert ran.code == 2 and f"line 22 of {data} (tab-separated): a value begins with a double quote" in ran.err
+    task = validate(compose_config([*BASE, "task=csv", f"task.data_path={data}", "task.quoting=none"])).task
+    loaded = load_task(task)
+    read = sorted(t for split in (loaded.train, loaded.validation, loaded.test) for t in split.texts)
+    assert read == sorted(texts)  # every row, each quote as written
+    plain = _container([*BASE, "task=csv", f"task.data_path={data}"])
+    assert config_hash(_container([*BASE, "task=csv", f"task.data_path={data}", "task.quoting=none"])) \
+        != config_hash(plain)
 
 
 def test_a_multi_task_runs_hash_leaves_out_the_task_keys_added_since_in_each_subtask():
@@ -240,9 +265,11 @@ def test_a_multi_task_runs_hash_leaves_out_the_task_keys_added_since_in_each_sub
     subs = multi["task"]["subtasks"]
     assert all(s["duplicates"] == "keep" and s["delimiter"] is None for s in subs.values())
     hashed = hashed_part(multi)["task"]["subtasks"]
-    assert all("duplicates" not in s and "delimiter" not in s and "header" in s for s in hashed.values())
+    assert all("duplicates" not in s and "delimiter" not in s and "quoting" not in s and "header" in s
+               for s in hashed.values())
     before = {**multi, "task": {**multi["task"], "subtasks": {  # the config as it was before the keys
-        name: {k: v for k, v in s.items() if k not in ("duplicates", "delimiter")} for name, s in subs.items()}}}
+        name: {k: v for k, v in s.items() if k not in ("duplicates", "delimiter", "quoting")}
+        for name, s in subs.items()}}}
     assert config_hash(multi) == config_hash(before)
     dropped = {**multi, "task": {**multi["task"], "subtasks": {**subs, "sentiment": {
         **subs["sentiment"], "duplicates": "drop"}}}}

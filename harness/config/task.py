@@ -32,6 +32,10 @@ class TaskConfig:
     # CSV/TSV: the delimiter, one character ("tab" for a tab); null: "," for .csv (or the ";", tab
     # or "|" of a .csv whose first row holds no comma), tab for .tsv.
     delimiter: Optional[str] = None
+    # CSV/TSV: csv: a value that begins with a double quote is quoted whole, its own quotes doubled
+    # (as spreadsheets and pandas write it); none: double quotes are text, as written (a TSV saved
+    # by joining fields with tabs). A value quoted otherwise is refused, naming its line.
+    quoting: str = "csv"
     # --- task types, own data, long documents (docs/tasks.md) ---
     # single_label | multi_label | multiple_choice (harness.tasks.types).
     task_type: str = "single_label"
@@ -87,6 +91,7 @@ class TaskConfig:
             self.delimiter = {"tab": "\t", "\\t": "\t"}.get(str(self.delimiter), str(self.delimiter))
             check(len(self.delimiter) == 1 and self.delimiter not in "\"\r\n",
                   f"task.delimiter must be one character (e.g. ';', '|', or tab), got {self.delimiter!r}")
+        check(self.quoting in ("csv", "none"), f"task.quoting must be one of csv, none, got {self.quoting!r}")
         check(self.duplicates in ("keep", "drop"),
               f"task.duplicates must be one of keep, drop, got {self.duplicates!r}")
         positive_int("task.max_length", self.max_length)

@@ -18,6 +18,7 @@ UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report"
 # Keys added after runs were recorded, left out of the hash while they hold the value every run
 # before them had, so that adding a choice does not change the identity of the runs that exist.
 LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "task.delimiter": None, "task.duplicates": "keep",
+              "task.quoting": "csv",
               "trainer.flops_budget": None,
               "trainer.packing": False, "trainer.compile": False,
               "trainer.time_budget_s": None,
@@ -26,7 +27,7 @@ LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "task.delimiter": 
               "trainer.dropout_rng": "torch", "trainer.loss_chunk_tokens": None}
 # The same for each task under a multi-task run's ``task.subtasks`` (``header`` was in their hash
 # before these keys came, so it stays there).
-SUBTASK_LATER_KEYS = {"delimiter": None, "duplicates": "keep"}
+SUBTASK_LATER_KEYS = {"delimiter": None, "duplicates": "keep", "quoting": "csv"}
 
 
 def hashed_part(container: dict, identity: dict | None = None) -> dict:

@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import lzma
+import sys
 import zipfile
 import zlib
 from pathlib import Path
@@ -125,3 +126,27 @@ def json_array(path: Path, name: str) -> list:
         raise TaskDataError(f"task {name}: element {bad + 1} of the array in {path} is not a JSON object "
                             f"({{\"column\": value, ...}}), it is a {type(records[bad]).__name__}")
     return records
+
+
+def check_quotes(path: Path, name: str, delimiter: str) -> None:
+    """Refuse a CSV/TSV in which a value begins with a double quote that does not enclose it whole:
+    pandas would join the lines up to the next quote into one text (a TSV of 60 rows read as 39)
+    or drop the quotes from it, silently. Python's csv reader, strict, over the whole file."""
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))  # long documents
+    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig", newline="") as fh:
+        reader = csv.reader(fh, delimiter=delimiter, strict=True)
+        start = 1
+        try:
+            for _ in reader:
+                start = reader.line_num + 1
+        except csv.Error as exc:
+            shown = DELIMITER_NAMES.get(delimiter, repr(delimiter))
+            what = ("is never closed, so the rest of the file would be read as one text"
+                    if "end of data" in str(exc) else "closes before the value ends, so the value would "
+                    "lose its quotes or run on over the lines up to the next quote")
+            raise TaskDataError(
+                f"task {name}: line {start} of {path} ({shown}-separated): a value begins with a double "
+                f"quote that {what}; "
+                f"if the texts hold double quotes as written (a file saved without quoting), set "
+                f"task.quoting=none, else quote the whole value and double its own quotes (\"\"), as "
+                f"spreadsheet programs and pandas' to_csv write it") from None

@@ -10,21 +10,23 @@ from __future__ import annotations
 
 import codecs
 import contextlib
+import csv
 import json
 from pathlib import Path
 
 import pandas as pd
 
-from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, READ_ERRORS, file_kind, json_array,
-                                      numbered_lines, open_bytes, sniff_delimiter, starts_an_array)
+from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, READ_ERRORS, check_quotes, file_kind,
+                                      json_array, numbered_lines, open_bytes, sniff_delimiter, starts_an_array)
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
 
 def _delimited(default: str):
     """A CSV/TSV reader (``sep``: the delimiter, else ``default``); ``header=False`` names the
-    columns by position ("0", "1", ...)."""
-    def read(path, header: bool = True, sep: str | None = None) -> pd.DataFrame:
-        frame = pd.read_csv(path, sep=sep or default, header=0 if header else None)
+    columns by position ("0", "1", ...); ``quotes=False`` reads double quotes as text."""
+    def read(path, header: bool = True, sep: str | None = None, quotes: bool = True) -> pd.DataFrame:
+        frame = pd.read_csv(path, sep=sep or default, header=0 if header else None,
+                            quoting=csv.QUOTE_MINIMAL if quotes else csv.QUOTE_NONE)
         return frame if header else frame.rename(columns=str)
     return read
 
@@ -115,10 +117,11 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
                             f"after its contents, e.g. {path.stem}.csv{compression} or {path.stem}.jsonl{compression}")
     if reader is None or (compression and suffix not in TEXT_TYPES):
         raise TaskDataError(f"task {cfg.name}: cannot read {path.name}; allowed file types: {allowed_types()}")
-    sep = getattr(cfg, "delimiter", None)
-    if sep is not None and suffix not in DELIMITED:
-        raise TaskDataError(f"task {cfg.name}: task.delimiter={sep!r} applies to .csv and .tsv files, "
-                            f"not {path.name}; leave it unset")
+    sep, quotes = getattr(cfg, "delimiter", None), str(getattr(cfg, "quoting", "csv")) == "csv"
+    for key, value in (("delimiter", sep), ("quoting", None if quotes else "none")):
+        if value is not None and suffix not in DELIMITED:
+            raise TaskDataError(f"task {cfg.name}: task.{key}={value!r} applies to .csv and .tsv files, "
+                                f"not {path.name}; leave it unset")
     array = suffix == ".json" and starts_an_array(path, cfg.name)
     if suffix in TEXT_TYPES:
         check_text_file(path, cfg, json_lines=suffix == ".jsonl" or (suffix == ".json" and not array))
@@ -128,12 +131,15 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
     read_as = None
     if sep is None and suffix == ".csv":
         read_as = sniff_delimiter(path, cfg.name)
+    if quotes and suffix in DELIMITED:
+        check_quotes(path, cfg.name, sep or read_as or {".csv": ",", ".tsv": "\t"}[suffix])
     try:
         if records is not None:
             frame = pd.DataFrame.from_records(records)
         else:  # a compressed file: the stream the harness checked, so both read the same member
             with (open_bytes(path, cfg.name) if compression else contextlib.nullcontext(path)) as source:
-                frame = reader(source, header=bool(getattr(cfg, "header", True)), sep=sep or read_as)
+                frame = reader(source, header=bool(getattr(cfg, "header", True)), sep=sep or read_as,
+                               **({} if quotes else {"quotes": False}))
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
         message = str(exc).splitlines()[0]
         if "fields in line" in message and suffix in DELIMITED:  # a text holding the delimiter, unquoted
