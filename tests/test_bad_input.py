@@ -169,6 +169,13 @@ DATA_CASES = {
     "an unquoted comma in a text": ("d.csv", "text,label\nthe film was good,pos\nslow, then dull,neg\n", [],
                                     "cannot parse {path}: Error tokenizing data. C error: Expected 2 fields in line 3, "
                                     "saw 3; a value holding the delimiter (',') must be in double quotes"),
+    "a Windows-1252 file": ("win.csv", CSV_OK[:BAD_BYTE_AT] + "é".encode("cp1252") + CSV_OK[BAD_BYTE_AT + 1:], [],
+                            f"is not UTF-8: byte 0xe9 at byte offset {BAD_BYTE_AT} cannot be decoded (it would be 'é' "
+                            f"in Windows-1252, as Excel saves 'CSV' on Windows): save the file as UTF-8 ('CSV "
+                            f"UTF-8'), or convert it: iconv -f WINDOWS-1252 -t UTF-8 {{path}} > utf8-win.csv"),
+    "a UTF-16 file": ("u16.csv", CSV_OK.decode().encode("utf-16"), [],
+                      "is not UTF-8: byte 0xff at byte offset 0 cannot be decoded; it starts with a UTF-16 "
+                      "byte-order mark (as Excel saves 'Unicode Text'): save it as UTF-8"),
     "a quote closed mid-value": ("d.tsv", "text\tlabel\ngood film\tpos\n\"Dull\" was the word\tneg\n", [],
                                  "line 3 of {path} (tab-separated): a value begins with a double quote that closes "
                                  "before the value ends, so the value would lose its quotes or run on over the lines "

@@ -287,6 +287,18 @@ def test_labels_differing_in_case_and_blank_texts_are_noted_and_trained_as_writt
             "different classes; if they are one class, write them alike in the file") in ran.err
     assert "[harness] note: task votes: 2 rows have a text of spaces only, trained on as an empty input" in ran.err
     assert load(tmp_path / "s.sqlite").iloc[0].details["label_names"] == ["No", "Yes", "yes"]
+    from types import SimpleNamespace
+
+    from harness.tasks.check import odd_rows
+
+    def said(*names):
+        return odd_rows(SimpleNamespace(label_names=list(names), type=SimpleNamespace(named_classes=True)),
+                        pd.DataFrame({"text": ["a"]}))
+    assert said("neg", "neg ", "pos") == ["labels 'neg' and 'neg ' differ only in spaces around them and are "
+                                          "trained as different classes; if they are one class, write them "
+                                          "alike in the file"]
+    assert "differ only in case or spaces around them" in said("Yes", "yes ")[0]
+    assert said("neg", "pos") == []
 
 
 def test_a_split_column_may_name_its_splits_as_datasets_do(tmp_path):

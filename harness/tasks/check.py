@@ -196,7 +196,8 @@ def repeated_line(data, rows) -> str | None:
 
 def odd_rows(data, rows) -> list[str]:
     """Notes on what is likely a slip in the file but is trained as written: labels that differ
-    only in case ('Yes' and 'yes', two classes), and texts of spaces only."""
+    only in case or surrounding spaces ('Yes', 'yes' and 'yes ', three classes), and texts of
+    spaces only."""
     out = []
     groups: dict[str, list[str]] = {}
     for name in data.label_names if getattr(data.type, "named_classes", False) else []:
@@ -204,7 +205,10 @@ def odd_rows(data, rows) -> list[str]:
     same = [names for names in groups.values() if len(names) > 1]
     if same:
         shown = "; ".join(" and ".join(repr(n) for n in names) for names in same[:3])
-        out.append(f"labels {shown} differ only in case and are trained as different classes; if they "
+        how = ("case" if all(n == n.strip() for names in same for n in names) else
+               "spaces around them" if all(len({n.strip() for n in names}) == 1 for names in same)
+               else "case or spaces around them")
+        out.append(f"labels {shown} differ only in {how} and are trained as different classes; if they "
                    f"are one class, write them alike in the file")
     blank = int(rows["text"].astype(str).str.strip().eq("").sum()) if "text" in rows.columns else 0
     if blank:

@@ -150,3 +150,17 @@ def check_quotes(path: Path, name: str, delimiter: str) -> None:
                 f"if the texts hold double quotes as written (a file saved without quoting), set "
                 f"task.quoting=none, else quote the whole value and double its own quotes (\"\"), as "
                 f"spreadsheet programs and pandas' to_csv write it") from None
+
+
+def encoding_hint(raw: bytes, start: int, at: int, path: Path) -> str:
+    """What a file that is not UTF-8 likely is, and how to make it UTF-8: Excel saves "Unicode
+    Text" as UTF-16 (its byte-order mark first) and "CSV" on Windows as Windows-1252."""
+    convert = "" if file_kind(path)[1] else f", or convert it: iconv -f {{}} -t UTF-8 {path} > utf8-{path.name}"
+    if at == 0 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
+        return (f"; it starts with a UTF-16 byte-order mark (as Excel saves 'Unicode Text'): save it as "
+                f"UTF-8 ('CSV UTF-8'){convert.format('UTF-16')}")
+    guess = raw[start:start + 1].decode("cp1252", errors="replace")
+    if guess == "\ufffd":
+        return "; save the file as UTF-8"
+    return (f" (it would be {guess!r} in Windows-1252, as Excel saves 'CSV' on Windows): save the file as "
+            f"UTF-8 ('CSV UTF-8'){convert.format('WINDOWS-1252')}")

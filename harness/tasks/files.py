@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, READ_ERRORS, check_quotes, file_kind,
+from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, READ_ERRORS, check_quotes, encoding_hint,
+                                      file_kind,
                                       json_array, numbered_lines, open_bytes, sniff_delimiter, starts_an_array)
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
@@ -88,7 +89,7 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
                 raise TaskDataError(
                     f"task {cfg.name}: {path} is not UTF-8: byte 0x{exc.object[exc.start]:02x} at "
                     f"byte offset {at}{' of its decompressed text' if compressed else ''} cannot be "
-                    f"decoded; save the file as UTF-8") from None
+                    f"decoded{encoding_hint(exc.object, exc.start, at, path)}") from None
             blank = blank and not text.strip()
             offset += len(chunk)
             if not chunk:
