@@ -105,6 +105,20 @@ def test_cut_prompts_are_counted_by_the_preflight_and_the_run_kept_answers_and_f
     assert f"({len(missed)} of {len(answers)} test answers differ" in text
 
 
+def test_an_answer_longer_than_max_length_is_refused_by_the_preflight_not_by_the_run(tmp_path):
+    data = tmp_path / "summaries.jsonl"
+    data.write_text("".join(json.dumps({"prompt": f"Summarize case {i}.", "answer": " ".join(["the court held"] * 40)})
+                            + "\n" for i in range(40)))
+    store = tmp_path / "s.sqlite"
+    ran = run_harness([*LM, "task=jsonl", f"task.data_path={data}", "task.text_column=prompt",
+                       "task.label_column=answer", "task.task_type=generation", "task.max_length=64",
+                       f"store.url={store}"], tmp_path)
+    assert ran.code == 2, ran.err
+    assert ran.err_lines[0].startswith("error: task summaries (tiny_llama): an answer of ") and \
+        "leaves no room for the prompt in task.max_length=64" in ran.err_lines[0], ran.err
+    assert not store.exists()  # nothing trained, no row of a failed run
+
+
 def header_less(path: Path, n: int = 40) -> Path:
     lines = [f"{'pos' if i % 2 else 'neg'}\tthe film number {i} was {'good' if i % 2 else 'bad'} in every way"
              for i in range(n)]

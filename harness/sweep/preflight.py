@@ -175,7 +175,10 @@ def check_files(cfg, data=None) -> None:
     if reason:
         raise PreflightError(reason)
     if data is not None and path:
-        data.cut_note(cfg)
+        try:
+            data.cut_note(cfg)
+        except TaskDataError as exc:  # an example the run's tokenizer cannot fit (an answer past max_length)
+            raise PreflightError(str(exc)) from None
 
 
 def _check_job(job: list[str], config_name: str, data=None) -> tuple[str, dict]:

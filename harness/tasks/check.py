@@ -113,7 +113,8 @@ class DataCheck:
         """Tokenize a file task's splits with the run's tokenizer, as the run will (into the same
         token cache, so the run does not do it again), and note how many examples
         ``task.max_length`` cuts and by how much. Runs of one file and tokenizer are counted once;
-        a tokenizer that cannot load here (a hub model offline) is left for the run to report."""
+        a tokenizer that cannot load here (a hub model offline) is left for the run to report, and
+        an example the run could not encode (:class:`TaskDataError`) is refused here."""
         from harness.tasks.encoding import cut_line, cut_summary, encode_cached
         from harness.tasks.types import task_truncation
 
@@ -125,13 +126,18 @@ class DataCheck:
         self._cuts.add(key)
         try:
             tokenizer = self._tokenizer(run_cfg.model)
-            from harness.paths import cache_dir
+        except Exception:  # noqa: BLE001 - see the docstring
+            return
+        from harness.paths import cache_dir
 
-            strategy = task_truncation(task)
-            folder = cache_dir() / "tokens" if task.cache_tokens else None
+        strategy = task_truncation(task)
+        folder = cache_dir() / "tokens" if task.cache_tokens else None
+        try:
             encoded = {name: encode_cached(getattr(data, name), tokenizer, task.max_length, strategy,
                                            folder, data.type) for name in ("train", "validation", "test")}
-        except Exception:  # noqa: BLE001 - see the docstring
+        except TaskDataError as exc:  # what the run would fail on (an answer past task.max_length)
+            raise TaskDataError(f"task {task.name} ({run_cfg.model.name}): {exc}") from None
+        except Exception:  # noqa: BLE001 - the run reports what tokenizing here could not do
             return
         line = cut_line(cut_summary(encoded, task.max_length, strategy))
         if line:
