@@ -188,6 +188,19 @@ def test_compressed_and_semicolon_files_read_as_the_plain_csv(tmp_path):
     (tmp_path / "quoted.csv").write_text(quoted.to_csv(index=False, header=False))
     read = loaded("quoted.csv", "task.header=false", "task.text_column=0", "task.label_column=1")[1]
     assert sorted(t for t, _ in read) == sorted(quoted.text)
+    # ... and so is one whose first quoted text is a document longer than any sample (75 kB)
+    document = pd.DataFrame({"text": ["The court held; the appeal, however, fails. " * 1700, *frame.text[1:]],
+                             "label": frame.label})
+    (tmp_path / "long.csv").write_text(document.to_csv(index=False, header=False))
+    read = loaded("long.csv", "task.header=false", "task.text_column=0", "task.label_column=1")[1]
+    assert sorted(t for t, _ in read) == sorted(document.text)
+    from harness.tasks.data import TaskDataError
+    from harness.tasks.files import read_table
+
+    (tmp_path / "cut.json.gz").write_bytes(b"not gzip at all")  # read directly, not after the preflight
+    with pytest.raises(TaskDataError, match="cannot decompress .*cut.json.gz: Not a gzipped file"):
+        read_table(tmp_path / "cut.json.gz", validate(compose_config(
+            [*BASE, "task=jsonl", f"task.data_path={tmp_path / 'cut.json.gz'}"])).task)
     with zipfile.ZipFile(tmp_path / "dir.csv.zip", "w") as archive:  # a folder entry beside the one file
         archive.writestr("data/", "")
         archive.writestr("data/films.csv", text)

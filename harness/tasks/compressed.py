@@ -82,29 +82,39 @@ DELIMITER_NAMES = {",": "','", ";": "';'", "\t": "tab", "|": "'|'"}
 def sniff_delimiter(path: Path, name: str) -> str | None:
     """The delimiter of a .csv whose first record, read with commas, is one field holding one of
     :data:`OTHER_DELIMITERS` (csv.Sniffer over its first lines), else None (read with commas). The
-    first record, not the first line: a quoted text may hold a line break before its comma."""
-    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig") as fh:
-        head = fh.read(1 << 16)
-    try:
-        first = next(csv.reader(io.StringIO(head)), [])
-    except csv.Error:  # a NUL byte, a field past csv's limit: pandas reads it with commas and says why
-        return None
+    first record, not the first line: a quoted text may hold a line break before its comma, and
+    may be a document longer than any sample."""
+    _long_fields()
+    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig", newline="") as fh:
+        try:
+            first = next(csv.reader(fh), [])
+        except csv.Error:  # a NUL byte, say: pandas reads it with commas and says what is wrong
+            return None
     if len(first) != 1 or not any(d in first[0] for d in OTHER_DELIMITERS):
         return None
-    lines = head.splitlines(keepends=True)[:20]
+    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig") as fh:
+        lines = fh.read(1 << 16).splitlines(keepends=True)[:20]
     try:
         return csv.Sniffer().sniff("".join(lines), delimiters=OTHER_DELIMITERS).delimiter
     except csv.Error:  # no consistent delimiter: the first one the first record holds
         return next(d for d in OTHER_DELIMITERS if d in first[0])
 
 
+def _long_fields() -> None:
+    """Let Python's csv reader read a field as long as a document (131,072 characters by default)."""
+    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))
+
+
 def starts_an_array(path: Path, name: str) -> bool:
     """Whether a ``.json`` file's first non-blank character is ``[`` (one JSON array, not JSON
     Lines); reads no further than that character."""
-    with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig", errors="replace") as fh:
-        while chunk := fh.read(1 << 12):
-            if chunk.strip():
-                return chunk.lstrip().startswith("[")
+    try:
+        with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig", errors="replace") as fh:
+            while chunk := fh.read(1 << 12):
+                if chunk.strip():
+                    return chunk.lstrip().startswith("[")
+    except READ_ERRORS as exc:  # a cut or corrupt archive
+        raise TaskDataError(f"task {name}: cannot decompress {path}: {exc}") from None
     return False
 
 
@@ -132,7 +142,7 @@ def check_quotes(path: Path, name: str, delimiter: str) -> None:
     """Refuse a CSV/TSV in which a value begins with a double quote that does not enclose it whole:
     pandas would join the lines up to the next quote into one text (a TSV of 60 rows read as 39)
     or drop the quotes from it, silently. Python's csv reader, strict, over the whole file."""
-    csv.field_size_limit(max(csv.field_size_limit(), min(sys.maxsize, 2**31 - 1)))  # long documents
+    _long_fields()
     with io.TextIOWrapper(open_bytes(path, name), encoding="utf-8-sig", newline="") as fh:
         reader = csv.reader(fh, delimiter=delimiter, strict=True)
         start = 1
