@@ -407,3 +407,26 @@ def test_example_scores_reproduce_the_stored_metrics_single_and_multi_label():
     assert score(m, "accuracy") == pytest.approx(np.mean((y == q).all(axis=1)))
     assert score(m, "f1_macro") == pytest.approx(f1_score(none(y), none(q), average="macro", zero_division=0))
     assert list(correct(m)) == list((y == q).all(axis=1))
+
+
+def test_runs_from_two_processors_are_flagged_in_the_setup_table():
+    import json
+
+    from harness.report.setup import setup_rows
+
+    def row(i, hardware):
+        r = fixture_row("lora", i, i)
+        return {**r, "provenance_json": json.dumps({"versions": {}, "hardware": hardware}),
+                "created_at": "2026-12-07", "sweep": "s", "harness_version": "0.3.0"}
+
+    old = {"device": "cpu", "cpu": "x86_64", "cpu_count": 2}  # recorded before the processor's name
+    xeon, epyc = ({**old, "cpu_model": name} for name in ("Intel(R) Xeon(R) Processor", "AMD EPYC 9R14"))
+
+    def hardware(*machines):
+        finished = pd.DataFrame([row(i, h) for i, h in enumerate(machines)])
+        return dict(setup_rows(finished, finished.iloc[0:0]))["Hardware"]
+    assert "MIXED" not in hardware(old, xeon, xeon)  # a name missing from old rows is not another machine
+    assert hardware(xeon, epyc).endswith("(MIXED: 2 kinds of GPU or processor; speed and memory differ between "
+                                         "them, and so can a 4-bit run's quality: compare runs of one machine)")
+    both = hardware(xeon, epyc)
+    assert "Intel(R) Xeon(R) Processor (2 CPUs)" in both and "AMD EPYC 9R14 (2 CPUs)" in both

@@ -15,6 +15,14 @@ def _distinct(values, sep: str = ", ") -> str:
     return sep.join(vals) if vals else "—"
 
 
+def _mixed_machines(hardware: list[dict]) -> str:
+    """A flag when the runs come from more than one named GPU or processor (a run recorded before
+    the processor's name was, names none): their speed, memory and even 4-bit numbers differ."""
+    names = {h.get("gpu") or h.get("cpu_model") for h in hardware} - {None, ""}
+    return (f" (MIXED: {len(names)} kinds of GPU or processor; speed and memory differ between them, "
+            f"and so can a 4-bit run's quality: compare runs of one machine)") if len(names) > 1 else ""
+
+
 def _json(values) -> list[dict]:
     return [json.loads(v) for v in values if isinstance(v, str)]
 
@@ -44,7 +52,7 @@ def setup_rows(finished: pd.DataFrame, failed: pd.DataFrame) -> list[tuple[str, 
         ("Hardware", _distinct(
             f"{h.get('gpu') or h.get('cpu_model') or h.get('cpu') or '?'} ({h.get('cpu_count', '?')} CPUs"
             + (f", {h['gpu_memory_bytes'] / 2**30:.0f} GiB GPU memory" if h.get("gpu_memory_bytes") else "")
-            + ")" for h in hw)),
+            + ")" for h in hw) + _mixed_machines(hw)),
         ("Peak memory measured as", _distinct(finished["memory_kind"])),
         ("Package versions", _distinct(
             [", ".join(f"{k} {p.get('versions', {}).get(k)}" for k in VERSIONS
