@@ -19,9 +19,10 @@ import threading
 import time
 from pathlib import Path
 
-# Set by the command's own process: a launcher's worker process on the same host ends with it
-# (see watch_sweep); on another host (SLURM exports the environment) the pid means nothing.
-from harness.paths import SWEEP_HOST_ENV, SWEEP_PID_ENV  # noqa: E402,F401 - named here too
+# The command's process id and host, set for its runs: a launcher's worker process on the same
+# host ends with it (see watch_sweep); on another host (SLURM exports the environment) the pid
+# means nothing. Defined in harness.paths, which the tasks layer may import.
+from harness.paths import SWEEP_HOST_ENV, SWEEP_PID_ENV  # noqa: E402,F401
 
 
 class WorkerError(RuntimeError):

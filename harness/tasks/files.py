@@ -17,29 +17,27 @@ from pathlib import Path
 import pandas as pd
 
 from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, READ_ERRORS, check_quotes, encoding_hint,
-                                      file_kind,
-                                      json_array, numbered_lines, open_bytes, sniff_delimiter, starts_an_array)
+                                      file_kind, json_array, numbered_lines, open_bytes, sniff_delimiter,
+                                      starts_an_array, unreadable)
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
 
-def _delimited(default: str):
-    """A CSV/TSV reader (``sep``: the delimiter, else ``default``); ``header=False`` names the
-    columns by position ("0", "1", ...); ``quotes=False`` reads double quotes as text."""
-    def read(path, header: bool = True, sep: str | None = None, quotes: bool = True) -> pd.DataFrame:
-        frame = pd.read_csv(path, sep=sep or default, header=0 if header else None,
-                            quoting=csv.QUOTE_MINIMAL if quotes else csv.QUOTE_NONE)
-        return frame if header else frame.rename(columns=str)
-    return read
+def _delimited(path, sep: str, header: bool = True, quotes: bool = True) -> pd.DataFrame:
+    """A CSV/TSV read with delimiter ``sep``; ``header=False`` names the columns by position ("0",
+    "1", ...); ``quotes=False`` reads double quotes as text."""
+    frame = pd.read_csv(path, sep=sep, header=0 if header else None,
+                        quoting=csv.QUOTE_MINIMAL if quotes else csv.QUOTE_NONE)
+    return frame if header else frame.rename(columns=str)
 
 
 READERS = {
-    ".csv": _delimited(","),
-    ".tsv": _delimited("\t"),
-    ".jsonl": lambda p, header=True, sep=None: pd.read_json(p, lines=True),
-    ".json": lambda p, header=True, sep=None: pd.read_json(p, lines=True),  # an array: json_array
-    ".parquet": lambda p, header=True, sep=None: pd.read_parquet(p),
+    ".csv": _delimited,
+    ".tsv": _delimited,
+    ".jsonl": lambda p, **_: pd.read_json(p, lines=True),
+    ".json": lambda p, **_: pd.read_json(p, lines=True),  # an array: json_array
+    ".parquet": lambda p, **_: pd.read_parquet(p),
 }
-DELIMITED = (".csv", ".tsv")
+DELIMITED = {".csv": ",", ".tsv": "\t"}  # each with its default delimiter
 
 
 def allowed_types() -> str:
@@ -79,8 +77,8 @@ def check_text_file(path: Path, cfg, json_lines: bool = False) -> None:
         while True:
             try:
                 chunk = fh.read(_CHUNK)
-            except READ_ERRORS as exc:  # a cut or corrupt archive
-                raise TaskDataError(f"task {cfg.name}: cannot decompress {path}: {exc}") from None
+            except READ_ERRORS as exc:
+                raise unreadable(cfg.name, path, exc) from None
             pending = len(decoder.getstate()[0])  # bytes of a character cut by the last chunk
             try:
                 text = decoder.decode(chunk, final=not chunk)
@@ -129,22 +127,19 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
     elif path.stat().st_size == 0:
         raise TaskDataError(f"task {cfg.name}: data file is empty: {path}")
     records = json_array(path, cfg.name) if array else None
-    read_as = None
-    if sep is None and suffix == ".csv":
-        read_as = sniff_delimiter(path, cfg.name)
-    if quotes and suffix in DELIMITED:
-        check_quotes(path, cfg.name, sep or read_as or {".csv": ",", ".tsv": "\t"}[suffix])
+    read_as = sniff_delimiter(path, cfg.name) if sep is None and suffix == ".csv" else None
+    used = sep or read_as or DELIMITED.get(suffix)  # the delimiter of a CSV/TSV, None for the others
+    if quotes and used:
+        check_quotes(path, cfg.name, used)
     try:
         if records is not None:
             frame = pd.DataFrame.from_records(records)
         else:  # a compressed file: the stream the harness checked, so both read the same member
             with (open_bytes(path, cfg.name) if compression else contextlib.nullcontext(path)) as source:
-                frame = reader(source, header=bool(getattr(cfg, "header", True)), sep=sep or read_as,
-                               **({} if quotes else {"quotes": False}))
+                frame = reader(source, sep=used, header=bool(getattr(cfg, "header", True)), quotes=quotes)
     except Exception as exc:  # noqa: BLE001 - the parser's message, on one line
         message = str(exc).splitlines()[0]
-        if "fields in line" in message and suffix in DELIMITED:  # a text holding the delimiter, unquoted
-            used = sep or read_as or {".csv": ",", ".tsv": "\t"}[suffix]
+        if "fields in line" in message and used:  # a text holding the delimiter, unquoted
             message += (f"; a value holding the delimiter ({DELIMITER_NAMES.get(used, repr(used))}) must be "
                         f"in double quotes, as spreadsheet programs and pandas' to_csv write it")
         raise TaskDataError(f"task {cfg.name}: cannot parse {path}: {message}") from None
