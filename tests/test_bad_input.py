@@ -172,7 +172,7 @@ DATA_CASES = {
     "a Windows-1252 file": ("win.csv", CSV_OK[:BAD_BYTE_AT] + "é".encode("cp1252") + CSV_OK[BAD_BYTE_AT + 1:], [],
                             f"is not UTF-8: byte 0xe9 at byte offset {BAD_BYTE_AT} cannot be decoded (it would be 'é' "
                             f"in Windows-1252, as Excel saves 'CSV' on Windows): save the file as UTF-8 ('CSV "
-                            f"UTF-8'), or convert it: iconv -f WINDOWS-1252 -t UTF-8 {{path}} > utf8-win.csv"),
+                            f"UTF-8'), or convert it: iconv -f WINDOWS-1252 -t UTF-8 {{path}} > {{folder}}/utf8-win.csv"),
     "a UTF-16 file": ("u16.csv", CSV_OK.decode().encode("utf-16"), [],
                       "is not UTF-8: byte 0xff at byte offset 0 cannot be decoded; it starts with a UTF-16 "
                       "byte-order mark (as Excel saves 'Unicode Text'): save it as UTF-8"),
@@ -204,7 +204,7 @@ def test_bad_data_is_refused_in_one_line_before_anything_runs(case, tmp_path):
     ran = run_harness([*BASE, *task, *extra, f"task.data_path={path}", f"store.url={store}"], tmp_path)
     assert ran.code == 2, ran.err
     assert len(ran.err_lines) == 1 and ran.err_lines[0].startswith("error: "), ran.err
-    assert needle.format(path=path) in ran.err_lines[0]
+    assert needle.format(path=path, folder=path.parent) in ran.err_lines[0]
     assert not store.exists() and not (tmp_path / "outputs").exists()  # nothing ran, no store made
 
 

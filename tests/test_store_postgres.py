@@ -66,6 +66,30 @@ def test_another_programs_tables_are_refused_and_left_alone(pg_url):
         assert conn.execute("SELECT * FROM runs").fetchall() == [(7,)]
 
 
+def test_a_schema_of_its_own_beside_another_programs_tables(pg_url):
+    """The docs' ``?options=-csearch_path%3Dname``: a schema that does not exist yet is named (not
+    "may not create its tables"); once created, the store lives there and the other program's
+    ``runs`` table in ``public`` stays as it was."""
+    import psycopg
+
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE runs (run_uuid varchar(32) PRIMARY KEY, status varchar(9))")
+        conn.execute("INSERT INTO runs VALUES ('abc', 'FINISHED')")
+    url = f"{pg_url}&options=-csearch_path%3Dpeft"
+    for attempt in (lambda: open_store(url), lambda: check_store(url), lambda: load(url)):
+        with pytest.raises(StoreError, match=r"no schema on its search_path \(peft\) exists in database "
+                                             r"store_\d+; create it first \(CREATE SCHEMA name;\)"):
+            attempt()
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        conn.execute("CREATE SCHEMA peft")
+    check_store(url)
+    open_store(url).record(row(), CURVE)
+    assert load(url)["run_id"].tolist() == ["r1"]
+    with psycopg.connect(pg_url) as conn:
+        assert conn.execute("SELECT * FROM public.runs").fetchall() == [("abc", "FINISHED")]
+        assert conn.execute("SELECT count(*) FROM peft.runs").fetchone()[0] == 1
+
+
 def test_an_unreachable_server_is_one_line_without_the_password():
     with pytest.raises(StoreError) as err:
         open_store("postgresql://me:s3cret@127.0.0.1:1/results?connect_timeout=5")

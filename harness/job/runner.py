@@ -24,7 +24,7 @@ from harness.run.tracked import one_line_error, run_tracked
 from harness.job.isolation import WorkerError, run_worker, watch_sweep
 from harness.results.retry import PatientStore
 from harness.results.store import SCHEMA_VERSION, redact
-from harness.job.unrecorded import UNRECORDED, keep_unrecorded, mark_recorded  # noqa: F401 - UNRECORDED: API
+from harness.job.unrecorded import UNRECORDED, import_command, keep_unrecorded, mark_recorded  # noqa: F401 - UNRECORDED: API
 from harness.job.validation import validate
 
 
@@ -114,8 +114,7 @@ def _record(store: PatientStore, row: dict, curves: list[dict], predictions: dic
     except Exception as exc:  # noqa: BLE001 - the run is kept, the sweep goes on
         path = kept[0] if kept else keep_unrecorded(run_dir, row, curves, predictions)
         print(f"[harness] could not record run {row['run_id']} in the store ({one_line_error(exc)}); "
-              f"kept in {path}; `python -m harness.results import {path.parent} --store "
-              f"{redact(store.url)}` records it", file=sys.stderr)
+              f"kept in {path}; `{import_command(path.parent, redact(store.url))}` records it", file=sys.stderr)
         row["unrecorded"] = str(path)
         if claimed:
             with contextlib.suppress(Exception):  # the lease runs out on its own

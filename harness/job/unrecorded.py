@@ -11,6 +11,7 @@ records what its runs kept (:func:`record_kept`), so an outage over by then lose
 from __future__ import annotations
 
 import json
+import shlex
 from datetime import datetime
 from pathlib import Path
 
@@ -93,6 +94,13 @@ def settle_kept(folder: Path, stores: list[str], since: str) -> list[str]:
     return lines
 
 
+def import_command(folder: Path, store: str) -> str:
+    """The command that records the runs kept under ``folder`` into ``store`` (its password
+    already redacted), quoted for a POSIX shell: a PostgreSQL URL's ``&`` and a folder's spaces
+    paste as they are."""
+    return f"python -m harness.results import {shlex.quote(str(folder))} --store {shlex.quote(store)}"
+
+
 def kept_lines(folder: Path, since: str, store_hint: str, unreachable: bool) -> list[str]:
     """What the sweep's summary says about its kept runs: those still in ``unrecorded.json``
     (and how to record them), those recorded late (kept since the command started at ``since``)."""
@@ -107,8 +115,8 @@ def kept_lines(folder: Path, since: str, store_hint: str, unreachable: bool) -> 
     if pending:
         n = len(pending)
         lines.append(f"[harness] {n} run{'s' * (n > 1)} kept in {'their folders' if n > 1 else 'its folder'} "
-                     f"as {UNRECORDED}: {why}; `python -m harness.results import {folder} --store "
-                     f"{store_hint}` records {'them' if n > 1 else 'it'}")
+                     f"as {UNRECORDED}: {why}; `{import_command(folder, store_hint)}` records "
+                     f"{'them' if n > 1 else 'it'}")
     if late:
         n = len(late)
         lines.append(f"[harness] {n} run{'s' * (n > 1)} kept as {UNRECORDED} while the store "

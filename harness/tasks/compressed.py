@@ -10,6 +10,7 @@ import gzip
 import io
 import json
 import lzma
+import shlex
 import sys
 import zipfile
 import zlib
@@ -170,12 +171,16 @@ def check_quotes(path: Path, name: str, delimiter: str) -> None:
 def encoding_hint(raw: bytes, start: int, at: int, path: Path) -> str:
     """What a file that is not UTF-8 likely is, and how to make it UTF-8: Excel saves "Unicode
     Text" as UTF-16 (its byte-order mark first) and "CSV" on Windows as Windows-1252."""
-    convert = "" if file_kind(path)[1] else f", or convert it: iconv -f {{}} -t UTF-8 {path} > utf8-{path.name}"
+    def convert(encoding: str) -> str:  # quoted for a shell; a compressed file cannot be converted so
+        if file_kind(path)[1]:
+            return ""
+        return (f", or convert it: iconv -f {encoding} -t UTF-8 {shlex.quote(str(path))} > "
+                f"{shlex.quote(str(path.with_name('utf8-' + path.name)))}")
     if at == 0 and raw[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return (f"; it starts with a UTF-16 byte-order mark (as Excel saves 'Unicode Text'): save it as "
-                f"UTF-8 ('CSV UTF-8'){convert.format('UTF-16')}")
+                f"UTF-8 ('CSV UTF-8'){convert('UTF-16')}")
     guess = raw[start:start + 1].decode("cp1252", errors="replace")
     if guess == "\ufffd":
         return "; save the file as UTF-8"
     return (f" (it would be {guess!r} in Windows-1252, as Excel saves 'CSV' on Windows): save the file as "
-            f"UTF-8 ('CSV UTF-8'){convert.format('WINDOWS-1252')}")
+            f"UTF-8 ('CSV UTF-8'){convert('WINDOWS-1252')}")

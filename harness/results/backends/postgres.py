@@ -121,7 +121,11 @@ def _tables(conn) -> set[str]:
 
 def _inspect(conn, url: str) -> set[str]:
     """This store's tables; StoreError if the database holds another program's tables of those
-    names, or a store of a newer schema. Reads only."""
+    names, a search_path that names no existing schema, or a store of a newer schema. Reads only."""
+    if conn.execute("SELECT current_schema()").fetchone()[0] is None:  # nowhere to read or create
+        path = conn.execute("SHOW search_path").fetchone()[0]
+        raise StoreError(f"{redact(url)}: no schema on its search_path ({path}) exists in database "
+                         f"{conn.info.dbname}; create it first (CREATE SCHEMA name;) or name an existing one")
     tables = _tables(conn) & TABLES
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall()) if "meta" in tables else {}
     if tables and meta.get("application") != APPLICATION:
