@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -54,6 +55,8 @@ PUBLISHED_TOKENS_S_4090 = {("llama-3.1-8b", "lora"): 3083, ("llama-3.1-8b", "qlo
 TINY = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
         "num_key_value_heads": 2, "head_dim": 16}  # the vocabulary stays the model's own
 PYTEST = ["-m", "pytest", "-m", "gpu", "-q", "-n", "0", "tests/test_gpu.py"]
+OFFLINE = {"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+PYTEST_RESERVE_S = 150  # of --budget-s, kept for the GPU tests (start, CUDA and bitsandbytes, six tests)
 COLUMNS = ["model", "method", "seq", "batch", "ckpt", "steps", "tokens/s", "TFLOP/s", "MFU",
            "peak alloc GiB", "peak reserved GiB", "planner GiB", "planner error", "torchtune GiB", "note"]
 
@@ -62,7 +65,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--tiny", action="store_true", help="CPU, 2-layer models of the same family, a few steps")
     p.add_argument("--models", default="llama-3.2-1b,llama-3.1-8b")
-    p.add_argument("--methods", default="lora,dora,qlora")
+    p.add_argument("--methods", default="lora,qlora,dora", help="in this order for each model (QLoRA "
+                   "before DoRA: torchtune publishes QLoRA's figures, not DoRA's)")
     p.add_argument("--steps", type=int, default=None, help="timed steps (default 10; --tiny 2)")
     p.add_argument("--warmup", type=int, default=None, help="steps before timing (default 3; --tiny 1)")
     p.add_argument("--no-pytest", action="store_true", help="skip python -m pytest -m gpu")
@@ -154,6 +158,8 @@ def build_model(spec: dict) -> dict:
 
     folder, start = Path(spec["folder"]), time.perf_counter()
     if not (folder / "config.json").is_file():
+        for left in folder.parent.glob(f"{folder.name}.tmp*"):  # a build killed at its time limit
+            shutil.rmtree(left, ignore_errors=True)
         tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
         tmp.mkdir(parents=True, exist_ok=True)
         write_weights(spec["config"], tmp)
@@ -182,9 +188,10 @@ def random_batches(cfg, kind, tokenizer, vocab: int, n_batches: int):
     return examples, collate, loader(examples, tokenizer, batch, False, cfg.seed, collate)
 
 
-def timed_steps(run, batches, device, warmup: int, deadline: float) -> list[float]:
+def timed_steps(run, batches, device, warmup: int, deadline: float, stamp=None) -> list[float]:
     """The harness's own training step (``_Training.take_step``) on each batch, timed; stops early
-    once past ``deadline`` with at least one timed step."""
+    once past ``deadline`` with at least one timed step. ``stamp`` gets every step's time as it
+    is taken (what a configuration killed at its time limit leaves)."""
     from harness.device import sync
 
     times = []
@@ -195,9 +202,28 @@ def timed_steps(run, batches, device, warmup: int, deadline: float) -> list[floa
         run.take_step()
         sync(device)
         times.append(time.perf_counter() - start)
+        if stamp is not None:
+            stamp(step_times_s=list(times))
         if len(times) > warmup and time.time() > deadline:
             break
     return times[warmup:]
+
+
+class Progress:
+    """What a configuration's process has done so far, written beside its spec at every stamp
+    (``<name>.progress.json``): the parent reads it when the process is killed at its time limit,
+    so a slow configuration still says how far it got and how long its steps took."""
+
+    def __init__(self, spec: dict) -> None:
+        self.path = Path(spec["path"]).with_suffix(".progress.json") if spec.get("path") else None
+        self.began, self.seen = time.perf_counter(), {}
+
+    def __call__(self, **values) -> None:
+        self.seen.update(values)
+        if self.path is not None:
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.seen))
+            os.replace(tmp, self.path)
 
 
 def train_config(spec: dict) -> dict:
@@ -217,6 +243,9 @@ def train_config(spec: dict) -> dict:
     device = pick_device(cfg.trainer.device.value)
     memory = PeakMemory(device, isolated=True).start()
     kind, bf16 = task_type(cfg.task.task_type).for_task(cfg.task), wants_bf16(cfg, device)
+    if cfg.trainer.loss_chunk_tokens is not None:  # as harness.run.pipeline.setup sets it
+        kind.loss_chunk = cfg.trainer.loss_chunk_tokens
+    stamp = Progress(spec)
     with memory.phase("setup"):
         loaded, adapted = build(cfg, kind, 2, device)
         examples, collate, batches = random_batches(cfg, kind, loaded.tokenizer, spec["vocab"], cfg.trainer.max_steps)
@@ -224,20 +253,23 @@ def train_config(spec: dict) -> dict:
         run = _Training(adapted, batches, None, cfg, device, 0, bf16, Tracker(), kind,
                         lambda name: contextlib.nullcontext(), None)
         run.prepare()  # the method's optimizer and the schedule
-    with memory.phase("count"):
+    stamp(loaded_s=time.perf_counter() - stamp.began)
+    with memory.phase("count", in_run=False):  # as harness.run.pipeline.execute: not the run's peak
         counted = flops.count_training_step(adapted, kind, examples, collate, cfg.trainer.batch_size, device, bf16)
+    stamp(counted_s=time.perf_counter() - stamp.began)
     with memory.phase("train"):
-        times = timed_steps(run, batches, device, spec["warmup"], spec["deadline"])
+        times = timed_steps(run, batches, device, spec["warmup"], spec["deadline"], stamp)
     peaks, train = memory.stop(), memory.phases["train"]
     tokens_per_s = cfg.trainer.batch_size * cfg.task.max_length * len(times) / sum(times)
     base = [p for n, p in adapted.model.named_parameters() if "lora_" not in n]
-    return {"steps": len(times), "warmup": spec["warmup"], "step_s": sorted(times)[len(times) // 2],
+    return {**stamp.seen, "steps": len(times), "warmup": spec["warmup"], "step_s": sorted(times)[len(times) // 2],
             "tokens_per_s": tokens_per_s, "precision": "bf16_autocast" if bf16 else "fp32",
             **flops.mfu_fields(counted, tokens_per_s, device, bf16),
             "memory_kind": peaks["memory_kind"], "baseline_cpu_rss_bytes": peaks["baseline_cpu_rss_bytes"],
             "train_peak_bytes": memory.phase_peak("train"), "run_peak_bytes": peaks["peak_memory_bytes"],
             "train_reserved_bytes": train.get("cuda_reserved") if device.type == "cuda" else None,
             "run_reserved_bytes": peaks.get("peak_cuda_reserved_bytes"),
+            "loss_chunk_tokens": kind.loss_chunk,
             "trainable_params": sum(p.numel() for p in adapted.model.parameters() if p.requires_grad),
             "fp32_base_params": sum(p.numel() for p in base if str(p.dtype) == "torch.float32")}
 
@@ -260,18 +292,33 @@ def spawn(spec: dict, workdir: Path, timeout: float) -> dict:
     error in one line (a time-out, a crash without a result)."""
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / f"{spec['name']}.json"
-    path.with_suffix(".result.json").unlink(missing_ok=True)
-    path.write_text(json.dumps(spec))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
+    for stale in (".result.json", ".progress.json"):
+        path.with_suffix(stale).unlink(missing_ok=True)
+    path.write_text(json.dumps({**spec, "path": str(path)}))
+    env = {**os.environ, **OFFLINE, "TOKENIZERS_PARALLELISM": "false"}
     try:
         done = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child", str(path)], cwd=ROOT,
                               env=env, capture_output=True, text=True, timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return {"error": f"timed out after {timeout:.0f} s (this configuration's time limit)"}
+    except subprocess.TimeoutExpired as exc:
+        progress = path.with_suffix(".progress.json")
+        seen = json.loads(progress.read_text()) if progress.is_file() else {}
+        steps = seen.get("step_times_s") or []
+        how_far = (f"after {len(steps)} step(s) of median {sorted(steps)[len(steps) // 2]:.2f} s" if steps
+                   else "after loading and counting" if "counted_s" in seen
+                   else "after loading" if "loaded_s" in seen else "before the model was loaded")
+        path.with_suffix(".log").write_text(_text(exc.stdout) + _text(exc.stderr))
+        return {**seen, "error": f"timed out after {timeout:.0f} s (this configuration's time limit), {how_far}"}
     if path.with_suffix(".result.json").is_file():
         return json.loads(path.with_suffix(".result.json").read_text())
     lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
     return {"error": f"exit {done.returncode}: {lines[-1][:300] if lines else 'no output'}"}
+
+
+def _text(output) -> str:
+    """A killed process's captured output (bytes or text, or None)."""
+    if output is None:
+        return ""
+    return output.decode(errors="replace") if isinstance(output, bytes) else output
 
 
 def planned(overs: list[str]) -> tuple[float | None, str]:
@@ -305,7 +352,7 @@ def one_config(model: str, method: str, built: dict, args, left: float, workdir:
     s = settings(model, method, args.tiny)
     device = "cpu" if args.tiny else "cuda"
     overs = overrides(model, method, built.get("folder", ""), s, device, args.warmup + args.steps)
-    plan, note = planned(overs)
+    plan, note = planned(overs) if not built.get("error") and left >= 20 else (None, "")
     if built.get("error"):
         result = {"error": f"building the model: {built['error']}"}
     elif left < 20:
@@ -324,8 +371,9 @@ def one_config(model: str, method: str, built: dict, args, left: float, workdir:
 def run_all(args) -> dict:
     from harness.paths import cache_dir
 
+    os.environ.update(OFFLINE)  # the planner in this process reads configs too: never the hub
     start, workdir = time.time(), Path(args.out) / "work"
-    reserve = 0 if args.no_pytest else 100  # seconds kept for the GPU tests
+    reserve = 0 if args.no_pytest else PYTEST_RESERVE_S
     report = {"tiny": args.tiny, "warmup": args.warmup, "device": None, "device_bytes": None, "rows": [],
               "versions": {n: version(n) for n in ("torch", "transformers", "peft", "bitsandbytes")},
               "command": " ".join(sys.argv)}
@@ -355,8 +403,9 @@ def run_pytest(timeout: float) -> dict:
     try:
         done = subprocess.run([sys.executable, *PYTEST], cwd=ROOT, capture_output=True, text=True,
                               timeout=min(timeout, 240.0))
-    except subprocess.TimeoutExpired:
-        return {"command": command, "returncode": None, "outcome": f"timed out after {min(timeout, 240.0):.0f} s"}
+    except subprocess.TimeoutExpired as exc:  # what had passed by then is in the tail
+        return {"command": command, "returncode": None, "tail": _text(exc.stdout)[-4000:],
+                "outcome": f"timed out after {min(timeout, 240.0):.0f} s"}
     summary = [line.strip() for line in done.stdout.splitlines()
                if re.search(r"\b(passed|failed|skipped|errors?|no tests ran|deselected)\b", line)]
     return {"command": command, "returncode": done.returncode, "tail": done.stdout[-4000:],
@@ -402,7 +451,8 @@ def markdown(report: dict) -> str:
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(cells(row)) + " |" for row in report["rows"]]
     lines += ["", "torchtune GiB: its README's peak memory on one RTX 4090 (batch 2 packed to 2048 tokens, "
-              "torch.compile, chunked cross-entropy; the harness keeps the whole fp32 logits)."]
+              "torch.compile, chunked cross-entropy; here the loss is chunked the same way, "
+              "trainer.loss_chunk_tokens = batch x sequence / 8)."]
     if report.get("pytest"):
         lines += ["", f"`{report['pytest']['command']}`: {report['pytest']['outcome']}"]
     return "\n".join(lines) + "\n"

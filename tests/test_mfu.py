@@ -83,6 +83,12 @@ def test_datasheet_peaks_are_matched_by_name_most_specific_first():
     assert flops.datasheet_tflops("NVIDIA A100-SXM4-80GB", bf16=True) == 312.0
     assert flops.datasheet_tflops("NVIDIA L40S", bf16=True) == 362.1
     assert flops.datasheet_tflops("NVIDIA L4", bf16=True) == 121.0
+    assert flops.datasheet_tflops("NVIDIA L40", bf16=True) == 181.0  # not the L4's
+    assert flops.datasheet_tflops("NVIDIA H200", bf16=True) == 989.4
+    assert flops.datasheet_tflops("NVIDIA GH200 480GB", bf16=True) == 989.4
+    assert flops.datasheet_tflops("NVIDIA H200 NVL", bf16=True) == 835.0
+    assert flops.datasheet_tflops("NVIDIA A10G", bf16=True) is None  # no datasheet figure: measured
+    assert flops.datasheet_tflops("NVIDIA A10", bf16=True) == 125.0
     assert flops.datasheet_tflops("NVIDIA H100 80GB HBM3", bf16=False) is None  # fp32: measured
     assert flops.datasheet_tflops("Tesla T4", bf16=True) is None
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import netrc
 import os
+import shlex
 import sys
 from pathlib import Path
 from urllib.parse import urlparse
@@ -41,7 +42,7 @@ def _say_offline(root: Path, why: str) -> None:
     global _said_offline
     if not _said_offline:
         print(f"[harness] wandb: {why}; logging offline under {root / 'wandb'}; upload later with "
-              f"`wandb sync {root / 'wandb'}/offline-run-*`", file=sys.stderr)
+              f"`wandb sync {shlex.quote(str(root / 'wandb'))}/offline-run-*`", file=sys.stderr)
         _said_offline = True
 
 
