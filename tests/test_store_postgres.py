@@ -148,6 +148,21 @@ def test_an_older_store_gains_the_new_columns_on_the_first_write_only(pg_url):
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0] != "1"
 
 
+def test_a_field_declared_after_the_store_opened_gets_its_column_when_a_run_brings_it(pg_url):
+    """A store object remembers the columns it made, so a run's record asks the server for the
+    table's columns only when the run brings a field declared since (a plug-in's)."""
+    from harness import fields
+
+    store = open_store(pg_url)
+    store.record(row("before"), CURVE)
+    fields.declare(name="test_late_field", type="real")
+    try:
+        store.record(row("after", config_hash="late", test_late_field=1.5), CURVE)
+        assert load(pg_url).set_index("run_id").loc["after", "test_late_field"] == 1.5
+    finally:
+        fields.remove("test_late_field")
+
+
 def test_a_newer_schema_is_refused(pg_url):
     import psycopg
 
