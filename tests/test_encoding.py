@@ -67,6 +67,20 @@ def test_second_encoding_comes_from_the_cache_and_settings_change_the_key(tokeni
     assert len(list(tmp_path.glob("*.json"))) == 4
 
 
+def test_an_edited_chat_template_is_a_new_cache_key(tokenizer, tmp_path):
+    """Prompts render through the chat template: a model folder whose template was edited (the
+    same vocabulary) must not reuse the tokens of the old one."""
+    split, kind = Split(["ab cd", LONG], [0, 1]), SingleLabel()
+    before = getattr(tokenizer, "chat_template", None)
+    try:
+        for template in ("{{ messages }}", "{{ messages }} edited"):
+            tokenizer.chat_template = template
+            assert not encode_cached(split, tokenizer, 10, "head", tmp_path, kind).cached
+            assert encode_cached(split, tokenizer, 10, "head", tmp_path, kind).cached
+    finally:
+        tokenizer.chat_template = before
+
+
 def test_two_task_types_never_share_a_cache_file(tokenizer, tmp_path):
     split = Split(["ab cd", LONG], [0, 1])
     single = encode_cached(split, tokenizer, 10, "head", tmp_path, SingleLabel())

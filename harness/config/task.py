@@ -72,6 +72,11 @@ class TaskConfig:
     # Put before every answer: " " after a plain prompt ending in "Answer:", as the tokenizer
     # expects (dropped inside a chat template, where the answer opens the assistant's turn).
     answer_prefix: str = ""
+    # Generation from a file of chat conversations: the column holding each row's list of turns
+    # ({"role", "content"}, or ShareGPT's {"from", "value"}); the last turn, the assistant's, is the
+    # completion, the turns before it the prompt (through the chat template). Replaces text_column
+    # and label_column (docs/language_models.md).
+    messages_column: Optional[str] = None
     # Generation: tokens generated at most (null: the longest training completion, plus its end).
     max_new_tokens: Optional[int] = None
     # Generation: a regular expression whose first group (or whole match) is the final answer in
@@ -107,6 +112,14 @@ class TaskConfig:
                 raise ConfigError(f"task.answer_pattern is not a regular expression: {exc}") from None
             check(groups <= 1, f"task.answer_pattern must have at most one group (the answer), "
                                f"got {groups}: {self.answer_pattern!r}")
+        if self.messages_column is not None:
+            check(self.loader in FILE_LOADERS, f"task.messages_column reads a file of conversations (task=csv, "
+                                               f"jsonl or parquet), not task {self.name} (loader {self.loader})")
+            for key in ("prompt_template", "text_columns", "label_words"):
+                check(not getattr(self, key), f"task.{key} applies to a text column, not to conversations "
+                                              f"(task.messages_column); leave it unset")
+            check(self.chat_template, "task.messages_column renders conversations by the chat template: "
+                                      "task.chat_template must stay true")
         check(self.prompt_template is None or "{text}" in self.prompt_template,
               f"task.prompt_template must contain {{text}} (where the text goes), got {self.prompt_template!r}")
         for key in ("train_size", "val_size", "test_size"):

@@ -92,6 +92,9 @@ def check_language_model(run: RunConfig, spec) -> None:
           f"method={run.method.name} brings its own optimizer; trainer.optimizer must be adamw "
           f"(got {optimizer})")
     check_packing(run)
+    check(run.task.messages_column is None or TASK_TYPES.get(run.task.task_type).completes_conversations,
+          f"task.messages_column trains on each conversation's last assistant turn: set "
+          f"task.task_type=generation, got {run.task.task_type}")
     check(run.trainer.loss_chunk_tokens is None or TASK_TYPES.get(run.task.task_type).causal_lm,
           f"trainer.loss_chunk_tokens chunks a causal language model's loss over its vocabulary: it needs "
           f"a prompt task (task.task_type generation or choice); got task.task_type={run.task.task_type}")

@@ -18,7 +18,7 @@ UNHASHED = ("store", "summary", "trainer.progress", "force", "tracker", "report"
 # Keys added after runs were recorded, left out of the hash while they hold the value every run
 # before them had, so that adding a choice does not change the identity of the runs that exist.
 LATER_KEYS = {"trainer.strategy": "ddp", "task.header": True, "task.delimiter": None, "task.duplicates": "keep",
-              "task.quoting": "csv",
+              "task.quoting": "csv", "task.messages_column": None,
               "trainer.flops_budget": None,
               "trainer.packing": False, "trainer.compile": False,
               "trainer.time_budget_s": None,

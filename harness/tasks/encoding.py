@@ -39,6 +39,9 @@ def tokenizer_fingerprint(tokenizer) -> str:
     else:
         text = f"{tokenizer.name_or_path}:{len(tokenizer)}"
     extra = f"{tokenizer.padding_side}:{tokenizer.pad_token_id}:{type(tokenizer).__name__}"
+    template = getattr(tokenizer, "chat_template", None)  # prompts render through it: an edited
+    if template:  # template (a model folder's tokenizer_config.json) must not reuse old tokens
+        extra += f":{json.dumps(template, sort_keys=True)}"
     return hashlib.sha256((text + extra).encode()).hexdigest()[:16]
 
 

@@ -19,6 +19,7 @@ import pandas as pd
 from harness.tasks.compressed import (COMPRESSED, DELIMITER_NAMES, READ_ERRORS, check_quotes, encoding_hint,
                                       file_kind, json_array, numbered_lines, open_bytes, sniff_delimiter,
                                       starts_an_array, unreadable)
+from harness.tasks.conversations import conversation_hint, read_conversations
 from harness.tasks.data import TASK_LOADERS, TaskDataError, data_path_hint
 from harness.tasks.types import task_type
 
@@ -152,6 +153,8 @@ def read_table(path: Path, cfg) -> pd.DataFrame:
 
 
 def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
+    if getattr(cfg, "messages_column", None):  # chat conversations (harness.tasks.conversations)
+        return read_conversations(df, cfg, path)
     text_cols = list(cfg.text_columns or [cfg.text_column])
     wanted = {"text": text_cols, "label": [cfg.label_column]}
     kind = task_type(cfg.task_type)
@@ -166,7 +169,8 @@ def select_columns(df: pd.DataFrame, cfg, path) -> pd.DataFrame:
     missing = [c for cols in wanted.values() for c in cols if c not in df.columns]
     if missing:
         raise TaskDataError(f"task {cfg.name}: column(s) {missing} not in {path}; "
-                            f"its columns: {[_cut(c) for c in list(df.columns)[:20]]}{header_hint(df, path, cfg)}")
+                            f"its columns: {[_cut(c) for c in list(df.columns)[:20]]}{header_hint(df, path, cfg)}"
+                            f"{conversation_hint(df)}")
     text_cols = wanted["text"]
     for column in text_cols:
         refuse_non_text(df, column, cfg, path)

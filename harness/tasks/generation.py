@@ -17,6 +17,7 @@ class Generation(PromptTask):
     name = "generation"
     answers: list[str] = []
     scoring = "generating answers"
+    completes_conversations = True  # task.messages_column: the last assistant turn is the answer
 
     def texts_to_keep(self, kept: dict) -> dict:
         """What the model wrote for each test example, beside its reference, as stored arrays."""

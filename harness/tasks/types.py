@@ -72,6 +72,7 @@ class TaskType:
     # model_inputs), e.g. for per-example conditioning (HyperLoRA's task ids).
     sequences_per_example: bool = False
     causal_lm = False  # scored by a causal LM's own output layer (no classification head)
+    completes_conversations = False  # trains on chat conversations' last assistant turns (task.messages_column)
     # Whether label_names are class names a file writes (not answers, not choice positions).
     named_classes = False
     peft_task_type = "SEQ_CLS"  # peft's task type for adapters on this type's model

@@ -24,10 +24,9 @@ import random
 import time
 from pathlib import Path
 
-# Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's datasheets, matched in this
-# order against torch.cuda.get_device_name() (the first pattern contained in the name wins, so a
-# name another contains comes after it: "L40" before "L4"). None: a card with no datasheet figure
-# (the A10G, AWS's variant of the A10), whose peak is measured.
+# Dense (no sparsity) bf16 tensor-core peaks in TFLOP/s from NVIDIA's datasheets, matched in this order
+# against torch.cuda.get_device_name(): the first pattern in the name wins ("L40" before "L4"); None:
+# no datasheet figure (the A10G, AWS's A10), so the peak is measured.
 DATASHEET_BF16_TFLOPS: tuple[tuple[str, float | None], ...] = (
     ("H100 PCIe", 756.0), ("H100 NVL", 835.0), ("H100", 989.4), ("H200 NVL", 835.0), ("H200", 989.4),
     ("A100", 312.0), ("L40S", 362.1), ("L40", 181.0), ("L4", 121.0), ("A10G", None), ("A10", 125.0),
