@@ -14,7 +14,7 @@ import torch
 
 from harness.models.load import load_model
 from harness.tasks import Split
-from harness.tasks.conversations import split_conversation
+from harness.tasks.conversations import Unusable, fit_turns, split_conversation
 from harness.tasks.data import TaskDataError
 from harness.tasks.generation import Generation
 from harness.tasks.scoring.lm import IGNORE
@@ -57,21 +57,44 @@ def test_openai_and_sharegpt_turns_split_into_prompt_and_completion():
     assert split_conversation(parquet, "row 1")[1] == "a"
 
 
+def test_openai_variants_are_read_as_they_are_meant():
+    parts = [{"role": "developer", "content": "be brief"},  # OpenAI's newer name for the system turn
+             {"role": "user", "content": [{"type": "text", "text": "two plus "}, {"type": "text", "text": "two?"}]},
+             {"role": "assistant", "content": 4, "weight": 1}]
+    assert split_conversation(parts, "row 1") == (turns(("system", "be brief"), ("user", "two plus two?")), "4")
+    as_text = json.dumps(turns(("user", "q"), ("assistant", "a")))  # a CSV or Parquet export's cell
+    assert split_conversation(as_text, "row 1") == (turns(("user", "q")), "a")
+
+
 @pytest.mark.parametrize("value, needle", [
-    (turns(("user", "q")), "row 3 ends with a user turn; its last turn must be the assistant's"),
-    (turns(("user", "q"), ("assistant", " ")), "row 3 ends with an empty assistant turn"),
-    (turns(("user", "q"), ("tool", "x"), ("assistant", "a")), "row 3, turn 2 has role 'tool'; allowed: system, user"),
-    ([{"role": "user", "content": [{"type": "text", "text": "q"}]}, {"role": "assistant", "content": "a"}],
-     "row 3, turn 1 has content of type list; a turn's content must be text"),
+    (turns(("user", "q"), ("tool", "x"), ("assistant", "a")),
+     "row 3, turn 2 has role 'tool'; allowed: system, developer, user, assistant"),
+    ([{"role": "user", "content": [{"type": "image_url", "image_url": {"url": "x"}}]}, {"role": "assistant", "content": "a"}],
+     "row 3, turn 1 has a content part of type 'image_url'; only text parts are read"),
+    ([{"role": "user", "content": None}, {"role": "assistant", "content": "a"}],
+     "row 3, turn 1 has no content; a turn's content must be text"),
     (turns(("user", "q"), ("system", "s"), ("assistant", "a")), "row 3, turn 2 is a system turn; a system turn may only come first"),
-    (turns(("system", "s"), ("assistant", "a")), "row 3 has no user turn before its last assistant turn"),
-    ('[{"role": "user", "content": "q"}]', "row 3 holds text, not a list of turns"),
+    ("the film was good", "row 3 holds text, not a list of turns"),
+    ("[{'role': 'user'}]", "row 3 is not valid JSON: Expecting property name"),
     ([{"speaker": "x"}], "row 3, turn 1 has keys ['speaker']; a turn has role and content"),
     ([], "row 3 is not a non-empty list of turns"),
 ])
 def test_what_is_not_a_conversation_is_refused_naming_its_row_and_turn(value, needle):
-    with pytest.raises(TaskDataError, match="^" + needle.replace("(", r"\(").replace(")", r"\)")
-                                            .replace("[", r"\[").replace("]", r"\]").replace("?", r"\?")):
+    with pytest.raises(TaskDataError) as err:
+        split_conversation(value, "row 3")
+    assert str(err.value).startswith(needle), str(err.value)
+
+
+@pytest.mark.parametrize("value, reason", [
+    (turns(("user", "q")), "ending with a user turn"),
+    (turns(("user", "q"), ("assistant", " ")), "ending with an empty assistant turn"),
+    ([{"role": "user", "content": "q"}, {"role": "assistant", "content": "a", "weight": 0}],
+     "whose last assistant turn has weight 0"),
+    (turns(("system", "s"), ("assistant", "a")), "without a user turn right before the last assistant turn"),
+    (turns(("user", "q"), ("assistant", "a"), ("assistant", "b")), "without a user turn right before"),
+])
+def test_a_conversation_with_nothing_to_train_on_is_unusable_not_an_error(value, reason):
+    with pytest.raises(Unusable, match="^" + reason):
         split_conversation(value, "row 3")
 
 
@@ -187,3 +210,67 @@ def test_a_parquet_file_of_conversations_reads_as_jsonl_does(tmp_path, chat_tok)
     frame = select_columns(read_table(tmp_path / "chat.parquet", cfg), cfg, tmp_path / "chat.parquet")
     assert list(frame["label"]) == [r["messages"][-1]["content"] for r in rows]
     assert [json.loads(t) for t in frame["text"]] == [r["messages"][:-1] for r in rows]
+
+
+def test_unusable_conversations_are_left_out_and_counted_and_a_file_of_none_is_refused(tmp_path):
+    from harness.tasks.load import load_rows
+
+    rows = _conversations(tmp_path / "chat.jsonl", 12)
+    rows += [{"messages": turns(("user", "unanswered"))}] * 2 + [{"messages": turns(("user", "q"), ("assistant", ""))}]
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
+    cfg = compose_config(["task=jsonl", f"task.data_path={tmp_path / 'chat.jsonl'}", "task.task_type=generation",
+                          "task.messages_column=messages"]).task
+    frame = load_rows(cfg)
+    assert len(frame) == 12 and frame.attrs["dropped"] == {"conversation(s) ending with a user turn": 2,
+                                                           "conversation(s) ending with an empty assistant turn": 1}
+    (tmp_path / "chat.jsonl").write_text("\n".join(json.dumps(r) for r in rows[12:]))
+    with pytest.raises(TaskDataError, match="no conversation of .* ends with an assistant turn after a user turn: "
+                                            "2 conversation.s. ending with a user turn, 1 conversation"):
+        load_rows(cfg)
+
+
+def test_a_template_that_refuses_a_conversation_names_its_opening(chat_tok):
+    strict = ("{% for m in messages %}{% if m['role'] == 'system' %}{{ raise_exception('no system role') }}"
+              "{% endif %}{{ m['content'] }} {% endfor %}")
+    template, chat_tok.chat_template = chat_tok.chat_template, strict
+    try:
+        with pytest.raises(TaskDataError, match="refuses the conversation that begins 'how many legs' "
+                                                r"\(roles \['system', 'user'\]\): no system role"):
+            _kind().render(chat_tok, json.dumps(turns(("system", "s"), ("user", "how   many\nlegs"))))
+    finally:
+        chat_tok.chat_template = template
+
+
+def test_a_system_turn_that_leaves_no_room_goes_last(chat_tok):
+    prompt = turns(("system", "you are " + "very " * 20 + "helpful"), ("user", "q"))
+    enc = _kind().encode_examples(Split([json.dumps(prompt)], ["ok"]), chat_tok, 32, "tail")
+    text = chat_tok.decode(enc.examples[0]["input_ids"][:enc.examples[0]["n_prompt"]], skip_special_tokens=True)
+    assert enc.n_truncated == 1 and text == "user q assistant" and len(enc.examples[0]["input_ids"]) <= 32
+
+
+def test_fitting_a_long_conversation_renders_it_a_few_times_not_once_per_turn():
+    history = [("user", f"q{i}") if i % 2 == 0 else ("assistant", f"a{i}") for i in range(400)]
+    conversation, calls = turns(*history, ("user", "last")), []
+
+    def length(kept):
+        calls.append(len(kept))
+        return 3 * len(kept)
+
+    kept, dropped = fit_turns(conversation, length, 2, 62)  # room for 20 turns of 3 tokens
+    assert dropped and len(kept) == 19 and kept[0]["role"] == "user" and kept[-1]["content"] == "last"
+    assert len(calls) <= 9  # a binary search over 201 places to start
+
+
+def test_a_sub_task_of_a_multi_task_run_is_checked_as_a_task_is(tmp_path):
+    from harness.config import ConfigError
+
+    _conversations(tmp_path / "chat.jsonl")
+    base = ["model=tiny_bert", "trainer=smoke", "task=multi_synthetic"]
+    sub = ["task.subtasks.sentiment.loader=jsonl", f"task.subtasks.sentiment.data_path={tmp_path / 'chat.jsonl'}",
+           "task.subtasks.sentiment.messages_column=messages"]
+    with pytest.raises(ConfigError, match="task.messages_column trains on each conversation's last assistant turn: "
+                                          "set task.task_type=generation, got single_label"):
+        validate(compose_config([*base, *sub]))
+    with pytest.raises(ConfigError, match="task.subtasks.sentiment: a multi-task run trains one classification head "
+                                          "over its sub-tasks' labels; task.task_type=generation is a prompt task"):
+        validate(compose_config([*base, *sub, "task.subtasks.sentiment.task_type=generation"]))

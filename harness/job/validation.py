@@ -43,9 +43,17 @@ def check_run(run: RunConfig) -> RunConfig:
     method = run.method
     METHODS.check(builder_name(method), key="method.builder" if method.builder else "method.name")
     spec = METHODS.get(builder_name(method))
-    for task in [run.task, *getattr(run.task, "subtasks", {}).values()]:
+    subtasks = getattr(run.task, "subtasks", {})
+    for task in [run.task, *subtasks.values()]:
         TASK_LOADERS.check(task.loader, key="task.loader")
         TASK_TYPES.check(task.task_type, key="task.task_type")
+        check(task.messages_column is None or TASK_TYPES.get(task.task_type).completes_conversations,
+              f"task.messages_column trains on each conversation's last assistant turn: set "
+              f"task.task_type=generation, got {task.task_type}")
+    for name, task in subtasks.items():  # one classification head over the sub-tasks' labels
+        check(not TASK_TYPES.get(task.task_type).causal_lm,
+              f"task.subtasks.{name}: a multi-task run trains one classification head over its sub-tasks' "
+              f"labels; task.task_type={task.task_type} is a prompt task, which it cannot hold")
     TRACKERS.check(run.tracker.name, key="tracker")
 
     four_bit = run.quant.load_in_4bit
@@ -92,9 +100,6 @@ def check_language_model(run: RunConfig, spec) -> None:
           f"method={run.method.name} brings its own optimizer; trainer.optimizer must be adamw "
           f"(got {optimizer})")
     check_packing(run)
-    check(run.task.messages_column is None or TASK_TYPES.get(run.task.task_type).completes_conversations,
-          f"task.messages_column trains on each conversation's last assistant turn: set "
-          f"task.task_type=generation, got {run.task.task_type}")
     check(run.trainer.loss_chunk_tokens is None or TASK_TYPES.get(run.task.task_type).causal_lm,
           f"trainer.loss_chunk_tokens chunks a causal language model's loss over its vocabulary: it needs "
           f"a prompt task (task.task_type generation or choice); got task.task_type={run.task.task_type}")

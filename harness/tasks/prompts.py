@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 
 from harness.tasks.answers import final_answer
-from harness.tasks.conversations import fit_turns, turns_of
+from harness.tasks.conversations import conversation_prompts, render_conversation, turns_of
 from harness.tasks.types import TaskType
 
 IGNORE = -100
@@ -98,23 +98,8 @@ class PromptTask(TaskType):
         return tokenizer(prompt)["input_ids"]
 
     def render_turns(self, tokenizer, turns: list[dict]) -> list[int]:
-        """A conversation's prompt turns (``task.system_prompt`` first where it has no system
-        turn), rendered by the chat template up to the opening of the assistant's turn."""
-        from harness.tasks.data import TaskDataError
-
-        if not self.uses_chat(tokenizer):
-            raise TaskDataError(f"task.messages_column: conversations are rendered by the tokenizer's chat "
-                                f"template, and {getattr(tokenizer, 'name_or_path', '') or 'this tokenizer'} "
-                                f"has none; use an instruction-tuned model's tokenizer")
-        if self.system and turns[0]["role"] != "system":
-            turns = [{"role": "system", "content": self.system}, *turns]
-        try:
-            rendered = tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
-        except Exception as exc:  # noqa: BLE001 - the template's own refusal (jinja2), in one line
-            raise TaskDataError(f"the chat template of {getattr(tokenizer, 'name_or_path', 'the tokenizer')} "
-                                f"refuses a conversation ({[t['role'] for t in turns][:8]}): "
-                                f"{(str(exc).splitlines() or [''])[0][:200]}") from None
-        return tokenizer(rendered, add_special_tokens=False)["input_ids"]
+        """A conversation's prompt turns through the chat template (:mod:`harness.tasks.conversations`)."""
+        return render_conversation(self, tokenizer, turns)
 
     def uses_chat(self, tokenizer) -> bool:
         return bool(self.chat and getattr(tokenizer, "chat_template", None))
@@ -143,7 +128,7 @@ class PromptTask(TaskType):
         from harness.tasks.cutting import cut_texts
 
         if self.conversation:
-            return self._conversation_prompts(tokenizer, texts, room, max_length, strategy, lost)
+            return conversation_prompts(self, tokenizer, texts, room, max_length, strategy, lost)
         overhead = len(self.render(tokenizer, ""))
         out, n_cut = [], 0
         for text, answer in zip(texts, room):
@@ -161,37 +146,6 @@ class PromptTask(TaskType):
                 budget -= max(1, len(ids) + answer - max_length)
             out.append(ids)
             n_cut += cut
-        return out, n_cut
-
-    def _conversation_prompts(self, tokenizer, texts, room, max_length, strategy, lost):
-        """:meth:`prompts` for conversations: the earliest turns dropped first (a system turn
-        kept), then the last user turn's text cut from ``strategy``'s side."""
-        from harness.tasks.data import TaskDataError
-        from harness.tasks.cutting import cut_texts
-
-        out, n_cut = [], 0
-        for text, answer in zip(texts, room):
-            turns = turns_of(text)
-            ids = self.render_turns(tokenizer, turns)
-            if len(ids) + answer <= max_length:
-                out.append(ids)
-                continue
-            if lost is not None:
-                lost.append(len(ids) + answer - max_length)
-            turns, _ = fit_turns(turns, lambda t: len(self.render_turns(tokenizer, t)), answer, max_length)
-            ids, last = self.render_turns(tokenizer, turns), turns[-1]
-            overhead = len(self.render_turns(tokenizer, [*turns[:-1], {**last, "content": ""}]))
-            budget = max_length - overhead - answer
-            if len(ids) + answer > max_length and budget < 1:
-                raise TaskDataError(f"an answer of {answer} tokens leaves no room for the last {last['role']} "
-                                    f"turn in task.max_length={max_length} (the template and the turns kept "
-                                    f"take {overhead}); raise task.max_length")
-            while len(ids) + answer > max_length and budget >= 1:  # re-cut at the template's seams
-                kept, _ = cut_texts([last["content"]], tokenizer, budget, strategy)
-                ids = self.render_turns(tokenizer, [*turns[:-1], {**last, "content": kept[0]}])
-                budget -= max(1, len(ids) + answer - max_length)
-            out.append(ids)
-            n_cut += 1
         return out, n_cut
 
     def pad_id(self, tokenizer) -> int:
