@@ -145,3 +145,40 @@ def test_odd_patterns_and_number_lists_do_not_hang_or_merge():
     assert final_answer("x = 5", r"=\s*(\d+)?|x") == "5"
     assert final_answer("#### 3,5", PATTERN) == "3,5" and final_answer("#### 2 3", PATTERN) == "2 3"
     assert final_answer("#### 12,345.50", PATTERN) == "12345.5"
+
+
+def chat_copy(root):
+    """<root>/HuggingFaceH4/no_robots in the hub repo's layout: Parquet files per split under data/
+    with prompt, prompt_id, messages (role/content turns) and category columns."""
+    import datasets
+
+    repo = root / "HuggingFaceH4" / "no_robots"
+    (repo / "data").mkdir(parents=True)
+    (repo / "README.md").write_text("---\nlicense: cc-by-nc-4.0\nconfigs:\n- config_name: default\n  data_files:\n"
+                                    "  - split: train\n    path: data/train-*\n  - split: test\n    path: data/test-*\n---\n")
+    for split, n in (("train", 20), ("test", 6)):
+        messages = [[{"role": "system", "content": "be brief"}] * (i % 2)
+                    + [{"role": "user", "content": f"what is {i} plus one"}, {"role": "assistant", "content": str(i + 1)}]
+                    for i in range(n)]
+        messages[0] = messages[0][:-1]  # a conversation that ends with the user: left out, counted
+        data = {"prompt": [m[-1]["content"] for m in messages], "prompt_id": [str(i) for i in range(n)],
+                "messages": messages, "category": ["Chat"] * n}
+        datasets.Dataset.from_dict(data).to_parquet(str(repo / "data" / f"{split}-00000-of-00001.parquet"))
+    return root
+
+
+def test_hub_chat_conversations_are_read_by_their_messages_column(tmp_path):
+    root = chat_copy(tmp_path)
+    splits = ("task.hub_splits={train: {dataset: HuggingFaceH4/no_robots, split: train}, "
+              "test: {dataset: HuggingFaceH4/no_robots, subset: null, split: test}}")
+    chat = ["task.messages_column=messages", "task.answer_pattern=null", "task.prompt_template=null",
+            "task.chat_template=true", "task.answer_prefix=''"]
+    cfg = task(root, splits, *chat)
+    data = load_task(cfg)
+    assert data.dropped == {"conversation(s) ending with a user turn": 2}
+    assert len(data.test.texts) == 5 and data.test.labels == [str(i + 1) for i in range(1, 6)]
+    first = json.loads(data.test.texts[0])
+    assert first == [{"role": "system", "content": "be brief"}, {"role": "user", "content": "what is 1 plus one"}]
+    assert data.type.conversation
+    with pytest.raises(TaskDataError, match=r"column\(s\) \['turns'\] not in HuggingFaceH4/no_robots:train"):
+        load_task(task(root, splits, *chat, "task.messages_column=turns"))

@@ -113,8 +113,9 @@ class TaskConfig:
             check(groups <= 1, f"task.answer_pattern must have at most one group (the answer), "
                                f"got {groups}: {self.answer_pattern!r}")
         if self.messages_column is not None:
-            check(self.loader in FILE_LOADERS, f"task.messages_column reads a file of conversations (task=csv, "
-                                               f"jsonl or parquet), not task {self.name} (loader {self.loader})")
+            check(self.loader in (*FILE_LOADERS, "hub"), f"task.messages_column reads conversations from a file "
+                                                         f"(task=csv, jsonl or parquet) or the hub (loader: hub), "
+                                                         f"not task {self.name} (loader {self.loader})")
             for key in ("prompt_template", "text_columns", "label_words"):
                 check(not getattr(self, key), f"task.{key} applies to a text column, not to conversations "
                                               f"(task.messages_column); leave it unset")

@@ -101,6 +101,27 @@ def split_conversation(value, where: str) -> tuple[list[dict], str]:
     return [{"role": t["role"], "content": t["content"]} for t in turns[:-1]], last["content"]
 
 
+def conversation_rows(values, task: str, where: str) -> tuple[list, list, dict]:
+    """Each conversation's prompt turns (as JSON) and completion, None for one with nothing to
+    train on, and how many of those by reason; TaskDataError naming the row (``row N of where``)
+    of one that is not a conversation, or if none is usable."""
+    texts, labels, unusable = [], [], {}
+    for position, value in enumerate(values):
+        try:
+            prompt, answer = split_conversation(value, f"{task}: row {position + 1} of {where}")
+        except Unusable as why:  # left out and counted, as rows without a text or label are
+            unusable[f"conversation(s) {why}"] = unusable.get(f"conversation(s) {why}", 0) + 1
+            texts.append(None)
+            labels.append(None)
+            continue
+        texts.append(json.dumps(prompt, ensure_ascii=False))
+        labels.append(answer)
+    if len(unusable) and not any(t is not None for t in texts):
+        raise TaskDataError(f"{task}: no conversation of {where} ends with an assistant turn after a "
+                            f"user turn: {', '.join(f'{n} {why}' for why, n in unusable.items())}")
+    return texts, labels, unusable
+
+
 def read_conversations(df, cfg, path):
     """The file's rows as ``text`` (the prompt turns, as JSON) and ``label`` (the completion)."""
     import pandas as pd
@@ -110,20 +131,7 @@ def read_conversations(df, cfg, path):
         if column is not None and column not in df.columns:
             raise TaskDataError(f"task {cfg.name}: column(s) [{column!r}] not in {path}; its columns: "
                                 f"{[str(c)[:40] for c in list(df.columns)[:20]]} ({key})")
-    texts, labels, unusable = [], [], {}
-    for position, value in enumerate(df[cfg.messages_column]):
-        try:
-            prompt, answer = split_conversation(value, f"task {cfg.name}: row {position + 1} of {path}")
-        except Unusable as why:  # left out and counted, as rows without a text or label are
-            unusable[f"conversation(s) {why}"] = unusable.get(f"conversation(s) {why}", 0) + 1
-            texts.append(None)
-            labels.append(None)
-            continue
-        texts.append(json.dumps(prompt, ensure_ascii=False))
-        labels.append(answer)
-    if len(unusable) and not any(t is not None for t in texts):
-        raise TaskDataError(f"task {cfg.name}: no conversation of {path} ends with an assistant turn after a "
-                            f"user turn: {', '.join(f'{n} {why}' for why, n in unusable.items())}")
+    texts, labels, unusable = conversation_rows(df[cfg.messages_column], f"task {cfg.name}", str(path))
     keep = [t is not None for t in texts]
     out = pd.DataFrame({"text": texts, "label": labels}, index=df.index)[keep]
     out.attrs["dropped"] = unusable

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from harness.config import ConfigError, TaskConfig, register_task_schema
+from harness.tasks.conversations import conversation_rows
 from harness.tasks.data import TASK_LOADERS, TaskDataError
 from harness.tasks.localhub import cache_dir, check_repo, load_as_the_run_does, reason
 from harness.tasks.splits import SPLITS
@@ -36,6 +37,7 @@ class HubSplit:
     text_column: Optional[str] = None  # the prompt (null: task.text_column)
     label_column: Optional[str] = None  # the completion (null: task.label_column)
     revision: Optional[str] = None  # a commit, tag or branch of the dataset (null: main)
+    messages_column: Optional[str] = None  # conversations (task.messages_column set): this split's column
 
 
 @dataclass
@@ -99,7 +101,7 @@ def _where(src: HubSplit) -> str:
     return f"{src.dataset}{'/' + src.subset if src.subset else ''}:{src.split}"
 
 
-def _read(cfg, name: str, src: HubSplit) -> tuple[pd.DataFrame, str]:
+def _read(cfg, name: str, src: HubSplit) -> tuple[pd.DataFrame, str, dict]:
     import datasets
 
     where = _where(src)
@@ -118,25 +120,39 @@ def _read(cfg, name: str, src: HubSplit) -> tuple[pd.DataFrame, str]:
         raise TaskDataError(f"task {cfg.name}: cannot read {where} for the {name} split: "
                             f"{reason(exc)}") from None
     text, label = src.text_column or cfg.text_column, src.label_column or cfg.label_column
-    absent = [c for c in (text, label) if c not in ds.column_names]
+    chat = src.messages_column or cfg.messages_column
+    absent = [c for c in ((chat,) if cfg.messages_column else (text, label)) if c not in ds.column_names]
     if absent:
         raise TaskDataError(f"task {cfg.name}: column(s) {absent} not in {where} "
                             f"(task.hub_splits.{name}); its columns: {ds.column_names[:20]}")
     if ds.num_rows == 0:
         raise TaskDataError(f"task {cfg.name}: {where} has no rows (task.hub_splits.{name})")
+    if cfg.messages_column:  # chat conversations (harness.tasks.conversations); unusable ones: None
+        texts, labels, unusable = conversation_rows(ds.select_columns([chat]).to_pandas()[chat],
+                                                    f"task {cfg.name}", f"{where} (task.hub_splits.{name})")
+        return pd.DataFrame({"text": texts, "label": labels, "split": name}), source, unusable
     frame = ds.select_columns([text, label]).to_pandas()
-    return pd.DataFrame({"text": frame[text], "label": frame[label], "split": name}), source
+    return pd.DataFrame({"text": frame[text], "label": frame[label], "split": name}), source, {}
+
+
+def _answer_column(cfg, src: HubSplit) -> str:
+    if cfg.messages_column:
+        return f"{src.messages_column or cfg.messages_column} (its last assistant turn)"
+    return src.label_column or cfg.label_column
 
 
 @TASK_LOADERS.register("hub", data_path="optional", data_source="hub", reads="folder", check=check_local)
 def load_hub(cfg) -> pd.DataFrame:
-    frames, sources = [], []
+    frames, sources, dropped = [], [], {}
     for name, src in cfg.splits().items():
-        frame, source = _read(cfg, name, src)
+        frame, source, unusable = _read(cfg, name, src)
         frames.append(frame)
         sources.append(f"{name}={source}")
+        for why, n in unusable.items():
+            dropped[why] = dropped.get(why, 0) + n
     out = pd.concat(frames, ignore_index=True)
-    dropped = {}
+    if cfg.messages_column:  # conversations with nothing to train on (counted in dropped)
+        out = out[out["text"].notna()]
     if cfg.max_chars:
         chars = out["text"].astype(str).str.len() + out["label"].astype(str).str.len()
         long = (chars > cfg.max_chars) & (out["split"] != "test")  # the test set stays whole
@@ -144,7 +160,7 @@ def load_hub(cfg) -> pd.DataFrame:
         if long.any():
             dropped[f"longer than task.max_chars={cfg.max_chars}"] = int(long.sum())
     starts = np.cumsum([0] + [len(f) for f in frames])  # rows are named per split (labels.row_of)
-    out.attrs["split_rows"] = {name: (int(start), f"{_where(src)}, column {src.label_column or cfg.label_column}")
+    out.attrs["split_rows"] = {name: (int(start), f"{_where(src)}, column {_answer_column(cfg, src)}")
                                for (name, src), start in zip(cfg.splits().items(), starts)}
     out.attrs["source"] = "; ".join(sources)
     out.attrs["dropped"] = dropped
