@@ -14,7 +14,8 @@ import torch
 
 from harness.models.load import load_model
 from harness.tasks import Split
-from harness.tasks.conversations import Unusable, fit_turns, split_conversation
+from harness.tasks.chat import fit_turns
+from harness.tasks.conversations import Unusable, split_conversation
 from harness.tasks.data import TaskDataError
 from harness.tasks.generation import Generation
 from harness.tasks.scoring.lm import IGNORE

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 
 from harness.tasks.answers import final_answer
-from harness.tasks.conversations import conversation_prompts, render_conversation, turns_of
+from harness.tasks.chat import conversation_prompts, render_conversation, turns_of
 from harness.tasks.types import TaskType
 
 IGNORE = -100
