@@ -275,3 +275,14 @@ def test_a_sub_task_of_a_multi_task_run_is_checked_as_a_task_is(tmp_path):
     with pytest.raises(ConfigError, match="task.subtasks.sentiment: a multi-task run trains one classification head "
                                           "over its sub-tasks' labels; task.task_type=generation is a prompt task"):
         validate(compose_config([*base, *sub, "task.subtasks.sentiment.task_type=generation"]))
+
+
+def test_the_cut_note_says_whole_turns_went_first(chat_tok):
+    from harness.tasks.encoding import cut_line, cut_summary
+
+    history = [("user", f"question {i}") if i % 2 == 0 else ("assistant", f"answer {i}") for i in range(12)]
+    enc = _kind().encode_examples(Split([json.dumps(turns(*history, ("user", "last")))], ["ok"]), chat_tok, 64, "tail")
+    line = cut_line(cut_summary({"train": enc}, 64, "tail", turns=True))
+    assert line.startswith("examples longer than task.max_length=64 were cut, each keeping its latest turns (the "
+                           "earliest dropped whole first) and the end of its last turn (task.truncation=tail): train 1 of 1")
+    assert "turns" not in cut_summary({"train": enc}, 64, "tail")  # a plain task's details as they were

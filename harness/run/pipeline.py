@@ -91,7 +91,7 @@ def setup(cfg: RunConfig, device: torch.device, parallel: Parallel | None = None
     strategy = task_truncation(cfg.task)
     encoded = {name: encode_cached(getattr(data, name), tok, cfg.task.max_length,
                                    strategy, folder, kind) for name in SPLITS}
-    line = cut_line(cut_summary(encoded, cfg.task.max_length, strategy))
+    line = cut_line(cut_summary(encoded, cfg.task.max_length, strategy, getattr(kind, "conversation", False)))
     if line and rank() == 0 and not already_noted(cfg.task.name, cfg.model.name, line):  # said once per command
         print(f"[harness] note: task {cfg.task.name}: {line}", flush=True)
     kind.prepare(tok, encoded["train"].examples)

@@ -35,7 +35,8 @@ def record_fields(s: "Setup", cfg: RunConfig, trained: "TrainResult", tested: "T
                "bf16_autocast": s.use_bf16, "group_by_length": cfg.trainer.group_by_length,
                "packing": cfg.trainer.packing, "compile": cfg.trainer.compile,
                "dropout_rng": cfg.trainer.dropout_rng.value,
-               "truncation": cut_summary(s.encoded, cfg.task.max_length, task_truncation(cfg.task)),
+               "truncation": cut_summary(s.encoded, cfg.task.max_length, task_truncation(cfg.task),
+                                         getattr(s.kind, "conversation", False)),
                "in_train": s.data.in_train,
                **s.adapted.details()}
     return {

@@ -139,7 +139,7 @@ class DataCheck:
             raise TaskDataError(f"task {task.name} ({run_cfg.model.name}): {exc}") from None
         except Exception:  # noqa: BLE001 - the run reports what tokenizing here could not do
             return
-        line = cut_line(cut_summary(encoded, task.max_length, strategy))
+        line = cut_line(cut_summary(encoded, task.max_length, strategy, getattr(data.type, "conversation", False)))
         if line:
             self.notes.append(f"task {task.name} ({run_cfg.model.name}): {line}")
             self.cut_keys.append(note_key(task.name, run_cfg.model.name, line))

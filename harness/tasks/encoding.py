@@ -81,9 +81,10 @@ def encode_cached(split: Split, tokenizer, max_length: int, strategy: str, folde
 CUT_FLAG_SHARE = 0.05
 
 
-def cut_summary(encoded: dict[str, Encoded], max_length: int, strategy: str) -> dict:
+def cut_summary(encoded: dict[str, Encoded], max_length: int, strategy: str, turns: bool = False) -> dict:
     """Per split: examples, how many were cut and by how many tokens (median, largest), for the
-    run's details and the report; ``strategy`` is the side that was kept."""
+    run's details and the report; ``strategy`` is the side that was kept; ``turns``: the examples
+    are conversations, which lose whole turns first (:mod:`harness.tasks.chat`)."""
     import statistics
 
     splits = {}
@@ -92,7 +93,7 @@ def cut_summary(encoded: dict[str, Encoded], max_length: int, strategy: str) -> 
         splits[name] = {"examples": len(enc.examples), "cut": enc.n_truncated,
                         "tokens_cut_median": statistics.median(lost) if lost else 0,
                         "tokens_cut_max": max(lost, default=0)}
-    return {"max_length": max_length, "strategy": strategy, "splits": splits}
+    return {"max_length": max_length, "strategy": strategy, "splits": splits, **({"turns": True} if turns else {})}
 
 
 def cut_line(summary: dict) -> str | None:
@@ -106,8 +107,11 @@ def cut_line(summary: dict) -> str | None:
     median = max(s["tokens_cut_median"] for s in cut.values())
     most = max(s["tokens_cut_max"] for s in cut.values())
     flag = any(s["cut"] / max(s["examples"], 1) > CUT_FLAG_SHARE for s in cut.values())
+    kept = keeps.get(summary["strategy"], summary["strategy"])
+    if summary.get("turns"):  # conversations: whole turns go first
+        kept = f"its latest turns (the earliest dropped whole first) and {kept.replace('its', 'the')} of its last turn"
     return (f"examples longer than task.max_length={summary['max_length']} were cut, each keeping "
-            f"{keeps.get(summary['strategy'], summary['strategy'])} (task.truncation={summary['strategy']}): "
+            f"{kept} (task.truncation={summary['strategy']}): "
             f"{counts}; by {median:g} tokens (median) and at most {most}; task.max_length="
             f"{summary['max_length'] + most} would keep them whole"
             + (f". Over {CUT_FLAG_SHARE:.0%} of a split: the report flags this run" if flag else ""))
