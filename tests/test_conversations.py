@@ -178,6 +178,15 @@ def test_a_conversation_file_trains_through_the_run_and_keeps_each_reference(sto
     answers = load_answers(store_path)
     completions = {r["messages"][-1]["content"] for r in rows}
     assert len(answers) == row["n_test"] and set(answers["reference"]) <= completions
+    # the dashboard shows each test example's turns as a reader would write them, not their JSON
+    from harness.dashboard.data import StoreView
+    from harness.dashboard.examples import side, test_texts
+
+    view = StoreView(store_path)
+    stored = next(r.to_dict() for _, r in view.snapshot().raw.iterrows())
+    texts, why = test_texts(stored, side(stored, view.predictions([stored["run_id"]])[stored["run_id"]]).reference)
+    assert not why and len(texts) == row["n_test"]
+    assert all(t.startswith(("system: add\nuser: ", "user: ")) and " plus " in t for t in texts), texts[:3]
 
 
 @pytest.mark.parametrize("extra, needle", [

@@ -121,4 +121,8 @@ def test_texts(row: dict, reference: np.ndarray) -> tuple[list[str] | None, str]
             ways.append([repr(names[int(v)]) for v in reference.tolist()])
         if list(labels) not in ways:
             return None, "the test split read now is not the one the run was tested on (its labels differ)"
+    if task.get("messages_column"):  # a conversation's prompt turns, as a reader would write them
+        from harness.tasks.conversations import readable
+
+        texts = [readable(t) for t in texts]
     return list(texts), ""

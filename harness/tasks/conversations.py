@@ -154,3 +154,11 @@ def looks_like_conversations(values) -> bool:
         first = first.tolist()
     return (isinstance(first, (list, tuple)) and bool(first) and isinstance(first[0], dict)
             and ({"role", "content"} <= set(first[0]) or {"from", "value"} <= set(first[0])))
+
+
+def readable(text: str) -> str:
+    """A conversation's prompt turns (their JSON) as lines of ``role: content``, for display."""
+    try:
+        return "\n".join(f"{t['role']}: {t['content']}" for t in json.loads(text))
+    except (ValueError, TypeError, KeyError):
+        return text
