@@ -13,10 +13,6 @@ import json
 from harness.tasks.data import TaskDataError
 
 
-def turns_of(text: str) -> list[dict]:
-    return json.loads(text)
-
-
 def fit_turns(turns: list[dict], length, room: int, max_length: int) -> tuple[list[dict], bool]:
     """The latest turns that fit with an answer of ``room`` tokens (``length(turns)``: the
     rendered prompt's tokens): the earliest dropped first, a system turn kept, the rest starting
@@ -70,7 +66,7 @@ def conversation_prompts(task, tokenizer, texts, room, max_length, strategy, los
     out, n_cut = [], 0
     for text, answer in zip(texts, room):
         turns, capped = [], False
-        for turn in turns_of(text):
+        for turn in json.loads(text):
             content, cut = cap_chars(turn["content"], max_length, strategy)
             turns.append({**turn, "content": content})
             capped = capped or cut
@@ -85,27 +81,27 @@ def conversation_prompts(task, tokenizer, texts, room, max_length, strategy, los
         if ids is None and turns[0]["role"] == "system":  # the system turn alone leaves no room
             ids = _cut_last_turn(task, tokenizer, turns[1:], answer, max_length, strategy)
         if ids is None:
-                    raise TaskDataError(f"an answer of {answer} tokens leaves no room for the conversation "
+            raise TaskDataError(f"an answer of {answer} tokens leaves no room for the conversation "
                                 f"{_opening(turns)} in task.max_length={max_length}, even without its "
                                 f"earlier turns; raise task.max_length")
         out.append(ids)
         n_cut += 1
     return out, n_cut
 
+
 def _cut_last_turn(task, tokenizer, turns, answer, max_length, strategy) -> list[int] | None:
     """``turns`` rendered, the last one's text cut (from ``strategy``'s side) until they fit
     with an answer of ``answer`` tokens; None if the other turns and the template leave no room."""
-    from harness.tasks.cutting import cut_texts
+    from harness.tasks.cutting import cut_to_fit
 
     ids, last = render_conversation(task, tokenizer, turns), turns[-1]
-    overhead = len(render_conversation(task, tokenizer, [*turns[:-1], {**last, "content": ""}]))
-    budget = max_length - overhead - answer
+
+    def with_last(content: str) -> list[int]:
+        return render_conversation(task, tokenizer, [*turns[:-1], {**last, "content": content}])
+
     if len(ids) + answer <= max_length:
         return ids
+    budget = max_length - len(with_last("")) - answer
     if budget < 1:
         return None
-    while len(ids) + answer > max_length and budget >= 1:  # re-cut at the template's seams
-        kept, _ = cut_texts([last["content"]], tokenizer, budget, strategy)
-        ids = render_conversation(task, tokenizer, [*turns[:-1], {**last, "content": kept[0]}])
-        budget -= max(1, len(ids) + answer - max_length)
-    return ids
+    return cut_to_fit(ids, with_last, last["content"], tokenizer, answer, max_length, budget, strategy)[0]

@@ -43,6 +43,20 @@ def cap_chars(text: str, budget: int, strategy: str) -> tuple[str, bool]:
     return text[:cap] + " " + text[-cap:], bool(_VISIBLE.search(text, cap, len(text) - cap))
 
 
+def cut_to_fit(ids: list[int], render, text: str, tokenizer, room: int, max_length: int, budget: int,
+               strategy: str) -> tuple[list[int], bool]:
+    """A prompt's ``ids`` (``render(text)``) made again from ``text`` cut to ``budget`` tokens from
+    ``strategy``'s side, the budget shrinking by what the template's seams add, until they fit
+    with an answer of ``room`` tokens in ``max_length`` (or the budget runs out); and whether
+    the text was cut."""
+    cut = False
+    while len(ids) + room > max_length and budget >= 1:
+        kept, _ = cut_texts([text], tokenizer, budget, strategy)
+        ids, cut = render(kept[0]), True
+        budget -= max(1, len(ids) + room - max_length)
+    return ids, cut
+
+
 def cut_texts(texts: list[str], tokenizer, budget: int, strategy: str,
               lost: list[int] | None = None) -> tuple[list[str], int]:
     """Shorten every text longer than ``budget`` tokens; return the texts and how many were cut

@@ -99,7 +99,7 @@ def cut_summary(encoded: dict[str, Encoded], max_length: int, strategy: str, tur
 def cut_line(summary: dict) -> str | None:
     """One console line on what was cut, split by split, by how much and what to do; None when
     nothing was."""
-    keeps = {"head": "its start", "tail": "its end", "head_tail": "its start and end"}
+    sides = {"head": "start", "tail": "end", "head_tail": "start and end"}
     cut = {name: s for name, s in summary["splits"].items() if s["cut"]}
     if not cut:
         return None
@@ -107,9 +107,9 @@ def cut_line(summary: dict) -> str | None:
     median = max(s["tokens_cut_median"] for s in cut.values())
     most = max(s["tokens_cut_max"] for s in cut.values())
     flag = any(s["cut"] / max(s["examples"], 1) > CUT_FLAG_SHARE for s in cut.values())
-    kept = keeps.get(summary["strategy"], summary["strategy"])
-    if summary.get("turns"):  # conversations: whole turns go first
-        kept = f"its latest turns (the earliest dropped whole first) and {kept.replace('its', 'the')} of its last turn"
+    side = sides.get(summary["strategy"], summary["strategy"])
+    kept = (f"its latest turns (the earliest dropped whole first) and the {side} of its last turn"
+            if summary.get("turns") else f"its {side}")  # conversations lose whole turns first
     return (f"examples longer than task.max_length={summary['max_length']} were cut, each keeping "
             f"{kept} (task.truncation={summary['strategy']}): "
             f"{counts}; by {median:g} tokens (median) and at most {most}; task.max_length="

@@ -33,7 +33,7 @@ from __future__ import annotations
 import json
 
 from harness.tasks.answers import final_answer
-from harness.tasks.chat import conversation_prompts, render_conversation, turns_of
+from harness.tasks.chat import conversation_prompts, render_conversation
 from harness.tasks.types import TaskType
 
 IGNORE = -100
@@ -88,7 +88,7 @@ class PromptTask(TaskType):
         """The prompt's token ids: the template, the chat template when on and available; a
         conversation's turns (:mod:`harness.tasks.conversations`) through the chat template."""
         if self.conversation:
-            return self.render_turns(tokenizer, turns_of(text))
+            return render_conversation(self, tokenizer, json.loads(text))
         prompt = self.template.replace("{text}", text) if self.template else text
         if self.uses_chat(tokenizer):
             turns = ([{"role": "system", "content": self.system}] if self.system else [])
@@ -96,10 +96,6 @@ class PromptTask(TaskType):
                                                      add_generation_prompt=True, tokenize=False)
             return tokenizer(rendered, add_special_tokens=False)["input_ids"]
         return tokenizer(prompt)["input_ids"]
-
-    def render_turns(self, tokenizer, turns: list[dict]) -> list[int]:
-        """A conversation's prompt turns through the chat template (:mod:`harness.tasks.conversations`)."""
-        return render_conversation(self, tokenizer, turns)
 
     def uses_chat(self, tokenizer) -> bool:
         return bool(self.chat and getattr(tokenizer, "chat_template", None))
@@ -125,7 +121,7 @@ class PromptTask(TaskType):
         answer of ``room`` tokens fits ``max_length``; and how many were cut (``lost``, when
         given, gets the tokens each cut prompt was over)."""
         from harness.tasks.data import TaskDataError
-        from harness.tasks.cutting import cut_texts
+        from harness.tasks.cutting import cut_to_fit
 
         if self.conversation:
             return conversation_prompts(self, tokenizer, texts, room, max_length, strategy, lost)
@@ -137,13 +133,11 @@ class PromptTask(TaskType):
                 raise TaskDataError(f"an answer of {answer} tokens leaves no room for the prompt in "
                                     f"task.max_length={max_length} (the template takes {overhead}); "
                                     f"raise task.max_length")
-            ids, cut = self.render(tokenizer, text), False
+            ids = self.render(tokenizer, text)
             if lost is not None and len(ids) + answer > max_length:
                 lost.append(len(ids) + answer - max_length)
-            while len(ids) + answer > max_length and budget >= 1:  # re-cut at the template's seams
-                kept, _ = cut_texts([text], tokenizer, budget, strategy)
-                ids, cut = self.render(tokenizer, kept[0]), True
-                budget -= max(1, len(ids) + answer - max_length)
+            ids, cut = cut_to_fit(ids, lambda t: self.render(tokenizer, t), text, tokenizer, answer, max_length,
+                                  budget, strategy)
             out.append(ids)
             n_cut += cut
         return out, n_cut

@@ -206,7 +206,7 @@ class PostgresStore(StoreReads):
 
     def __init__(self, url: str, create: bool = True) -> None:
         self.url, self.read_only = url, not create
-        self._columns: set[str] = set()  # the runs table's columns known to exist (none: ask)
+        self._known_columns: set[str] = set()  # the runs table's columns known to exist (none: ask)
         with self._connection(read=True) as conn:
             tables = _inspect(conn, url)
         if not create and "runs" not in tables:
@@ -219,7 +219,7 @@ class PostgresStore(StoreReads):
                     _create(conn, url)
                 except psycopg.Error as exc:  # e.g. no right to create or alter the tables
                     raise _failure(exc, url, "cannot prepare") from None
-            self._columns = set(FIELDS)  # columns are never dropped: no need to ask per run
+            self._known_columns = set(FIELDS)  # columns are never dropped: no need to ask per run
 
     @classmethod
     def check(cls, url: str) -> None:
@@ -265,7 +265,7 @@ class PostgresStore(StoreReads):
         names = list(row)
         with self._connection() as conn, conn.transaction():
             _lock_config(conn, row["config_hash"])
-            if set(names) - self._columns:  # a field declared since this store was opened
+            if set(names) - self._known_columns:  # a field declared since this store was opened
                 _add_missing_columns(conn, names)
             cur = conn.execute(f"INSERT INTO runs ({', '.join(names)}) VALUES ({', '.join(['%s'] * len(names))}) "
                                "ON CONFLICT (run_id) DO NOTHING",
