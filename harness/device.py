@@ -43,6 +43,20 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
+def cpu_model() -> str | None:
+    """The processor's name as /proc/cpuinfo gives it (Linux), e.g. "AMD EPYC 9R14"; None where
+    it names none. Numbers on one CPU and another may differ (a 4-bit base's bf16 kernels), and a
+    run's identity does not name the processor: its provenance and MFU peak cache do."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip() or None
+    except OSError:
+        pass
+    return None
+
+
 def autocast_kind(setting: str, device: str) -> str:
     """What ``trainer.autocast`` resolves to on ``device`` (a device kind): ``bf16`` or ``off``;
     ``auto`` on CUDA stays ``auto`` here (the GPU's support is read when the run starts, and the

@@ -9,6 +9,7 @@ import subprocess
 
 import torch
 
+from harness.device import cpu_model
 from harness.paths import PACKAGE_DIR
 
 PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "datasets", "evaluate",
@@ -40,20 +41,6 @@ def versions() -> dict:
         except importlib.metadata.PackageNotFoundError:
             out[name] = None
     return out
-
-
-def cpu_model() -> str | None:
-    """The processor's name as /proc/cpuinfo gives it (Linux), e.g. "AMD EPYC 9R14": numbers on
-    one CPU and another may differ (a 4-bit base's bf16 kernels), and the run's identity does not
-    name the processor."""
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip() or None
-    except OSError:
-        pass
-    return None
 
 
 def device_info(device: torch.device) -> dict:

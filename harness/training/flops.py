@@ -46,13 +46,9 @@ def device_name(device) -> str:
 
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    model = "cpu"
-    try:
-        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                      if line.startswith("model name")), "cpu")
-    except OSError:
-        pass
-    return f"{model} ({torch.get_num_threads()} threads)"
+    from harness.device import cpu_model
+
+    return f"{cpu_model() or 'cpu'} ({torch.get_num_threads()} threads)"
 
 
 def _cache() -> Path:
